@@ -1,0 +1,21 @@
+"""SpeechBERT: end-to-end spoken question answering on transformers' BERT (arXiv:1910.11559)."""
+
+from .configuration_speechbert import SpeechBertConfig
+from .feature_extraction_speechbert import SpeechBertFeatureExtractor
+from .modeling_speechbert import (
+    SpeechBertForPreTraining,
+    SpeechBertForQuestionAnswering,
+    SpeechBertModel,
+    SpeechBertPreTrainedModel,
+)
+from .processing_speechbert import SpeechBertProcessor
+
+__all__ = [
+    "SpeechBertConfig",
+    "SpeechBertFeatureExtractor",
+    "SpeechBertForPreTraining",
+    "SpeechBertForQuestionAnswering",
+    "SpeechBertModel",
+    "SpeechBertPreTrainedModel",
+    "SpeechBertProcessor",
+]

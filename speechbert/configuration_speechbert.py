@@ -1,0 +1,146 @@
+"""SpeechBERT configuration.
+
+SpeechBERT (Chuang, Liu, Lee and Lee, "SpeechBERT: An Audio-and-text Jointly Learned Language Model for End-to-end
+Spoken Question Answering", Interspeech 2020, arXiv:1910.11559) is a BERT whose input mixes text word pieces with one
+embedding per spoken word segment. This config is a `BertConfig` plus the audio front end, the RNN audio
+encoder/decoder and the pre-training loss weights.
+"""
+
+from huggingface_hub.dataclasses import strict
+from transformers import BertConfig
+
+# Every Auto class a SpeechBERT checkpoint answers to. transformers only writes the class that is being saved into
+# `auto_map`, so the config carries the whole map itself.
+SPEECHBERT_AUTO_MAP = {
+    "AutoConfig": "configuration_speechbert.SpeechBertConfig",
+    "AutoModel": "modeling_speechbert.SpeechBertModel",
+    "AutoModelForPreTraining": "modeling_speechbert.SpeechBertForPreTraining",
+    "AutoModelForQuestionAnswering": "modeling_speechbert.SpeechBertForQuestionAnswering",
+}
+
+RNN_TYPES = ("gru", "lstm")
+
+
+@strict
+class SpeechBertConfig(BertConfig):
+    r"""
+    All `BertConfig` arguments, plus:
+
+    sampling_rate (`int`, defaults to 16000): rate in Hz the audio must have.
+    num_mel_bins (`int`, defaults to 40): mel filters of the MFCC front end.
+    num_mfcc (`int`, defaults to 13): cepstral coefficients; with deltas and delta-deltas the frame has
+        `feature_size = 3 * num_mfcc` values.
+    feature_size (`int`, defaults to 39): size of one feature frame, must equal `3 * num_mfcc`.
+    window_ms, hop_ms (`float`, defaults to 25.0 and 10.0): analysis window and hop.
+    normalize_features (`bool`, defaults to `True`): per-utterance mean/variance normalisation of every feature.
+    max_frames_per_segment (`int`, defaults to 100): frames kept per word segment (1 s at a 10 ms hop); longer
+        segments keep their first frames.
+    audio_frame_stack (`int`, defaults to 1): consecutive frames stacked into one encoder step. Stacking k frames
+        divides the RNN's sequential steps by k.
+    audio_encoder_type (`"gru"` or `"lstm"`), audio_encoder_num_layers, audio_encoder_hidden_size,
+    audio_encoder_bidirectional: the RNN that turns a segment's frames into one `hidden_size` vector.
+    audio_decoder_type, audio_decoder_num_layers, audio_decoder_hidden_size: the RNN that reconstructs the frames
+        from that vector (pre-training only).
+    reconstruction_loss_weight, alignment_loss_weight, audio_mlm_loss_weight, text_mlm_loss_weight: weights of
+        the pre-training loss parts.
+    audio_token_id (`int`, defaults to 1): id in `input_ids` marking a position filled by an audio segment. 1 is
+        `[unused0]` in the uncased BERT vocabulary, so no embedding matrix needs resizing.
+    mask_token_id (`int`, defaults to 103): the `[MASK]` id; a masked audio segment is fed as its embedding.
+    """
+
+    model_type = "speechbert"
+
+    sampling_rate: int = 16000
+    num_mel_bins: int = 40
+    num_mfcc: int = 13
+    feature_size: int = 39
+    window_ms: float | int = 25.0
+    hop_ms: float | int = 10.0
+    normalize_features: bool = True
+    max_frames_per_segment: int = 100
+    audio_frame_stack: int = 1
+    audio_encoder_type: str = "gru"
+    audio_encoder_num_layers: int = 1
+    audio_encoder_hidden_size: int = 128
+    audio_encoder_bidirectional: bool = True
+    audio_decoder_type: str = "gru"
+    audio_decoder_num_layers: int = 1
+    audio_decoder_hidden_size: int = 128
+    reconstruction_loss_weight: float | int = 1.0
+    alignment_loss_weight: float | int = 1.0
+    audio_mlm_loss_weight: float | int = 1.0
+    text_mlm_loss_weight: float | int = 1.0
+    audio_token_id: int = 1
+    mask_token_id: int = 103
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self._check_audio_fields()
+        if getattr(self, "auto_map", None) is None:
+            self.auto_map = dict(SPEECHBERT_AUTO_MAP)
+        else:
+            # A Hub-loaded config may carry "repo--module.Class" names: keep them, add what is missing.
+            self.auto_map = {**SPEECHBERT_AUTO_MAP, **self.auto_map}
+
+    def _check_audio_fields(self):
+        # Raised as plain ValueError (not through @strict's class validators, which wrap it) so callers can catch it.
+        positive = (
+            "sampling_rate", "num_mel_bins", "num_mfcc", "feature_size", "window_ms", "hop_ms",
+            "max_frames_per_segment", "audio_frame_stack", "audio_encoder_num_layers", "audio_encoder_hidden_size",
+            "audio_decoder_num_layers", "audio_decoder_hidden_size",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or value <= 0:
+                raise ValueError(f"SpeechBertConfig.{name} must be a positive number, got {value!r}")
+        for name in ("reconstruction_loss_weight", "alignment_loss_weight", "audio_mlm_loss_weight",
+                     "text_mlm_loss_weight"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ValueError(f"SpeechBertConfig.{name} must be >= 0, got {value!r}")
+        if self.feature_size != 3 * self.num_mfcc:
+            raise ValueError(
+                f"SpeechBertConfig.feature_size must be 3 * num_mfcc = {3 * self.num_mfcc} (MFCC + delta + "
+                f"delta-delta), got {self.feature_size!r}"
+            )
+        if self.window_ms < self.hop_ms:
+            raise ValueError(
+                f"SpeechBertConfig.window_ms ({self.window_ms!r}) must be >= hop_ms ({self.hop_ms!r}) so frames "
+                "cover the audio"
+            )
+        for name in ("audio_encoder_type", "audio_decoder_type"):
+            value = getattr(self, name)
+            if value not in RNN_TYPES:
+                raise ValueError(f"SpeechBertConfig.{name} must be one of {RNN_TYPES}, got {value!r}")
+        for name in ("audio_token_id", "mask_token_id"):
+            value = getattr(self, name)
+            if not 0 <= value < self.vocab_size:
+                raise ValueError(
+                    f"SpeechBertConfig.{name} must be a vocabulary id in [0, {self.vocab_size}), got {value!r}"
+                )
+        if self.audio_token_id == self.mask_token_id:
+            raise ValueError(
+                f"SpeechBertConfig.audio_token_id ({self.audio_token_id}) must differ from mask_token_id"
+            )
+        if self.pad_token_id is not None and self.audio_token_id == self.pad_token_id:
+            raise ValueError(
+                f"SpeechBertConfig.audio_token_id ({self.audio_token_id}) must differ from pad_token_id"
+            )
+
+    def feature_extractor_kwargs(self) -> dict:
+        """The front-end settings a matching `SpeechBertFeatureExtractor` is built with."""
+        return {
+            "sampling_rate": self.sampling_rate,
+            "num_mel_bins": self.num_mel_bins,
+            "num_mfcc": self.num_mfcc,
+            "feature_size": self.feature_size,
+            "window_ms": self.window_ms,
+            "hop_ms": self.hop_ms,
+            "normalize_features": self.normalize_features,
+            "max_frames_per_segment": self.max_frames_per_segment,
+        }
+
+
+SpeechBertConfig.register_for_auto_class()
+
+__all__ = ["SpeechBertConfig", "SPEECHBERT_AUTO_MAP"]

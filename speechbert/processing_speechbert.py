@@ -1,0 +1,286 @@
+"""SpeechBERT processor: a question's word pieces + a spoken passage's word segments -> model inputs, and back.
+
+Layout of every window: `[CLS] question [SEP] a_1 ... a_k [SEP]`, token types 0 then 1, one audio position
+(`audio_token`) per word segment. A passage with more segments than fit in `max_length` is cut into windows that
+overlap by `stride` segments, as `run_qa.py` does with `doc_stride`; `overflow_to_sample_mapping` says which example a
+window comes from and `segment_index` which segment each position holds (-1 for text and padding).
+"""
+
+import numpy as np
+from transformers import BatchFeature
+from transformers.processing_utils import ProcessorMixin
+
+
+class SpeechBertProcessor(ProcessorMixin):
+    r"""
+    Args:
+        feature_extractor (`SpeechBertFeatureExtractor`): audio + word segments -> per-segment frames.
+        tokenizer (a BERT tokenizer): the question's word pieces.
+        audio_token (`str`, defaults to `"[unused0]"`): the vocabulary token whose id marks audio positions; it must
+            match the model's `config.audio_token_id`.
+    """
+
+    def __init__(self, feature_extractor, tokenizer, audio_token="[unused0]", **kwargs):
+        self.audio_token = audio_token
+        super().__init__(feature_extractor, tokenizer, **kwargs)
+        self.audio_token_id = self.tokenizer.convert_tokens_to_ids(audio_token)
+        if self.audio_token_id is None or self.audio_token_id == self.tokenizer.unk_token_id:
+            raise ValueError(f"audio_token {audio_token!r} is not in the tokenizer's vocabulary")
+
+    # ------------------------------------------------------------------ encoding
+    def __call__(
+        self,
+        question=None,
+        audio=None,
+        word_segments=None,
+        sampling_rate=None,
+        words=None,
+        answer_times=None,
+        max_length=384,
+        stride=128,
+        max_question_length=64,
+        padding="longest",
+        return_tensors=None,
+        **kwargs,
+    ) -> BatchFeature:
+        r"""
+        Args:
+            question (`str` or `list[str]`): the question(s), one per passage.
+            audio: one mono 16 kHz waveform or a list of them.
+            word_segments: (start, end) seconds of each spoken word of the passage, or a list of such lists.
+            sampling_rate (`int`): rate of `audio`; must match the feature extractor's.
+            words (*optional*): the passage words, one per segment (or a list of such lists). Checked against the
+                segments and turned into `audio_word_ids` (first word piece of each word, per window segment), the
+                target of the alignment and audio MLM losses.
+            answer_times (*optional*): `(start_s, end_s)` of the answer (or a list, one per example). Adds
+                `start_positions` / `end_positions`: the audio positions of the first and last answer segment, or 0
+                (`[CLS]`) in a window that does not hold the whole answer.
+            max_length (`int`): tokens per window, special tokens included.
+            stride (`int`): segments shared by consecutive windows of one passage.
+            max_question_length (`int`): question word pieces kept (the rest is cut).
+            padding (`"longest"` or `"max_length"`): pad windows to the longest one or to `max_length`.
+
+        Returns:
+            `BatchFeature` with `input_ids`, `token_type_ids`, `attention_mask`, `audio_features`,
+            `audio_feature_lengths`, `segment_index`, `segment_times` (start/end seconds per position, -1 elsewhere),
+            `overflow_to_sample_mapping`, and `audio_word_ids` / `start_positions` / `end_positions` when asked for.
+        """
+        if kwargs:
+            raise TypeError(f"unexpected arguments {sorted(kwargs)}")
+        if question is None or audio is None or word_segments is None:
+            raise ValueError("question, audio and word_segments are all required")
+        if padding not in ("longest", "max_length"):
+            raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
+        batched = not isinstance(question, str)
+        questions = list(question) if batched else [question]
+        audios = list(audio) if batched else [audio]
+        segments = list(word_segments) if batched else [word_segments]
+        word_lists = (list(words) if batched else [words]) if words is not None else None
+        answers = (list(answer_times) if batched else [answer_times]) if answer_times is not None else None
+        for name, values in (("audio", audios), ("word_segments", segments), ("words", word_lists),
+                             ("answer_times", answers)):
+            if values is not None and len(values) != len(questions):
+                raise ValueError(f"got {len(questions)} questions but {len(values)} entries in {name}")
+        for i, q in enumerate(questions):
+            if not isinstance(q, str) or not q.strip():
+                raise ValueError(f"question {i} is empty: expected a non-empty string, got {q!r}")
+        if word_lists is not None:
+            for i, (w, s) in enumerate(zip(word_lists, segments)):
+                if len(w) != len(s):
+                    raise ValueError(f"example {i} has {len(s)} word segments but {len(w)} words: one word per segment")
+
+        question_ids = self.tokenizer(questions, add_special_tokens=False)["input_ids"]
+        question_ids = [ids[:max_question_length] for ids in question_ids]
+        self.feature_extractor.check_sampling_rate(sampling_rate)
+        audios = [self.feature_extractor.to_mono(a) for a in audios]
+        extracted = [self.feature_extractor.extract(a, s, sampling_rate) for a, s in zip(audios, segments)]
+        times = [np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in segments]
+        answer_segments = None
+        if answers is not None:
+            answer_segments = [self.answer_segments(t, a, x.size / sampling_rate) for t, a, x in
+                               zip(times, answers, audios)]
+        word_ids = None
+        if word_lists is not None:
+            word_ids = [self.first_word_pieces(w) for w in word_lists]
+
+        windows = []  # (example, first segment, end segment)
+        for example, (q_ids, (features, _)) in enumerate(zip(question_ids, extracted)):
+            capacity = max_length - len(q_ids) - 3
+            if capacity <= stride:
+                raise ValueError(
+                    f"max_length={max_length} leaves {capacity} audio positions after a {len(q_ids)}-piece question "
+                    f"and 3 special tokens; it must exceed stride={stride}"
+                )
+            start, num_segments = 0, features.shape[0]
+            while True:
+                end = min(start + capacity, num_segments)
+                windows.append((example, start, end))
+                if end == num_segments:
+                    break
+                start = end - stride
+        return self._build(windows, question_ids, extracted, times, word_ids, answer_segments, max_length, padding,
+                           return_tensors)
+
+    def _build(self, windows, question_ids, extracted, times, word_ids, answer_segments, max_length, padding,
+               return_tensors):
+        tok = self.tokenizer
+        lengths = [len(question_ids[e]) + 3 + (b - a) for e, a, b in windows]
+        width = max_length if padding == "max_length" else max(lengths)
+        n = len(windows)
+        input_ids = np.full((n, width), tok.pad_token_id, np.int64)
+        token_type_ids = np.zeros((n, width), np.int64)
+        attention_mask = np.zeros((n, width), np.int64)
+        segment_index = np.full((n, width), -1, np.int64)
+        segment_times = np.full((n, width, 2), -1.0, np.float32)
+        window_features, window_lengths = [], []
+        audio_word_ids = np.full((n, max(b - a for _, a, b in windows)), -100, np.int64)
+        starts, ends = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        for w, (example, a, b) in enumerate(windows):
+            q = question_ids[example]
+            audio_start = len(q) + 2  # after [CLS] question [SEP]
+            row = [tok.cls_token_id, *q, tok.sep_token_id] + [self.audio_token_id] * (b - a) + [tok.sep_token_id]
+            input_ids[w, : len(row)] = row
+            attention_mask[w, : len(row)] = 1
+            token_type_ids[w, audio_start : len(row)] = 1
+            segment_index[w, audio_start : audio_start + b - a] = np.arange(a, b)
+            segment_times[w, audio_start : audio_start + b - a] = times[example][a:b]
+            features, frame_lengths = extracted[example]
+            window_features.append(features[a:b])
+            window_lengths.append(frame_lengths[a:b])
+            if word_ids is not None:
+                audio_word_ids[w, : b - a] = word_ids[example][a:b]
+            if answer_segments is not None:
+                first, last = answer_segments[example]
+                if a <= first and last < b:
+                    starts[w], ends[w] = audio_start + first - a, audio_start + last - a
+        features, frame_lengths = self.feature_extractor.pad_segments(window_features, window_lengths)
+        data = {
+            "input_ids": input_ids,
+            "token_type_ids": token_type_ids,
+            "attention_mask": attention_mask,
+            "audio_features": features,
+            "audio_feature_lengths": frame_lengths,
+            "segment_index": segment_index,
+            "segment_times": segment_times,
+            "overflow_to_sample_mapping": np.array([e for e, _, _ in windows], np.int64),
+        }
+        if word_ids is not None:
+            data["audio_word_ids"] = audio_word_ids
+        if answer_segments is not None:
+            data["start_positions"], data["end_positions"] = starts, ends
+        return BatchFeature(data, tensor_type=return_tensors)
+
+    def first_word_pieces(self, words) -> np.ndarray:
+        """First word piece id of each word (the audio MLM and alignment target)."""
+        pieces = self.tokenizer(list(words), add_special_tokens=False)["input_ids"]
+        return np.array([p[0] if p else self.tokenizer.unk_token_id for p in pieces], np.int64)
+
+    @staticmethod
+    def answer_segments(times: np.ndarray, answer, duration: float) -> tuple[int, int]:
+        """First and last segment of an answer span in seconds: the segments whose midpoint lies inside it, or, for
+        an answer shorter than any word, the segment that overlaps it most."""
+        answer = np.asarray(answer, dtype=np.float64).reshape(-1)
+        if answer.shape != (2,) or not np.isfinite(answer).all():
+            raise ValueError(f"answer_times must be one (start_s, end_s) pair, got {answer.tolist()}")
+        start, end = answer
+        if end <= start:
+            raise ValueError(f"answer_times ({start:.3f}, {end:.3f}) s is reversed or empty")
+        if start < 0 or end > duration + 0.01:
+            raise ValueError(f"answer_times ({start:.3f}, {end:.3f}) s lie outside the audio (0, {duration:.3f}) s")
+        middle = times.mean(1)
+        inside = np.flatnonzero((middle >= start) & (middle <= end))
+        if inside.size:
+            return int(inside[0]), int(inside[-1])
+        overlap = np.minimum(times[:, 1], end) - np.maximum(times[:, 0], start)
+        best = int(np.argmax(overlap))
+        if overlap[best] <= 0:
+            raise ValueError(f"answer_times ({start:.3f}, {end:.3f}) s overlap no word segment")
+        return best, best
+
+    # ------------------------------------------------------------------ decoding
+    def decode_answer(self, inputs, outputs, words=None, max_answer_segments=30, top_k=1):
+        r"""Best answer span of every example, over all its windows, mapped back to segments, times and words.
+
+        A span starts and ends on audio positions of one window, with `end >= start` and at most
+        `max_answer_segments` segments. Its `score` is the window's start probability times its end probability
+        (softmax over the window's positions); the same span seen in two overlapping windows keeps its best score.
+
+        Args:
+            inputs: the processor's output (its `segment_index`, `segment_times`, `overflow_to_sample_mapping`).
+            outputs: the model's output (`start_logits`, `end_logits`).
+            words (*optional*): the passage words (a list, or one list per example) for the answer `text`.
+            top_k (`int`): answers per example.
+
+        Returns:
+            For each example a dict `{"text", "start_time", "end_time", "segment_start", "segment_end", "score"}`
+            (a list of `top_k` such dicts when `top_k > 1`). With one example, that entry itself; else a list.
+        """
+        if max_answer_segments < 1 or top_k < 1:
+            raise ValueError(f"max_answer_segments ({max_answer_segments}) and top_k ({top_k}) must be >= 1")
+        segment_index = _numpy(inputs["segment_index"])
+        segment_times = _numpy(inputs["segment_times"])
+        mask = _numpy(inputs["attention_mask"]).astype(bool)
+        examples = _numpy(inputs["overflow_to_sample_mapping"])
+        start_logits = _numpy(outputs["start_logits"]).astype(np.float64)
+        end_logits = _numpy(outputs["end_logits"]).astype(np.float64)
+        num_examples = int(examples.max()) + 1
+        if words is not None:
+            word_lists = [words] if num_examples == 1 and (not words or isinstance(words[0], str)) else list(words)
+            if len(word_lists) != num_examples:
+                raise ValueError(f"got words for {len(word_lists)} examples, the inputs hold {num_examples}")
+            for example, w in enumerate(word_lists):
+                count = int(segment_index[examples == example].max()) + 1
+                if len(w) != count:
+                    raise ValueError(f"example {example} has {count} word segments but {len(w)} words")
+        candidates = [dict() for _ in range(num_examples)]  # (first, last) segment -> (score, start s, end s)
+        for w in range(len(examples)):
+            audio = np.flatnonzero(segment_index[w] >= 0)  # contiguous audio positions of this window
+            start_p = _softmax(start_logits[w], mask[w])[audio]
+            end_p = _softmax(end_logits[w], mask[w])[audio]
+            scores = start_p[:, None] * end_p[None, :]  # (A, A): start i, end j
+            offset = np.arange(len(audio))
+            span = offset[None, :] - offset[:, None]
+            scores[(span < 0) | (span >= max_answer_segments)] = -1.0
+            best = np.argsort(scores, axis=None)[::-1][:top_k]
+            for flat in best:
+                i, j = divmod(int(flat), len(audio))
+                if scores[i, j] < 0:
+                    break
+                key = (int(segment_index[w, audio[i]]), int(segment_index[w, audio[j]]))
+                found = candidates[examples[w]]
+                if key not in found or found[key][0] < scores[i, j]:
+                    found[key] = (float(scores[i, j]), float(segment_times[w, audio[i], 0]),
+                                  float(segment_times[w, audio[j], 1]))
+        results = []
+        for example, found in enumerate(candidates):
+            ranked = sorted(found.items(), key=lambda item: -item[1][0])[:top_k]
+            answers = [
+                {
+                    "text": " ".join(word_lists[example][first : last + 1]) if words is not None else None,
+                    "start_time": start_s,
+                    "end_time": end_s,
+                    "segment_start": first,
+                    "segment_end": last,
+                    "score": score,
+                }
+                for (first, last), (score, start_s, end_s) in ranked
+            ]
+            results.append(answers if top_k > 1 else answers[0])
+        return results[0] if num_examples == 1 else results
+
+
+def _numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu() if x.is_floating_point() else x.detach().cpu()
+    return np.asarray(x)
+
+
+def _softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    logits = np.where(mask, logits, -np.inf)
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
+
+
+SpeechBertProcessor.register_for_auto_class("AutoProcessor")
+
+__all__ = ["SpeechBertProcessor"]

@@ -1,0 +1,56 @@
+import json
+
+import pytest
+
+from speechbert import SpeechBertConfig, SpeechBertForQuestionAnswering
+from speechbert.configuration_speechbert import SPEECHBERT_AUTO_MAP
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("sampling_rate", 0),
+        ("num_mfcc", -1),
+        ("max_frames_per_segment", 0),
+        ("audio_frame_stack", 0),
+        ("audio_encoder_hidden_size", 0),
+        ("audio_encoder_type", "transformer"),
+        ("audio_decoder_type", "rnn"),
+        ("feature_size", 40),
+        ("hop_ms", 30.0),
+        ("alignment_loss_weight", -0.5),
+        ("audio_token_id", 99999),
+        ("audio_token_id", 0),
+        ("mask_token_id", 1),
+    ],
+)
+def test_invalid_values_name_field_and_value(field, value):
+    with pytest.raises(ValueError) as error:
+        SpeechBertConfig(**{field: value})
+    message = str(error.value)
+    assert field in message and str(value) in message
+
+
+def test_defaults_match_the_paper_front_end():
+    config = SpeechBertConfig()
+    assert (config.sampling_rate, config.num_mfcc, config.feature_size) == (16000, 13, 39)
+    assert (config.window_ms, config.hop_ms) == (25.0, 10.0)
+    assert config.audio_encoder_bidirectional and config.audio_encoder_type == "gru"
+
+
+def test_full_auto_map_whatever_class_is_saved(tmp_path, tester):
+    model = SpeechBertForQuestionAnswering(tester.config())
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["auto_map"] == SPEECHBERT_AUTO_MAP
+    assert saved["model_type"] == "speechbert"
+    for name in ("configuration_speechbert.py", "modeling_speechbert.py"):
+        assert (tmp_path / name).exists()
+
+
+def test_round_trip_keeps_audio_fields(tmp_path, tester):
+    config = tester.config(audio_frame_stack=3, audio_encoder_type="lstm", reconstruction_loss_weight=0.5)
+    config.save_pretrained(tmp_path)
+    loaded = SpeechBertConfig.from_pretrained(tmp_path)
+    assert loaded.audio_frame_stack == 3 and loaded.audio_encoder_type == "lstm"
+    assert loaded.reconstruction_loss_weight == 0.5

@@ -1,0 +1,237 @@
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+from transformers import BertConfig, BertModel
+
+from speechbert import (
+    SpeechBertConfig,
+    SpeechBertForPreTraining,
+    SpeechBertForQuestionAnswering,
+    SpeechBertModel,
+)
+from speechbert.modeling_speechbert import SpeechBertAudioEncoder, stack_frames
+
+from .conftest import make_passage, seeded
+
+MODELS = [SpeechBertModel, SpeechBertForPreTraining, SpeechBertForQuestionAnswering]
+
+
+def batch(processor, num_words=(12, 7), **kwargs):
+    passages = [make_passage(n, seed=i) for i, n in enumerate(num_words)]
+    return processor(
+        question=["who ruled normandy ?", "what is the city"][: len(passages)],
+        audio=[p[0] for p in passages],
+        word_segments=[p[1] for p in passages],
+        words=[p[2] for p in passages],
+        sampling_rate=16000,
+        return_tensors="pt",
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("model_class", MODELS)
+def test_shapes_and_dtypes(model_class, tester, processor):
+    inputs = batch(processor)
+    model = seeded(model_class, tester.config())
+    with torch.no_grad():
+        out = model(**inputs)
+    b, length = inputs["input_ids"].shape
+    num_segments = int((inputs["audio_feature_lengths"] > 0).sum())
+    if model_class is SpeechBertForQuestionAnswering:
+        assert out.start_logits.shape == out.end_logits.shape == (b, length)
+        assert out.start_logits.dtype == torch.float32
+    elif model_class is SpeechBertForPreTraining:
+        assert out.prediction_logits.shape == (b, length, tester.vocab_size)
+        assert out.audio_codes.shape == (num_segments, 32)
+        assert out.reconstructed_features.shape[:2] == (num_segments, inputs["audio_features"].shape[2])
+    else:
+        assert out.last_hidden_state.shape == (b, length, 32) and out.pooler_output.shape == (b, 32)
+        assert out.audio_codes.shape == (num_segments, 32)
+
+
+def test_text_only_equals_bert_with_same_weights(tester):
+    config = tester.config()
+    speech = seeded(SpeechBertModel, config)
+    bert = BertModel(BertConfig(**{k: v for k, v in config.to_dict().items() if k in BertConfig.__dataclass_fields__}))
+    missing = bert.load_state_dict(speech.state_dict(), strict=False)
+    assert missing.missing_keys == [] and all(k.startswith("audio_encoder.") for k in missing.unexpected_keys)
+    bert.eval()
+    input_ids = torch.tensor([[3, 6, 7, 8, 20, 4, 10, 13, 4], [3, 9, 10, 4, 11, 12, 4, 0, 0]])
+    mask = (input_ids != 0).long()
+    types = torch.tensor([[0] * 6 + [1] * 3, [0] * 4 + [1] * 5])
+    with torch.no_grad():
+        a = speech(input_ids=input_ids, attention_mask=mask, token_type_ids=types)
+        b = bert(input_ids=input_ids, attention_mask=mask, token_type_ids=types)
+    torch.testing.assert_close(a.last_hidden_state, b.last_hidden_state, rtol=0, atol=0)
+    torch.testing.assert_close(a.pooler_output, b.pooler_output, rtol=0, atol=0)
+    assert a.audio_codes is None
+
+
+def test_gradients_reach_the_audio_encoder(tester, processor):
+    inputs = batch(processor, answer_times=[(0.5, 1.2), (0.4, 0.9)])
+    model = SpeechBertForQuestionAnswering(tester.config()).train()
+    model(**inputs).loss.backward()
+    for name, param in model.bert.audio_encoder.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("model_class", [SpeechBertModel, SpeechBertForQuestionAnswering])
+def test_example_alone_equals_example_padded_in_batch(model_class, tester, processor):
+    model = seeded(model_class, tester.config())
+    both = batch(processor, num_words=(5, 12))  # the first is padded in segments, frames and tokens
+    alone = batch(processor, num_words=(5,))
+    assert both["input_ids"].shape[1] > alone["input_ids"].shape[1]
+    with torch.no_grad():
+        a, b = model(**alone), model(**both)
+    n = alone["input_ids"].shape[1]
+    if model_class is SpeechBertModel:
+        torch.testing.assert_close(b.last_hidden_state[0, :n], a.last_hidden_state[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(b.audio_codes[:5], a.audio_codes, atol=1e-6, rtol=1e-5)
+    else:
+        torch.testing.assert_close(b.start_logits[0, :n], a.start_logits[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(b.end_logits[0, :n], a.end_logits[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"audio_encoder_type": "lstm"},
+        {"audio_encoder_bidirectional": False, "audio_encoder_num_layers": 2},
+        {"audio_frame_stack": 3},
+    ],
+)
+def test_packed_encoder_equals_per_segment_loop(tester, overrides):
+    config = tester.config(**overrides)
+    torch.manual_seed(0)
+    encoder = SpeechBertAudioEncoder(config).eval()
+    lengths = torch.tensor([7, 1, 13, 4, 13, 2])
+    features = torch.randn(len(lengths), 13, 39)
+    features[torch.arange(13)[None, :] >= lengths[:, None]] = 0.0
+    with torch.no_grad():
+        packed = encoder(features, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            # Reference: each segment alone, unpadded, through the plain RNN.
+            x, _ = stack_frames(features[i : i + 1, :n], torch.tensor([n]), config.audio_frame_stack)
+            _, state = encoder.rnn(x)
+            state = state[0] if isinstance(state, tuple) else state
+            directions = encoder.num_directions
+            reference = encoder.projection(state[-directions:].transpose(0, 1).reshape(1, -1))
+            torch.testing.assert_close(packed[i : i + 1], reference, atol=1e-5, rtol=1e-5)
+
+
+def test_frame_stacking_shapes():
+    features = torch.arange(2 * 7 * 3, dtype=torch.float32).reshape(2, 7, 3)
+    stacked, lengths = stack_frames(features, torch.tensor([7, 4]), 3)
+    assert stacked.shape == (2, 3, 9) and lengths.tolist() == [3, 2]
+    torch.testing.assert_close(stacked[0, 1], features[0, 3:6].reshape(-1))
+
+
+def test_pretraining_loss_parts(tester, processor):
+    inputs = batch(processor)
+    labels = torch.full_like(inputs["input_ids"], -100)
+    labels[0, 2] = inputs["input_ids"][0, 2]  # one text position
+    audio_positions = inputs["input_ids"] == tester.config().audio_token_id
+    first_audio = audio_positions[1].nonzero()[0, 0]
+    labels[1, first_audio] = inputs["audio_word_ids"][1, 0]  # one audio position, masked below
+    audio_mask = torch.zeros_like(inputs["audio_feature_lengths"], dtype=torch.bool)
+    audio_mask[1, 0] = True
+    config = tester.config(reconstruction_loss_weight=0.5, alignment_loss_weight=2.0)
+    model = seeded(SpeechBertForPreTraining, config)
+    out = model(**inputs, labels=labels, audio_mask=audio_mask)
+    parts = [out.reconstruction_loss, out.alignment_loss, out.text_mlm_loss, out.audio_mlm_loss]
+    assert all(p is not None and p.ndim == 0 and p > 0 for p in parts)
+    expected = 0.5 * parts[0] + 2.0 * parts[1] + parts[2] + parts[3]
+    torch.testing.assert_close(out.loss, expected)
+    # The masked segment is fed as [MASK]: its position's input equals a text [MASK] token's.
+    unmasked = model(**inputs)
+    assert not torch.allclose(out.prediction_logits[1, first_audio], unmasked.prediction_logits[1, first_audio])
+    out.loss.backward()
+    assert model.audio_decoder.rnn.weight_ih_l0.grad.abs().sum() > 0
+    assert model.bert.audio_encoder.rnn.weight_ih_l0.grad.abs().sum() > 0
+
+
+def test_mlm_head_is_tied_to_word_embeddings(tester):
+    model = SpeechBertForPreTraining(tester.config())
+    assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
+
+
+def test_audio_position_count_must_match_segments(tester, processor):
+    inputs = batch(processor)
+    model = seeded(SpeechBertModel, tester.config())
+    lengths = inputs["audio_feature_lengths"].clone()
+    lengths[0, 3] = 0
+    with pytest.raises(ValueError, match=r"positions per row \[12, 7\], segments per row \[11, 7\]"):
+        model(**{**inputs, "audio_feature_lengths": lengths})
+    with pytest.raises(ValueError, match=r"audio positions .* no audio_features"):
+        model(input_ids=inputs["input_ids"])
+    with pytest.raises(ValueError, match=r"audio_features must have shape"):
+        model(input_ids=inputs["input_ids"], audio_features=inputs["audio_features"][..., :13],
+              audio_feature_lengths=inputs["audio_feature_lengths"])
+
+
+def test_gradient_checkpointing_gives_same_gradients(tester, processor):
+    inputs = batch(processor, answer_times=[(0.5, 1.2), (0.4, 0.9)])
+    grads = []
+    for checkpointing in (False, True):
+        model = seeded(SpeechBertForQuestionAnswering, tester.config()).train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+            assert all(layer.gradient_checkpointing for layer in model.bert.encoder.layer)
+        model(**inputs).loss.backward()
+        grads.append(model.bert.audio_encoder.projection.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_sdpa_and_eager_attention_agree(tester, processor):
+    inputs = batch(processor)
+    outs = []
+    for implementation in ("eager", "sdpa"):
+        config = tester.config()
+        config._attn_implementation = implementation
+        with torch.no_grad():
+            outs.append(seeded(SpeechBertForQuestionAnswering, config)(**inputs).start_logits)
+    mask = inputs["attention_mask"].bool()
+    torch.testing.assert_close(outs[0][mask], outs[1][mask], atol=1e-5, rtol=1e-5)
+
+
+def test_from_text_bert_reports_keys_and_initialises_rnns(tmp_path, tester, tokenizer):
+    config = tester.config()
+    bert_config = BertConfig(**{k: v for k, v in config.to_dict().items() if k in BertConfig.__dataclass_fields__})
+    torch.manual_seed(0)
+    bert = BertModel(bert_config)
+    bert.save_pretrained(tmp_path)
+    model, info = SpeechBertForPreTraining.from_text_bert(tmp_path, tokenizer=tokenizer, audio_frame_stack=2)
+    assert model.config.audio_frame_stack == 2 and model.config.model_type == "speechbert"
+    assert any(k.startswith("bert.audio_encoder.rnn.") for k in info["missing_keys"])
+    assert any(k.startswith("audio_decoder.rnn.") for k in info["missing_keys"])
+    assert set(info["unexpected_keys"]) == {"pooler.dense.weight", "pooler.dense.bias"}
+    for name, param in model.named_parameters():
+        assert torch.isfinite(param).all(), name
+    torch.testing.assert_close(model.bert.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(
+        model.bert.encoder.layer[1].output.dense.weight, bert.encoder.layer[1].output.dense.weight
+    )
+    rnn = model.bert.audio_encoder.rnn
+    assert rnn.weight_hh_l0.std() > 0 and (rnn.bias_ih_l0 == 0).all()
+
+
+def test_from_text_bert_rejects_other_models(tmp_path):
+    from transformers import GPT2Config
+
+    GPT2Config(n_layer=1, n_embd=32, n_head=2).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"holds a 'gpt2' model: expected a BERT checkpoint"):
+        SpeechBertForQuestionAnswering.from_text_bert(tmp_path)
+
+
+def test_pinned_output_slice(tester, processor):
+    """Guards the model's arithmetic: a seeded tiny model on fixed inputs gives these logits."""
+    inputs = batch(processor, num_words=(6,))
+    model = seeded(SpeechBertForQuestionAnswering, tester.config())
+    with torch.no_grad():
+        logits = model(**inputs).start_logits[0, :8]
+    expected = torch.tensor(PINNED_START_LOGITS)
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+
+
+PINNED_START_LOGITS = [0.0510, 0.1047, -0.0070, -0.0044, 0.0575, -0.1120, 0.1423, 0.1288]
