@@ -249,8 +249,9 @@ class SpeechBertProcessor(ProcessorMixin):
                 key = (int(segment_index[w, audio[i]]), int(segment_index[w, audio[j]]))
                 found = candidates[examples[w]]
                 if key not in found or found[key][0] < scores[i, j]:
-                    found[key] = (float(scores[i, j]), float(segment_times[w, audio[i], 0]),
-                                  float(segment_times[w, audio[j], 1]))
+                    # Word times are frame-quantised: milliseconds are all they carry.
+                    found[key] = (float(scores[i, j]), round(float(segment_times[w, audio[i], 0]), 3),
+                                  round(float(segment_times[w, audio[j], 1]), 3))
         results = []
         for example, found in enumerate(candidates):
             ranked = sorted(found.items(), key=lambda item: -item[1][0])[:top_k]

@@ -1,0 +1,84 @@
+"""Offline speech tools: flite text-to-speech and pocketsphinx recognition with word times.
+
+flite (Debian package `flite`) is deterministic: the same text, voice and speed give the same samples, so audio can
+be regenerated from text instead of stored. pocketsphinx (PyPI `pocketsphinx`, which ships its en-us models) gives
+each recognised word with its start and end time.
+"""
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+FLITE_VOICES = ("rms", "awb", "slt", "kal16")
+SAMPLING_RATE = 16000
+# pocketsphinx drops the last word unless the utterance ends in silence.
+TRAILING_SILENCE_S = 1.0
+_NON_WORDS = {"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "[BREATH]", "[COUGH]", "[UH]", "[UM]", "[SMACK]"}
+
+
+def require_binary(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"`{name}` is not installed: run `apt-get install -y {package}`")
+    return path
+
+
+def synthesize(text: str, voice: str = "slt", duration_stretch: float = 1.0) -> np.ndarray:
+    """Speak `text` with flite: float32 mono samples at 16 kHz. `duration_stretch` > 1 speaks slower."""
+    if voice not in FLITE_VOICES:
+        raise ValueError(f"voice must be one of {FLITE_VOICES}, got {voice!r}")
+    if not 0.5 <= duration_stretch <= 2.0:
+        raise ValueError(f"duration_stretch must be in [0.5, 2.0], got {duration_stretch}")
+    if not text.strip():
+        raise ValueError("cannot synthesise empty text")
+    flite = require_binary("flite", "flite")
+    with tempfile.TemporaryDirectory() as tmp:
+        wav, txt = Path(tmp) / "out.wav", Path(tmp) / "in.txt"
+        txt.write_text(text)
+        subprocess.run(
+            [flite, "-voice", voice, "--setf", f"duration_stretch={duration_stretch}", "-f", str(txt), "-o", str(wav)],
+            check=True, capture_output=True,
+        )
+        audio, rate = sf.read(wav, dtype="float32")
+    if rate != SAMPLING_RATE:
+        raise RuntimeError(f"flite voice {voice} produced {rate} Hz audio, expected {SAMPLING_RATE} Hz")
+    return audio
+
+
+def _to_pcm16(audio: np.ndarray, sampling_rate: int) -> bytes:
+    if sampling_rate != SAMPLING_RATE:
+        raise ValueError(f"pocketsphinx needs {SAMPLING_RATE} Hz audio, got {sampling_rate} Hz")
+    audio = np.asarray(audio, dtype=np.float32)
+    padded = np.concatenate([audio, np.zeros(int(TRAILING_SILENCE_S * SAMPLING_RATE), np.float32)])
+    return (np.clip(padded, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+
+
+def _words(decoder, duration: float) -> list[tuple[str, float, float]]:
+    rate = decoder.config["frate"]
+    words = []
+    for seg in decoder.seg():
+        if seg.word in _NON_WORDS:
+            continue
+        word = seg.word.split("(")[0]  # "and(2)" is the 2nd pronunciation of "and"
+        # Times past the real audio fall in the padding added for the decoder.
+        start, end = seg.start_frame / rate, min((seg.end_frame + 1) / rate, duration)
+        if end > start:
+            words.append((word, round(start, 3), round(end, 3)))
+    return words
+
+
+def recognize(audio: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> list[tuple[str, float, float]]:
+    """ASR with pocketsphinx's en-us models: [(word, start_s, end_s), ...] without silences and fillers."""
+    try:
+        from pocketsphinx import Decoder
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise RuntimeError("pocketsphinx is not installed: run `pip install pocketsphinx==5.1.1`") from error
+    decoder = Decoder(samprate=SAMPLING_RATE, loglevel="FATAL")
+    decoder.start_utt()
+    decoder.process_raw(_to_pcm16(audio, sampling_rate), full_utt=True)
+    decoder.end_utt()
+    return _words(decoder, len(audio) / SAMPLING_RATE)
