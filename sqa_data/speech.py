@@ -71,14 +71,92 @@ def _words(decoder, duration: float) -> list[tuple[str, float, float]]:
     return words
 
 
-def recognize(audio: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> list[tuple[str, float, float]]:
-    """ASR with pocketsphinx's en-us models: [(word, start_s, end_s), ...] without silences and fillers."""
+class AlignmentError(RuntimeError):
+    """Forced alignment found no path through the reference words."""
+
+
+def _decoder(**options):
     try:
         from pocketsphinx import Decoder
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise RuntimeError("pocketsphinx is not installed: run `pip install pocketsphinx==5.1.1`") from error
-    decoder = Decoder(samprate=SAMPLING_RATE, loglevel="FATAL")
-    decoder.start_utt()
-    decoder.process_raw(_to_pcm16(audio, sampling_rate), full_utt=True)
-    decoder.end_utt()
-    return _words(decoder, len(audio) / SAMPLING_RATE)
+    return Decoder(samprate=SAMPLING_RATE, loglevel="FATAL", **options)
+
+
+class SpeechRecognizer:
+    """pocketsphinx en-us recognition and forced alignment, with word times.
+
+    Loading the models takes a moment, so one instance is kept per process and reused. Words missing from the
+    dictionary get espeak-ng pronunciations before alignment (they stay added for later calls).
+    """
+
+    def __init__(self):
+        self.asr = _decoder()
+        # Long passages only align with very wide beams.
+        self.aligner = _decoder(beam=1e-100, wbeam=1e-100, pbeam=1e-100)
+
+    def recognize(self, audio: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> list[tuple[str, float, float]]:
+        """[(word, start_s, end_s), ...] of the recognised words, without silences and fillers."""
+        return self._decode(self.asr, audio, sampling_rate)
+
+    def add_missing_words(self, words) -> dict[str, str]:
+        """Give every word the dictionary lacks an espeak-ng pronunciation; returns those added."""
+        from .pronounce import espeak_pronunciations
+
+        missing = sorted({w for w in words if self.aligner.lookup_word(w) is None})
+        added = espeak_pronunciations(missing)
+        for word, phones in added.items():
+            self.aligner.add_word(word, phones, update=True)
+        unknown = sorted(set(missing) - set(added))
+        if unknown:
+            raise AlignmentError(f"no pronunciation for {unknown}")
+        return added
+
+    def align(self, audio: np.ndarray, words: list[str], sampling_rate: int = SAMPLING_RATE):
+        """[(word, start_s, end_s), ...]: the reference `words`, in order, with their times in `audio`."""
+        if not words:
+            raise AlignmentError("nothing to align: no reference words")
+        self.add_missing_words(words)
+        self.aligner.set_align_text(" ".join(words))
+        aligned = self._decode(self.aligner, audio, sampling_rate)
+        if [w for w, _, _ in aligned] != list(words):
+            raise AlignmentError(
+                f"alignment returned {len(aligned)} of {len(words)} words"
+                + ("" if aligned else " (no path: audio and text disagree)")
+            )
+        return aligned
+
+    @staticmethod
+    def _decode(decoder, audio, sampling_rate):
+        decoder.start_utt()
+        decoder.process_raw(_to_pcm16(audio, sampling_rate), full_utt=True)
+        decoder.end_utt()
+        if decoder.hyp() is None:
+            return []
+        return _words(decoder, len(audio) / SAMPLING_RATE)
+
+
+_RECOGNIZER = None
+
+
+def recognize(audio: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> list[tuple[str, float, float]]:
+    """ASR with pocketsphinx's en-us models: [(word, start_s, end_s), ...] without silences and fillers."""
+    global _RECOGNIZER
+    if _RECOGNIZER is None:
+        _RECOGNIZER = SpeechRecognizer()
+    return _RECOGNIZER.recognize(audio, sampling_rate)
+
+
+def read_audio(path, target_rate: int = 16000) -> np.ndarray:
+    """Mono float32 audio at `target_rate` (down-mixed and resampled when needed)."""
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as error:  # noqa: BLE001 - soundfile raises several types for unreadable files
+        raise ValueError(f"cannot read audio file {path}: {error}") from error
+    audio = audio.mean(axis=1)
+    if rate != target_rate:
+        import torch
+        import torchaudio
+
+        audio = torchaudio.functional.resample(torch.from_numpy(audio), rate, target_rate).numpy()
+    return audio

@@ -1,0 +1,230 @@
+"""Compact spoken records -> a `datasets.DatasetDict` of questions, corpus statistics, and passage audio.
+
+Usage:
+    python -m sqa_data.dataset --records data/flite-squad --output_dir outputs/datasets/flite-squad [--with_audio]
+    python -m sqa_data.dataset --records data/flite-squad --stats   # the statistics table only
+
+Every row is one question with its passage: `id`, `title`, `paragraph_id`, `question`, `context`, `answers`
+(`text`, `answer_start`, `start_time`, `end_time`, `has_asr_error`; times in seconds of the passage audio, -1 where an
+answer has no spoken words), `answer_has_asr_error` (the first answer's), `ref_words` / `ref_starts` / `ref_ends`
+(the words read, with forced-alignment times), `asr_words` / `asr_starts` / `asr_ends` (pocketsphinx), `wer`, `voice`,
+`speed`, `audio_duration`, `spoken_text`, `audio_sha1`, `audio_paths` and `source`. Audio is regenerated from
+`spoken_text`, `voice` and `speed` with flite (bit-exact, checked against `audio_sha1`) unless `audio_paths` names
+files (concatenated in order: Spoken SQuAD stores one per sentence).
+"""
+
+import argparse
+import gzip
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "validation", "test")
+
+
+def read_records(path) -> dict[str, list[dict]]:
+    """{split: [record, ...]} from a folder of `SPLIT-*.jsonl.gz` shards (or its `shards/` subfolder), in order."""
+    path = Path(path)
+    folder = path / "shards" if (path / "shards").is_dir() else path
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{path} holds no shards folder")
+    records = defaultdict(list)
+    for shard in sorted(folder.glob("*.jsonl.gz")):
+        split = shard.name.split("-")[0]
+        with gzip.open(shard, "rt", encoding="utf-8") as f:
+            records[split].extend(json.loads(line) for line in f)
+    if not records:
+        raise FileNotFoundError(f"no *.jsonl.gz shards in {folder}")
+    return dict(records)
+
+
+def question_rows(record: dict, source: str = "flite") -> list[dict]:
+    """The question rows of one built paragraph (none for a failed one)."""
+    if "failed" in record:
+        return []
+    rows = []
+    for qa in record["qas"]:
+        answers = {"text": [], "answer_start": [], "start_time": [], "end_time": [], "has_asr_error": []}
+        for answer in qa["answers"]:
+            if "start_time" in answer:  # a corpus that gives answer times itself
+                start_time, end_time = answer["start_time"], answer["end_time"]
+            elif answer["word_start"] >= 0 and record["ref_starts"]:
+                start_time = record["ref_starts"][answer["word_start"]]
+                end_time = record["ref_ends"][answer["word_end"]]
+            else:
+                start_time = end_time = -1.0
+            answers["text"].append(answer["text"])
+            answers["answer_start"].append(answer["answer_start"])
+            answers["start_time"].append(float(start_time))
+            answers["end_time"].append(float(end_time))
+            answers["has_asr_error"].append(bool(answer.get("has_asr_error")))
+        rows.append({
+            "id": qa["id"],
+            "title": record["title"],
+            "paragraph_id": record["paragraph_id"],
+            "question": qa["question"],
+            "context": record["context"],
+            "answers": answers,
+            "answer_has_asr_error": answers["has_asr_error"][0] if answers["text"] else False,
+            "ref_words": record["ref_words"],
+            "ref_starts": [float(x) for x in record["ref_starts"]],
+            "ref_ends": [float(x) for x in record["ref_ends"]],
+            "asr_words": record["asr_words"],
+            "asr_starts": [float(x) for x in record["asr_starts"]],
+            "asr_ends": [float(x) for x in record["asr_ends"]],
+            "wer": float(record["wer"]),
+            "voice": record.get("voice", ""),
+            "speed": float(record.get("speed", 1.0)),
+            "audio_duration": float(record["audio_duration"]),
+            "spoken_text": record.get("spoken_text", ""),
+            "audio_sha1": record.get("audio_sha1", ""),
+            "audio_paths": record.get("audio_paths", []),
+            "source": record.get("source", source),
+        })
+    return rows
+
+
+def features():
+    from datasets import Features, Sequence, Value
+
+    floats, strings = Sequence(Value("float32")), Sequence(Value("string"))
+    return Features({
+        "id": Value("string"), "title": Value("string"), "paragraph_id": Value("string"),
+        "question": Value("string"), "context": Value("string"),
+        "answers": {"text": strings, "answer_start": Sequence(Value("int32")), "start_time": floats,
+                    "end_time": floats, "has_asr_error": Sequence(Value("bool"))},
+        "answer_has_asr_error": Value("bool"),
+        "ref_words": strings, "ref_starts": floats, "ref_ends": floats,
+        "asr_words": strings, "asr_starts": floats, "asr_ends": floats,
+        "wer": Value("float32"), "voice": Value("string"), "speed": Value("float32"),
+        "audio_duration": Value("float32"), "spoken_text": Value("string"), "audio_sha1": Value("string"),
+        "audio_paths": strings, "source": Value("string"),
+    })
+
+
+def to_dataset_dict(records: dict[str, list[dict]], source: str = "flite"):
+    """`datasets.DatasetDict` with one row per question, one split per key of `records`."""
+    from datasets import Dataset, DatasetDict
+
+    return DatasetDict({
+        split: Dataset.from_list([row for record in recs for row in question_rows(record, source)],
+                                 features=features())
+        for split, recs in records.items()
+    })
+
+
+# ---------------------------------------------------------------------------------------------------- statistics
+def statistics(records: dict[str, list[dict]]) -> dict:
+    """Per split and overall: paragraphs (built / failed), questions, audio hours, corpus WER (errors over reference
+    words) overall and per voice, and the share of answers whose words hold an ASR error."""
+
+    def summarise(recs):
+        built = [r for r in recs if "failed" not in r]
+        ref_words = sum(len(r["ref_words"]) for r in built)
+        errors = sum(r["wer"] * len(r["ref_words"]) for r in built)
+        by_voice = defaultdict(lambda: [0.0, 0])
+        for r in built:
+            by_voice[r.get("voice", "")][0] += r["wer"] * len(r["ref_words"])
+            by_voice[r.get("voice", "")][1] += len(r["ref_words"])
+        answers = [a for r in built for qa in r["qas"] for a in qa["answers"][:1]]
+        mapped = [a for a in answers if a.get("has_asr_error") is not None]
+        return {
+            "paragraphs": len(built),
+            "failed_paragraphs": len(recs) - len(built),
+            "questions": sum(len(r["qas"]) for r in built),
+            "audio_hours": sum(r["audio_duration"] for r in built) / 3600,
+            "wer": errors / ref_words if ref_words else float("nan"),
+            "wer_by_voice": {v: e / n for v, (e, n) in sorted(by_voice.items()) if n},
+            "answers_with_asr_errors": sum(a["has_asr_error"] for a in mapped) / len(mapped) if mapped else 0.0,
+            "unmapped_answers": len(answers) - len(mapped),
+        }
+
+    stats = {split: summarise(recs) for split, recs in records.items()}
+    stats["all"] = summarise([r for recs in records.values() for r in recs])
+    return stats
+
+
+def statistics_markdown(stats: dict) -> str:
+    voices = sorted({v for s in stats.values() for v in s["wer_by_voice"]})
+    header = ["split", "paragraphs", "failed", "questions", "hours", "WER"] + [f"WER {v}" for v in voices]
+    header.append("answers with ASR errors")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    order = [s for s in (*SPLITS, "all") if s in stats]
+    for split in order:
+        s = stats[split]
+        cells = [split, str(s["paragraphs"]), str(s["failed_paragraphs"]), str(s["questions"]),
+                 f"{s['audio_hours']:.2f}", f"{100 * s['wer']:.1f}%"]
+        cells += [f"{100 * s['wer_by_voice'][v]:.1f}%" if v in s["wer_by_voice"] else "-" for v in voices]
+        cells.append(f"{100 * s['answers_with_asr_errors']:.1f}%")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- audio
+def passage_audio(example: dict, cache_dir=None) -> np.ndarray:
+    """The passage audio of a row (or record): read from `audio_paths` (concatenated), else regenerated with flite from
+    `spoken_text`, `voice` and `speed` and checked against `audio_sha1`; cached as FLAC in `cache_dir` if given."""
+    import soundfile as sf
+
+    from .recipe import audio_checksum
+    from .speech import read_audio, synthesize
+
+    if example.get("audio_paths"):
+        return np.concatenate([read_audio(path) for path in example["audio_paths"]])
+    if not example.get("voice") or not example.get("spoken_text"):
+        raise ValueError(f"example {example.get('paragraph_id')!r} has neither audio_paths nor flite settings")
+    cached = Path(cache_dir) / f"{example['audio_sha1']}.flac" if cache_dir else None
+    if cached is not None and cached.exists():
+        audio, _ = sf.read(cached, dtype="float32")
+        return audio
+    audio = synthesize(example["spoken_text"], voice=example["voice"], duration_stretch=example["speed"])
+    if example.get("audio_sha1") and audio_checksum(audio) != example["audio_sha1"]:
+        raise RuntimeError(
+            f"flite produced different audio for {example.get('paragraph_id')!r} than the word times were measured "
+            "on (another flite version?): rebuild the corpus with sqa_data.build"
+        )
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp.flac")
+        sf.write(tmp, audio, 16000, subtype="PCM_16")
+        tmp.replace(cached)
+    return audio
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--records", required=True, help="folder of SPLIT-*.jsonl.gz shards (a build's output_dir)")
+    parser.add_argument("--output_dir", help="save the DatasetDict here (save_to_disk, Arrow)")
+    parser.add_argument("--with_audio", action="store_true",
+                        help="also write every passage's audio as FLAC under OUTPUT_DIR/audio and set audio_paths")
+    parser.add_argument("--stats", action="store_true", help="print the statistics table (markdown)")
+    args = parser.parse_args(argv)
+    if not args.output_dir and not args.stats:
+        parser.error("nothing to do: give --output_dir and/or --stats")
+    try:
+        records = read_records(args.records)
+    except FileNotFoundError as error:
+        parser.exit(2, f"error: {error}\n")
+    if args.stats:
+        print(statistics_markdown(statistics(records)))
+    if args.output_dir:
+        if args.with_audio:
+            from tqdm.auto import tqdm
+
+            audio_dir = Path(args.output_dir) / "audio"
+            for recs in records.values():
+                for record in tqdm(recs, desc="audio", unit="paragraph"):
+                    if "failed" not in record and not record.get("audio_paths"):
+                        passage_audio(record, cache_dir=audio_dir)
+                        record["audio_paths"] = [str(audio_dir / f"{record['audio_sha1']}.flac")]
+        dataset = to_dataset_dict(records)
+        dataset.save_to_disk(args.output_dir)
+        print(f"saved {dataset} to {args.output_dir}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
