@@ -103,36 +103,48 @@ class SpeechBertProcessor(ProcessorMixin):
         if word_lists is not None:
             word_ids = [self.first_word_pieces(w) for w in word_lists]
 
-        windows = []  # (example, first segment, end segment)
-        for example, (q_ids, (features, _)) in enumerate(zip(question_ids, extracted)):
-            capacity = max_length - len(q_ids) - 3
+        windows = self.plan_windows([len(q) for q in question_ids], [f.shape[0] for f, _ in extracted], max_length,
+                                    stride)
+        width = max_length if padding == "max_length" else None
+        data = self.encode_windows(windows, question_ids, times, word_ids, answer_segments, width)
+        features, frame_lengths = self.feature_extractor.pad_segments(
+            [extracted[e][0][a:b] for e, a, b in windows], [extracted[e][1][a:b] for e, a, b in windows]
+        )
+        data["audio_features"], data["audio_feature_lengths"] = features, frame_lengths
+        return BatchFeature(data, tensor_type=return_tensors)
+
+    @staticmethod
+    def plan_windows(question_lengths, num_segments, max_length, stride) -> list[tuple[int, int, int]]:
+        """(example, first segment, end segment) of every window: as many segments as `max_length` leaves after
+        the question and 3 special tokens, consecutive windows sharing `stride` segments."""
+        windows = []
+        for example, (q_length, count) in enumerate(zip(question_lengths, num_segments)):
+            capacity = max_length - q_length - 3
             if capacity <= stride:
                 raise ValueError(
-                    f"max_length={max_length} leaves {capacity} audio positions after a {len(q_ids)}-piece question "
+                    f"max_length={max_length} leaves {capacity} audio positions after a {q_length}-piece question "
                     f"and 3 special tokens; it must exceed stride={stride}"
                 )
-            start, num_segments = 0, features.shape[0]
+            start = 0
             while True:
-                end = min(start + capacity, num_segments)
+                end = min(start + capacity, count)
                 windows.append((example, start, end))
-                if end == num_segments:
+                if end == count:
                     break
                 start = end - stride
-        return self._build(windows, question_ids, extracted, times, word_ids, answer_segments, max_length, padding,
-                           return_tensors)
+        return windows
 
-    def _build(self, windows, question_ids, extracted, times, word_ids, answer_segments, max_length, padding,
-               return_tensors):
+    def encode_windows(self, windows, question_ids, times, word_ids=None, answer_segments=None, width=None) -> dict:
+        """Every array of the windows but the audio features (which a training collator may gather itself)."""
         tok = self.tokenizer
         lengths = [len(question_ids[e]) + 3 + (b - a) for e, a, b in windows]
-        width = max_length if padding == "max_length" else max(lengths)
+        width = width or max(lengths)
         n = len(windows)
         input_ids = np.full((n, width), tok.pad_token_id, np.int64)
         token_type_ids = np.zeros((n, width), np.int64)
         attention_mask = np.zeros((n, width), np.int64)
         segment_index = np.full((n, width), -1, np.int64)
         segment_times = np.full((n, width, 2), -1.0, np.float32)
-        window_features, window_lengths = [], []
         audio_word_ids = np.full((n, max(b - a for _, a, b in windows)), -100, np.int64)
         starts, ends = np.zeros(n, np.int64), np.zeros(n, np.int64)
         for w, (example, a, b) in enumerate(windows):
@@ -144,22 +156,16 @@ class SpeechBertProcessor(ProcessorMixin):
             token_type_ids[w, audio_start : len(row)] = 1
             segment_index[w, audio_start : audio_start + b - a] = np.arange(a, b)
             segment_times[w, audio_start : audio_start + b - a] = times[example][a:b]
-            features, frame_lengths = extracted[example]
-            window_features.append(features[a:b])
-            window_lengths.append(frame_lengths[a:b])
             if word_ids is not None:
                 audio_word_ids[w, : b - a] = word_ids[example][a:b]
             if answer_segments is not None:
                 first, last = answer_segments[example]
                 if a <= first and last < b:
                     starts[w], ends[w] = audio_start + first - a, audio_start + last - a
-        features, frame_lengths = self.feature_extractor.pad_segments(window_features, window_lengths)
         data = {
             "input_ids": input_ids,
             "token_type_ids": token_type_ids,
             "attention_mask": attention_mask,
-            "audio_features": features,
-            "audio_feature_lengths": frame_lengths,
             "segment_index": segment_index,
             "segment_times": segment_times,
             "overflow_to_sample_mapping": np.array([e for e, _, _ in windows], np.int64),
@@ -168,7 +174,7 @@ class SpeechBertProcessor(ProcessorMixin):
             data["audio_word_ids"] = audio_word_ids
         if answer_segments is not None:
             data["start_positions"], data["end_positions"] = starts, ends
-        return BatchFeature(data, tensor_type=return_tensors)
+        return data
 
     def first_word_pieces(self, words) -> np.ndarray:
         """First word piece id of each word (the audio MLM and alignment target)."""
@@ -237,20 +243,12 @@ class SpeechBertProcessor(ProcessorMixin):
             audio = np.flatnonzero(segment_index[w] >= 0)  # contiguous audio positions of this window
             start_p = _softmax(start_logits[w], mask[w])[audio]
             end_p = _softmax(end_logits[w], mask[w])[audio]
-            scores = start_p[:, None] * end_p[None, :]  # (A, A): start i, end j
-            offset = np.arange(len(audio))
-            span = offset[None, :] - offset[:, None]
-            scores[(span < 0) | (span >= max_answer_segments)] = -1.0
-            best = np.argsort(scores, axis=None)[::-1][:top_k]
-            for flat in best:
-                i, j = divmod(int(flat), len(audio))
-                if scores[i, j] < 0:
-                    break
+            for i, j, score in best_spans(start_p, end_p, max_answer_segments, top_k, combine=np.multiply):
                 key = (int(segment_index[w, audio[i]]), int(segment_index[w, audio[j]]))
                 found = candidates[examples[w]]
-                if key not in found or found[key][0] < scores[i, j]:
+                if key not in found or found[key][0] < score:
                     # Word times are frame-quantised: milliseconds are all they carry.
-                    found[key] = (float(scores[i, j]), round(float(segment_times[w, audio[i], 0]), 3),
+                    found[key] = (score, round(float(segment_times[w, audio[i], 0]), 3),
                                   round(float(segment_times[w, audio[j], 1]), 3))
         results = []
         for example, found in enumerate(candidates):
@@ -268,6 +266,21 @@ class SpeechBertProcessor(ProcessorMixin):
             ]
             results.append(answers if top_k > 1 else answers[0])
         return results[0] if num_examples == 1 else results
+
+
+def best_spans(start_scores, end_scores, max_length, top_k=1, combine=np.add) -> list[tuple[int, int, float]]:
+    """The `top_k` spans (i, j, score) with i <= j < i + max_length, best first, scored `combine(start[i], end[j])`
+    (add log-probabilities, multiply probabilities)."""
+    start_scores, end_scores = np.asarray(start_scores, np.float64), np.asarray(end_scores, np.float64)
+    n = len(start_scores)
+    if n == 0:
+        return []
+    scores = combine(start_scores[:, None], end_scores[None, :])  # (n, n): start i, end j
+    offset = np.arange(n)
+    span = offset[None, :] - offset[:, None]
+    scores[(span < 0) | (span >= max_length)] = -np.inf
+    best = np.argsort(scores, axis=None, kind="stable")[::-1][:top_k]
+    return [(int(f) // n, int(f) % n, float(scores.flat[f])) for f in best if np.isfinite(scores.flat[f])]
 
 
 def _numpy(x) -> np.ndarray:
