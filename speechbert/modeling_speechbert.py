@@ -347,6 +347,8 @@ class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
             prediction is wanted; split into text and audio MLM by whether `input_ids` is `audio_token_id`.
         """
         config = self.config
+        if input_ids is None:
+            return self._audio_only(audio_features, audio_feature_lengths, audio_word_ids)
         outputs = self.bert(
             input_ids,
             attention_mask=attention_mask,
@@ -361,35 +363,17 @@ class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
         codes = outputs.audio_codes  # (N, H) or None
         parts = {}
         reconstructed = None
-        if codes is not None and config.reconstruction_loss_weight > 0:
-            real = audio_feature_lengths > 0
-            lengths = audio_feature_lengths[real].clamp(max=audio_features.shape[2])  # (N,)
-            target = audio_features[real]  # (N, T, F)
-            reconstructed = self.audio_decoder(codes, lengths, target.shape[1])
-            frame_mask = torch.arange(target.shape[1], device=lengths.device)[None, :] < lengths[:, None]  # (N, T)
-            squared = ((reconstructed - target) ** 2).mean(-1)  # (N, T)
-            parts["reconstruction_loss"] = (squared * frame_mask).sum() / frame_mask.sum()
-        if codes is not None and audio_word_ids is not None:
-            words = audio_word_ids[audio_feature_lengths > 0]  # (N,)
-            known = words >= 0
-            if known.any():
-                target = self.bert.embeddings.word_embeddings(words[known]).detach()  # (K, H)
-                parts["alignment_loss"] = (codes[known] - target).abs().mean()
+        if codes is not None:
+            reconstructed = self._joint_embedding_losses(codes, audio_features, audio_feature_lengths,
+                                                         audio_word_ids, parts)
         if labels is not None:
             is_audio = input_ids == config.audio_token_id
             for name, where in (("text_mlm_loss", ~is_audio), ("audio_mlm_loss", is_audio)):
                 selected = where & (labels != -100)
                 if selected.any():
                     parts[name] = F.cross_entropy(logits[selected].float(), labels[selected])
-        weights = {
-            "reconstruction_loss": config.reconstruction_loss_weight,
-            "alignment_loss": config.alignment_loss_weight,
-            "audio_mlm_loss": config.audio_mlm_loss_weight,
-            "text_mlm_loss": config.text_mlm_loss_weight,
-        }
-        loss = sum(weights[name] * value for name, value in parts.items()) if parts else None
         return SpeechBertForPreTrainingOutput(
-            loss=loss,
+            loss=self._weighted(parts),
             prediction_logits=logits,
             audio_codes=codes,
             reconstructed_features=reconstructed,
@@ -397,6 +381,45 @@ class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
             attentions=outputs.attentions,
             **parts,
         )
+
+    def _audio_only(self, audio_features, audio_feature_lengths, audio_word_ids):
+        """Step 1 (phonetic-semantic joint embedding) without running the transformer: the audio encoder and
+        decoder with the reconstruction and alignment losses."""
+        if audio_features is None:
+            raise ValueError("pass input_ids, or audio_features for the audio-only (joint embedding) losses")
+        codes = self.bert.encode_audio(audio_features, audio_feature_lengths)
+        parts = {}
+        reconstructed = self._joint_embedding_losses(codes, audio_features, audio_feature_lengths, audio_word_ids,
+                                                     parts)
+        return SpeechBertForPreTrainingOutput(loss=self._weighted(parts), audio_codes=codes,
+                                              reconstructed_features=reconstructed, **parts)
+
+    def _joint_embedding_losses(self, codes, audio_features, audio_feature_lengths, audio_word_ids, parts):
+        reconstructed = None
+        real = audio_feature_lengths > 0
+        if self.config.reconstruction_loss_weight > 0:
+            lengths = audio_feature_lengths[real].clamp(max=audio_features.shape[2])  # (N,)
+            target = audio_features[real]  # (N, T, F)
+            reconstructed = self.audio_decoder(codes, lengths, target.shape[1])
+            frame_mask = torch.arange(target.shape[1], device=lengths.device)[None, :] < lengths[:, None]  # (N, T)
+            squared = ((reconstructed.float() - target.float()) ** 2).mean(-1)  # (N, T)
+            parts["reconstruction_loss"] = (squared * frame_mask).sum() / frame_mask.sum()
+        if audio_word_ids is not None:
+            words = audio_word_ids[real]  # (N,)
+            known = words >= 0
+            if known.any():
+                target = self.bert.embeddings.word_embeddings(words[known]).detach()  # (K, H)
+                parts["alignment_loss"] = (codes[known].float() - target.float()).abs().mean()
+        return reconstructed
+
+    def _weighted(self, parts):
+        weights = {
+            "reconstruction_loss": self.config.reconstruction_loss_weight,
+            "alignment_loss": self.config.alignment_loss_weight,
+            "audio_mlm_loss": self.config.audio_mlm_loss_weight,
+            "text_mlm_loss": self.config.text_mlm_loss_weight,
+        }
+        return sum(weights[name] * value for name, value in parts.items()) if parts else None
 
 
 class SpeechBertForQuestionAnswering(SpeechBertPreTrainedModel):

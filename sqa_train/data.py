@@ -1,0 +1,223 @@
+"""Training and evaluation features for SpeechBERT and the text (cascade) baselines, from rows of the corpus schema
+(`sqa_data.dataset`).
+
+Passage audio becomes MFCC frames once per paragraph (`PassageFrames`); a window item only names its paragraph and
+segment range, and the collators gather the frames of a batch, so memory holds frames, not padded copies per question.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sqa_data.dataset import passage_audio
+from sqa_data.normalize import answer_word_span, normalize
+
+logger = logging.getLogger(__name__)
+
+
+def load_corpus(name_or_path):
+    """`"embedded"` (the shipped default), a saved `DatasetDict` folder, or a folder of record shards."""
+    from pathlib import Path
+
+    from datasets import load_from_disk
+
+    from sqa_data.dataset import read_records, to_dataset_dict
+    from sqa_data.embedded import load_embedded
+
+    if name_or_path == "embedded":
+        return load_embedded()
+    path = Path(name_or_path)
+    if (path / "dataset_dict.json").exists():
+        return load_from_disk(str(path))
+    if path.is_dir():
+        return to_dataset_dict(read_records(path))
+    raise FileNotFoundError(f"dataset {name_or_path!r}: expected 'embedded', a save_to_disk folder or record shards")
+
+
+def spoken_answers(row) -> list[str]:
+    """The reference answers as the words a reader says ("1973" -> "nineteen seventy three"): what the predicted
+    words, always spoken-form, are compared with."""
+    if row["source"] == "spoken-squad-text":
+        return list(row["answers"]["text"])  # already a spoken-form transcript
+    words = normalize(row["context"])
+    spoken = []
+    for start, text in zip(row["answers"]["answer_start"], row["answers"]["text"]):
+        span = answer_word_span(words, start, start + len(text))
+        spoken.append(" ".join(w.text for w in words[span[0] : span[1] + 1]) if span else text)
+    return spoken
+
+
+def segment_times(row, kind: str) -> np.ndarray:
+    """(n, 2) start/end seconds of the `asr` or `ref` words of a row."""
+    return np.stack([np.asarray(row[f"{kind}_starts"], np.float64), np.asarray(row[f"{kind}_ends"], np.float64)], 1)
+
+
+class PassageFrames:
+    """MFCC frames of every passage (computed once) and the frame range of each of its word segments."""
+
+    def __init__(self, feature_extractor, audio_cache_dir=None):
+        self.feature_extractor = feature_extractor
+        self.audio_cache_dir = audio_cache_dir
+        self.frames: dict[str, np.ndarray] = {}
+        self.num_samples: dict[str, int] = {}
+        self.ranges: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+
+    def add(self, row, kind: str = "asr"):
+        """Frames of the row's passage and the (first frame, frame count) of its `kind` segments."""
+        key = row["paragraph_id"]
+        fe = self.feature_extractor
+        if key not in self.frames:
+            audio = fe.to_mono(passage_audio(row, cache_dir=self.audio_cache_dir))
+            self.frames[key] = fe.frame_features(audio)
+            self.num_samples[key] = audio.size
+        if (key, kind) not in self.ranges:
+            first, last = fe.segment_frames(segment_times(row, kind), self.num_samples[key])
+            self.ranges[(key, kind)] = first, np.minimum(last - first, fe.max_frames_per_segment)
+        return self.ranges[(key, kind)]
+
+    def gather(self, items, kind_key="kind") -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, T, F) features and (B, S) lengths for items naming `paragraph_id`, `seg_start`, `seg_end`."""
+        firsts, counts = [], []
+        for item in items:
+            first, count = self.ranges[(item["paragraph_id"], item[kind_key])]
+            firsts.append(first[item["seg_start"] : item["seg_end"]])
+            counts.append(count[item["seg_start"] : item["seg_end"]])
+        num_segments = max(len(c) for c in counts)
+        num_frames = max(int(c.max()) for c in counts)
+        size = self.feature_extractor.feature_size
+        features = np.zeros((len(items), num_segments, num_frames, size), np.float32)
+        lengths = np.zeros((len(items), num_segments), np.int64)
+        steps = np.arange(num_frames)
+        for i, (item, first, count) in enumerate(zip(items, firsts, counts)):
+            frames = self.frames[item["paragraph_id"]]
+            index = np.minimum(first[:, None] + steps[None, :], len(frames) - 1)  # (S_i, T)
+            block = frames[index]
+            block[steps[None, :] >= count[:, None]] = 0.0
+            features[i, : len(count)] = block
+            lengths[i, : len(count)] = count
+        return torch.from_numpy(features), torch.from_numpy(lengths)
+
+
+# ----------------------------------------------------------------------------------------------- SpeechBERT QA
+def speechbert_qa_items(rows, processor, frames: PassageFrames, max_length, stride, max_question_length=64,
+                        train=False, segments="asr"):
+    """Window items for SpeechBERT QA over the passage's `segments` (ASR word times by default: what a system has
+    at test time). Training items carry start/end positions; questions whose answer has no time span or overlaps
+    no segment are skipped from training (and counted)."""
+    items, skipped = [], 0
+    tokenizer = processor.tokenizer
+    questions = tokenizer([r["question"] for r in rows], add_special_tokens=False)["input_ids"]
+    for example, (row, q_ids) in enumerate(zip(rows, questions)):
+        times = segment_times(row, segments)
+        if len(times) == 0:
+            skipped += 1
+            continue
+        frames.add(row, segments)
+        q_ids = q_ids[:max_question_length]
+        answer = None
+        if train:
+            try:
+                start, end = row["answers"]["start_time"][0], row["answers"]["end_time"][0]
+                answer = [processor.answer_segments(times, (start, end), row["audio_duration"])]
+            except (ValueError, IndexError):
+                skipped += 1
+                continue
+        windows = processor.plan_windows([len(q_ids)], [len(times)], max_length, stride)
+        arrays = processor.encode_windows(windows, [q_ids], [times], answer_segments=answer)
+        for w, (_, a, b) in enumerate(windows):
+            length = int(arrays["attention_mask"][w].sum())
+            item = {
+                "input_ids": arrays["input_ids"][w, :length],
+                "token_type_ids": arrays["token_type_ids"][w, :length],
+                "paragraph_id": row["paragraph_id"],
+                "kind": segments,
+                "seg_start": a,
+                "seg_end": b,
+                "example": example,
+                "audio_offset": len(q_ids) + 2,
+            }
+            if train:
+                item["start_positions"] = int(arrays["start_positions"][w])
+                item["end_positions"] = int(arrays["end_positions"][w])
+            items.append(item)
+    return items, skipped
+
+
+def pad_tokens(items, pad_token_id) -> dict[str, torch.Tensor]:
+    width = max(len(item["input_ids"]) for item in items)
+    input_ids = torch.full((len(items), width), pad_token_id, dtype=torch.long)
+    token_type_ids = torch.zeros((len(items), width), dtype=torch.long)
+    attention_mask = torch.zeros((len(items), width), dtype=torch.long)
+    for i, item in enumerate(items):
+        n = len(item["input_ids"])
+        input_ids[i, :n] = torch.as_tensor(item["input_ids"])
+        token_type_ids[i, :n] = torch.as_tensor(item["token_type_ids"])
+        attention_mask[i, :n] = 1
+    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+
+
+@dataclass
+class SpeechBertQACollator:
+    frames: PassageFrames
+    pad_token_id: int
+
+    def __call__(self, items):
+        batch = pad_tokens(items, self.pad_token_id)
+        batch["audio_features"], batch["audio_feature_lengths"] = self.frames.gather(items)
+        if "start_positions" in items[0]:
+            batch["start_positions"] = torch.tensor([item["start_positions"] for item in items])
+            batch["end_positions"] = torch.tensor([item["end_positions"] for item in items])
+        return batch
+
+
+# ----------------------------------------------------------------------------------------------- text QA (cascade)
+def text_qa_items(rows, tokenizer, words_key, max_length, stride, train=False):
+    """Window items for a text BERT QA model reading the `asr` or `ref` words of each passage (run_qa.py style:
+    question first, passage truncated into overlapping windows). Answers map to words by time, the same way
+    SpeechBERT's do, so both systems learn the same spans."""
+    from speechbert.processing_speechbert import SpeechBertProcessor
+
+    keep = [i for i, r in enumerate(rows) if r[f"{words_key}_words"]]
+    encoded = tokenizer(
+        [rows[i]["question"].split() for i in keep], [rows[i][f"{words_key}_words"] for i in keep],
+        is_split_into_words=True, truncation="only_second", max_length=max_length, stride=stride,
+        return_overflowing_tokens=True, padding=False,
+    )
+    items, skipped_examples = [], set()
+    for feature, example_pos in enumerate(encoded["overflow_to_sample_mapping"]):
+        example = keep[example_pos]
+        row = rows[example]
+        word_ids = encoded.word_ids(feature)
+        sequence_ids = encoded.sequence_ids(feature)
+        token_word = np.array([w if s == 1 else -1 for w, s in zip(word_ids, sequence_ids)], np.int64)
+        item = {"input_ids": encoded["input_ids"][feature], "token_type_ids": encoded["token_type_ids"][feature],
+                "example": example, "token_word": token_word}
+        if train:
+            try:
+                times = segment_times(row, words_key)
+                first, last = SpeechBertProcessor.answer_segments(
+                    times, (row["answers"]["start_time"][0], row["answers"]["end_time"][0]),
+                    row["audio_duration"] if row["audio_duration"] > 0 else float("inf"))
+            except (ValueError, IndexError):
+                skipped_examples.add(example)
+                continue
+            starts, ends = np.flatnonzero(token_word == first), np.flatnonzero(token_word == last)
+            inside = len(starts) and len(ends)
+            item["start_positions"] = int(starts[0]) if inside else 0
+            item["end_positions"] = int(ends[-1]) if inside else 0
+        items.append(item)
+    return items, len(skipped_examples) + len(rows) - len(keep)
+
+
+@dataclass
+class TextQACollator:
+    pad_token_id: int
+
+    def __call__(self, items):
+        batch = pad_tokens(items, self.pad_token_id)
+        if "start_positions" in items[0]:
+            batch["start_positions"] = torch.tensor([item["start_positions"] for item in items])
+            batch["end_positions"] = torch.tensor([item["end_positions"] for item in items])
+        return batch
