@@ -344,7 +344,9 @@ class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
         audio_word_ids (`torch.LongTensor` of shape `(batch, segments)`, *optional*): first word piece of each
             segment's word (-100 for padding or unknown), the alignment target.
         labels (`torch.LongTensor` of shape `(batch, sequence_length)`, *optional*): MLM targets, -100 where no
-            prediction is wanted; split into text and audio MLM by whether `input_ids` is `audio_token_id`.
+            prediction is wanted; split into text and audio MLM by whether `input_ids` is `audio_token_id`. With
+            labels the vocabulary scores are computed at labelled positions only and `prediction_logits` is None;
+            without them `prediction_logits` covers every position.
         """
         config = self.config
         if input_ids is None:
@@ -359,19 +361,23 @@ class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
             audio_mask=audio_mask,
             **kwargs,
         )
-        logits = self.cls(outputs.last_hidden_state)  # (B, L, V)
         codes = outputs.audio_codes  # (N, H) or None
+        logits = None
+        if labels is None:
+            logits = self.cls(outputs.last_hidden_state)  # (B, L, V)
         parts = {}
         reconstructed = None
         if codes is not None:
             reconstructed = self._joint_embedding_losses(codes, audio_features, audio_feature_lengths,
                                                          audio_word_ids, parts)
         if labels is not None:
+            # The vocabulary projection is the costliest part of the step: run it on labelled positions only.
             is_audio = input_ids == config.audio_token_id
             for name, where in (("text_mlm_loss", ~is_audio), ("audio_mlm_loss", is_audio)):
                 selected = where & (labels != -100)
                 if selected.any():
-                    parts[name] = F.cross_entropy(logits[selected].float(), labels[selected])
+                    scores = self.cls(outputs.last_hidden_state[selected])  # (K, V)
+                    parts[name] = F.cross_entropy(scores.float(), labels[selected])
         return SpeechBertForPreTrainingOutput(
             loss=self._weighted(parts),
             prediction_logits=logits,

@@ -221,3 +221,80 @@ class TextQACollator:
             batch["start_positions"] = torch.tensor([item["start_positions"] for item in items])
             batch["end_positions"] = torch.tensor([item["end_positions"] for item in items])
         return batch
+
+
+# ----------------------------------------------------------------------------------------------- pre-training
+def joint_embedding_items(rows, frames: PassageFrames, word_ids_of, segments_per_item=64):
+    """Step 1 items: each passage's reference word segments in groups, with each word's first word piece."""
+    items, seen = [], set()
+    for row in rows:
+        if row["paragraph_id"] in seen or not row["ref_words"]:
+            continue
+        seen.add(row["paragraph_id"])
+        frames.add(row, "ref")
+        word_ids = word_ids_of(row)
+        for a in range(0, len(word_ids), segments_per_item):
+            b = min(a + segments_per_item, len(word_ids))
+            items.append({"paragraph_id": row["paragraph_id"], "kind": "ref", "seg_start": a, "seg_end": b,
+                          "audio_word_ids": word_ids[a:b]})
+    return items
+
+
+def pad_word_ids(items, num_segments) -> torch.Tensor:
+    word_ids = torch.full((len(items), num_segments), -100, dtype=torch.long)
+    for i, item in enumerate(items):
+        word_ids[i, : len(item["audio_word_ids"])] = torch.as_tensor(item["audio_word_ids"])
+    return word_ids
+
+
+@dataclass
+class JointEmbeddingCollator:
+    frames: PassageFrames
+
+    def __call__(self, items):
+        features, lengths = self.frames.gather(items)
+        return {"audio_features": features, "audio_feature_lengths": lengths,
+                "audio_word_ids": pad_word_ids(items, lengths.shape[1])}
+
+
+@dataclass
+class CrossModalMLMCollator:
+    """Step 2 batches: text word pieces and audio segments masked at random (the only randomness of training lives
+    here, not in the model). A masked text piece becomes [MASK] (80%), a random piece (10%) or stays (10%), as in
+    BERT; a masked segment is fed as the [MASK] embedding (`audio_mask`). `labels` hold the original piece at masked
+    text positions and the word's first piece at masked audio positions, -100 elsewhere."""
+
+    frames: PassageFrames
+    tokenizer: object
+    audio_token_id: int
+    text_mask_probability: float = 0.15
+    audio_mask_probability: float = 0.15
+
+    def __call__(self, items):
+        batch = pad_tokens(items, self.tokenizer.pad_token_id)
+        batch["audio_features"], batch["audio_feature_lengths"] = self.frames.gather(items)
+        word_ids = pad_word_ids(items, batch["audio_feature_lengths"].shape[1])
+        input_ids = batch["input_ids"]
+        labels = torch.full_like(input_ids, -100)
+
+        special = torch.tensor(self.tokenizer.all_special_ids)
+        is_audio = input_ids == self.audio_token_id
+        maskable = ~torch.isin(input_ids, special) & ~is_audio & (batch["attention_mask"] == 1)
+        text_masked = maskable & (torch.rand(input_ids.shape) < self.text_mask_probability)
+        labels[text_masked] = input_ids[text_masked]
+        replace = text_masked & (torch.rand(input_ids.shape) < 0.8)
+        randomise = text_masked & ~replace & (torch.rand(input_ids.shape) < 0.5)
+        input_ids[replace] = self.tokenizer.mask_token_id
+        random_ids = torch.randint(len(self.tokenizer), input_ids.shape)
+        random_ids[random_ids == self.audio_token_id] = self.tokenizer.mask_token_id  # never fake an audio position
+        input_ids[randomise] = random_ids[randomise]
+
+        real = batch["audio_feature_lengths"] > 0
+        audio_mask = real & (word_ids >= 0) & (torch.rand(real.shape) < self.audio_mask_probability)
+        # The k-th audio position of a row holds its k-th segment: scatter segment labels to positions.
+        position_labels = torch.full_like(input_ids, -100)
+        segment_labels = torch.where(audio_mask, word_ids, torch.full_like(word_ids, -100))
+        position_labels[is_audio] = segment_labels[real]
+        labels = torch.where(is_audio, position_labels, labels)
+        batch.update(input_ids=input_ids, labels=labels, audio_mask=audio_mask, audio_word_ids=word_ids)
+        return batch

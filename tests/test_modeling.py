@@ -143,9 +143,16 @@ def test_pretraining_loss_parts(tester, processor):
     assert all(p is not None and p.ndim == 0 and p > 0 for p in parts)
     expected = 0.5 * parts[0] + 2.0 * parts[1] + parts[2] + parts[3]
     torch.testing.assert_close(out.loss, expected)
-    # The masked segment is fed as [MASK]: its position's input equals a text [MASK] token's.
-    unmasked = model(**inputs)
-    assert not torch.allclose(out.prediction_logits[1, first_audio], unmasked.prediction_logits[1, first_audio])
+    # The masked segment is fed as [MASK]: the prediction at its position changes.
+    assert out.prediction_logits is None  # with labels, only labelled positions are scored
+    with torch.no_grad():
+        masked, unmasked = model(**inputs, audio_mask=audio_mask), model(**inputs)
+    assert masked.prediction_logits.shape == unmasked.prediction_logits.shape
+    assert not torch.allclose(masked.prediction_logits[1, first_audio], unmasked.prediction_logits[1, first_audio])
+    torch.testing.assert_close(masked.prediction_logits[0], unmasked.prediction_logits[0])
+    # The labelled-positions-only loss equals cross-entropy over the full logits.
+    expected_text = torch.nn.functional.cross_entropy(masked.prediction_logits[0, 2:3], labels[0, 2:3])
+    torch.testing.assert_close(out.text_mlm_loss, expected_text)
     out.loss.backward()
     assert model.audio_decoder.rnn.weight_ih_l0.grad.abs().sum() > 0
     assert model.bert.audio_encoder.rnn.weight_ih_l0.grad.abs().sum() > 0

