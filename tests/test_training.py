@@ -1,0 +1,250 @@
+"""run_pretraining.py and run_sqa.py: metric arithmetic by hand, post-processing, few-step runs of every script on a
+tiny spoken corpus with tiny models, resuming, and a two-process (gloo) run."""
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertForQuestionAnswering
+
+from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_word_scores, text_word_scores
+
+from .conftest import SpeechBertTester
+
+ROOT = Path(__file__).resolve().parents[1]
+METRIC = ROOT / "metrics" / "spoken_squad_qa"
+
+
+# ----------------------------------------------------------------------------------------- metric arithmetic
+@pytest.fixture(scope="module")
+def metric():
+    import evaluate
+
+    return evaluate.load(str(METRIC))
+
+
+def reference(qid, texts, spans, wer=0.15, error=False):
+    return {"id": qid, "answers": {"text": texts, "start_time": [s for s, _ in spans], "end_time": [e for _, e in spans]},
+            "wer": wer, "has_asr_error": error}
+
+
+def prediction(qid, text, start=-1.0, end=-1.0):
+    return {"id": qid, "prediction_text": text, "start_time": start, "end_time": end}
+
+
+def test_metric_by_hand(metric):
+    result = metric.compute(
+        predictions=[prediction("a", "the normans of france", 1.0, 2.0), prediction("b", "river", 3.0, 3.5),
+                     prediction("c", "king", 0.0, 1.0)],
+        references=[reference("a", ["Normans", "normans of"], [(1.5, 2.5)], wer=0.05),
+                    reference("b", ["the river"], [(3.0, 3.5)], wer=0.25, error=True),
+                    reference("c", ["queen"], [(5.0, 6.0)], wer=0.55, error=True)],
+    )
+    overall = result["overall"]
+    # a: EM 0; F1 best vs "normans of": p=2/3, r=1 -> 0.8; AOS 0.5/1.5; FF1 p=r=0.5 -> 0.5
+    # b: EM 1 ("the" is dropped); F1 1; AOS 1; FF1 1.   c: all 0.
+    assert overall["count"] == 3
+    assert overall["exact_match"] == pytest.approx(100 / 3)
+    assert overall["f1"] == pytest.approx(100 * (0.8 + 1) / 3)
+    assert overall["aos"] == pytest.approx(100 * (1 / 3 + 1) / 3)
+    assert overall["frame_f1"] == pytest.approx(100 * (0.5 + 1) / 3)
+    buckets = result["wer_buckets"]
+    assert [buckets[k]["count"] for k in buckets] == [1, 0, 1, 0, 1]
+    assert list(buckets) == ["[0%, 10%)", "[10%, 20%)", "[20%, 30%)", "[30%, 40%)", "[40%, inf)"]
+    assert buckets["[20%, 30%)"]["f1"] == 100 and buckets["[10%, 20%)"]["f1"] is None
+    assert result["answers_with_asr_errors"]["count"] == 2
+    assert result["answers_with_asr_errors"]["exact_match"] == 50
+
+
+def test_metric_edges_unknown_wer_and_missing_predictions(metric):
+    result = metric.compute(
+        predictions=[prediction("a", "x"), prediction("b", "y", 1.0, 2.0)],
+        references=[reference("a", ["x"], [(-1.0, -1.0)], wer=-1.0), reference("b", ["y"], [(1.0, 2.0)], wer=0.3)],
+        wer_bucket_edges=[0.3],
+    )
+    assert result["overall"]["count"] == 2 and result["overall"]["aos"] == 100  # a has no gold span: not scored
+    assert {k: v["count"] for k, v in result["wer_buckets"].items()} == {"[0%, 30%)": 0, "[30%, inf)": 1}
+    with pytest.raises(ValueError, match="1 references have no prediction"):
+        metric.compute(predictions=[prediction("a", "x"), prediction("b", "x")],
+                       references=[reference("a", ["x"], [(0, 1)]), reference("z", ["x"], [(0, 1)])])
+
+
+# ----------------------------------------------------------------------------------------- post-processing
+def test_word_scores_take_the_best_window_and_spans_follow():
+    # Two SpeechBERT windows over 5 segments (0-2 and 2-4), question of 1 piece: audio starts at position 3.
+    items = [{"input_ids": [0] * 7, "example": 0, "seg_start": 0, "seg_end": 3, "audio_offset": 3},
+             {"input_ids": [0] * 7, "example": 0, "seg_start": 2, "seg_end": 5, "audio_offset": 3}]
+    start = np.full((2, 8), -5.0)
+    end = np.full((2, 8), -5.0)
+    start[1, 3 + 1] = 5.0  # segment 3 in window 2
+    end[1, 3 + 2] = 5.0  # segment 4
+    scores = speechbert_word_scores(items, start, end, {0: 5})
+    s, e = scores[0]
+    assert np.argmax(s) == 3 and np.argmax(e) == 4 and np.isfinite(s).all()
+    words = {0: ["a", "b", "c", "d", "e"]}
+    times = {0: np.array([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]], float)}
+    found = predict_spans(scores, words, times, max_answer_words=30)[0]
+    assert (found["prediction_text"], found["start_time"], found["end_time"]) == ("d e", 3.0, 5.0)
+    assert predict_spans(scores, words, times, max_answer_words=1)[0]["word_end"] == \
+        predict_spans(scores, words, times, max_answer_words=1)[0]["word_start"]
+
+
+def test_text_word_scores_use_first_and_last_piece():
+    # [CLS] q [SEP] w0 w1a w1b w2 [SEP]: word 1 has two pieces.
+    items = [{"token_word": np.array([-1, -1, -1, 0, 1, 1, 2, -1]), "example": 0}]
+    start = np.zeros((1, 8))
+    end = np.zeros((1, 8))
+    start[0, 5] = 9.0  # second piece of word 1 cannot start it
+    start[0, 4] = 4.0
+    end[0, 4] = 9.0  # first piece of word 1 cannot end it
+    end[0, 5] = 4.0
+    s, e = text_word_scores(items, start, end, {0: 3})[0]
+    assert np.argmax(s) == 1 and np.argmax(e) == 1
+    assert s[1] == pytest.approx(4.0 - np.log(np.exp(np.r_[np.zeros(6), 9.0, 4.0]).sum()))
+
+
+def test_ensemble_weights():
+    a = {0: (np.array([0.0, -9.0]), np.array([0.0, -9.0]))}
+    b = {0: (np.array([-9.0, 0.0]), np.array([-9.0, 0.0])), 1: (np.zeros(1), np.zeros(1))}
+    assert np.array_equal(ensemble_scores(a, b, 1.0)[0][0], a[0][0])
+    assert np.array_equal(ensemble_scores(a, b, 0.0)[0][0], b[0][0])
+    np.testing.assert_allclose(ensemble_scores(a, b, 0.5)[0][0], [-4.5, -4.5])
+    assert 1 in ensemble_scores(a, b, 0.5)
+
+
+# ----------------------------------------------------------------------------------------- script runs
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """Three spoken paragraphs (train / validation / test) built with the real recipe."""
+    if shutil.which("flite") is None or shutil.which("espeak-ng") is None:
+        if os.environ.get("CI"):
+            pytest.fail("flite and espeak-ng are needed")
+        pytest.skip("flite / espeak-ng are not installed")
+    from sqa_data.recipe import build_paragraph
+    from sqa_data.speech import SpeechRecognizer
+
+    contexts = {
+        "train": "The Normans gave their name to Normandy, a region in France. Their duke Rollo ruled in 911.",
+        "validation": "The river Rhine flows north through Basel and Cologne to the sea.",
+        "test": "Oxygen was found by Scheele in 1771. It makes up a fifth of the air.",
+    }
+    questions = {"train": [("Who gave their name to Normandy?", "The Normans"), ("Who ruled?", "Rollo")],
+                 "validation": [("Where does the Rhine flow?", "north")],
+                 "test": [("Who found oxygen?", "Scheele"), ("How much of the air is oxygen?", "a fifth")]}
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "shards").mkdir()
+    recognizer = SpeechRecognizer()
+    for split, context in contexts.items():
+        qas = [{"id": f"{split}-{i}", "question": q, "answers": [{"text": a, "answer_start": context.index(a)}]}
+               for i, (q, a) in enumerate(questions[split])]
+        record = build_paragraph({"paragraph_id": f"{split}-0", "title": split, "context": context, "qas": qas},
+                                 recognizer)
+        with gzip.open(root / "shards" / f"{split}-00000.jsonl.gz", "wt") as f:
+            f.write(json.dumps(record) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_text_bert(tmp_path_factory):
+    """A tiny BERT QA checkpoint with a small vocabulary, standing in for MiniLM."""
+    from transformers import BertTokenizer
+
+    from .conftest import VOCAB
+
+    root = tmp_path_factory.mktemp("tiny_bert")
+    (root / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    BertTokenizer(str(root / "vocab.txt")).save_pretrained(root)
+    fields = SpeechBertTester.config().to_dict()
+    config = BertConfig(**{k: v for k, v in fields.items() if k in BertConfig.__dataclass_fields__})
+    torch.manual_seed(0)
+    BertForQuestionAnswering(config).save_pretrained(root)
+    return root
+
+
+def common_args(output_dir, corpus, audio_cache):
+    return ["--output_dir", str(output_dir), "--dataset", str(corpus), "--report_to", "none",
+            "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "4", "--logging_steps", "1",
+            "--audio_cache_dir", str(audio_cache), "--use_cpu", "true", "--dataloader_num_workers", "0"]
+
+
+@pytest.mark.slow
+def test_pretraining_then_sqa_end_to_end(tmp_path, tiny_corpus, tiny_text_bert, capsys):
+    import run_pretraining
+    import run_sqa
+
+    pre = tmp_path / "pre"
+    run_pretraining.main(common_args(pre, tiny_corpus, tmp_path / "audio") + [
+        "--text_model_name_or_path", str(tiny_text_bert), "--stage", "both", "--max_steps", "2",
+        "--stage1_num_train_epochs", "1", "--save_strategy", "no", "--max_length", "64", "--stride", "8",
+        "--config_overrides", "audio_frame_stack=2,audio_encoder_hidden_size=8"])
+    assert (pre / "stage1" / "DONE").exists() and (pre / "stage2" / "DONE").exists()
+    logged = capsys.readouterr()
+    for part in ("reconstruction_loss", "alignment_loss", "audio_mlm_loss"):
+        assert f"'{part}'" in logged.out + logged.err, f"{part} is not logged"
+    config = json.loads((pre / "config.json").read_text())
+    assert config["audio_frame_stack"] == 2 and config["model_type"] == "speechbert"
+    from transformers import AutoModelForPreTraining
+
+    assert type(AutoModelForPreTraining.from_pretrained(pre, trust_remote_code=True)).__name__ == \
+        "SpeechBertForPreTraining"
+
+    sqa = tmp_path / "sqa"
+    run_sqa.main(common_args(sqa, tiny_corpus, tmp_path / "audio") + [
+        "--model_name_or_path", str(pre), "--text_model_name_or_path", str(tiny_text_bert), "--do_train",
+        "--do_eval", "--max_steps", "2", "--save_strategy", "no", "--max_length", "64", "--stride", "8",
+        "--systems", "speechbert,cascade,text", "--ensemble_weights", "0,0.5,1"])
+    metrics = json.loads((sqa / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        assert set(metrics[split]) == {"speechbert", "cascade", "text", "ensemble"}
+        for system in metrics[split].values():
+            assert system["overall"]["count"] == {"validation": 1, "test": 2}[split]
+            assert 0 <= system["overall"]["f1"] <= 100 and system["overall"]["aos"] is not None
+    assert metrics["ensemble_weight"]["chosen"] in (0.0, 0.5, 1.0)
+    predictions = json.loads((sqa / "predictions_test.json").read_text())
+    found = predictions["speechbert"]["test-0"]
+    assert found["start_time"] < found["end_time"] and found["prediction_text"]
+    assert "| SpeechBERT |" in (sqa / "results.md").read_text()
+    assert (sqa / "wer_buckets_test.png").stat().st_size > 1000
+    from transformers import AutoModelForQuestionAnswering, AutoProcessor
+
+    model = AutoModelForQuestionAnswering.from_pretrained(sqa / "speechbert", trust_remote_code=True)
+    AutoProcessor.from_pretrained(sqa / "speechbert", trust_remote_code=True)
+    assert type(model).__name__ == "SpeechBertForQuestionAnswering"
+
+
+@pytest.mark.slow
+def test_sqa_resumes_from_its_last_checkpoint(tmp_path, tiny_corpus, tiny_text_bert):
+    import run_sqa
+
+    args = common_args(tmp_path / "sqa", tiny_corpus, tmp_path / "audio") + [
+        "--text_model_name_or_path", str(tiny_text_bert), "--do_train", "--systems", "speechbert",
+        "--save_strategy", "steps", "--save_steps", "1", "--max_length", "64", "--stride", "8"]
+    run_sqa.main(args + ["--max_steps", "2"])
+    checkpoints = sorted(p.name for p in (tmp_path / "sqa" / "speechbert").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-1", "checkpoint-2"]
+    run_sqa.main(args + ["--max_steps", "3", "--resume_from_checkpoint", "true"])
+    state = json.loads((tmp_path / "sqa" / "speechbert" / "checkpoint-3" / "trainer_state.json").read_text())
+    steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
+    assert steps == [1, 2, 3], "the resumed run continues the logged history instead of starting over"
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run(tmp_path, tiny_corpus, tiny_text_bert):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               str(ROOT / "run_sqa.py")] + common_args(tmp_path / "ddp", tiny_corpus, tmp_path / "audio") + [
+        "--text_model_name_or_path", str(tiny_text_bert), "--do_train", "--do_eval", "--systems",
+        "speechbert,cascade", "--max_steps", "2", "--save_strategy", "no", "--max_length", "64", "--stride", "8",
+        "--ddp_backend", "gloo"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["test"]["speechbert"]["overall"]["count"] == 2
+    assert metrics["test"]["cascade"]["overall"]["count"] == 2
