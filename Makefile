@@ -1,10 +1,10 @@
-# SpeechBERT: `make quickstart` sets everything up and runs the quick start; `make test` runs the tests.
+# SpeechBERT: `make demo` sets everything up and runs the main job on the embedded corpus; `make test` runs the tests.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := flite espeak-ng sox libsndfile1 pocketsphinx-testdata
 
-.PHONY: setup system-deps quickstart test clean
+.PHONY: setup system-deps quickstart demo test clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,21 @@ $(VENV)/.installed: requirements.txt | system-deps
 
 quickstart: setup
 	$(PY) examples/quickstart.py
+
+# The main job on the embedded default corpus: regenerate its audio, pre-train (both steps) and fine-tune SpeechBERT
+# from all-MiniLM-L6-v2, train the cascade and the text upper bound, evaluate all four systems by WER bucket.
+DEMO := outputs/demo
+DEMO_TRAIN := --report_to none --save_strategy no --logging_steps 10 --per_device_train_batch_size 8 \
+	--per_device_eval_batch_size 16 --dataloader_num_workers 0 --seed 42
+demo: setup
+	$(PY) -m sqa_data.dataset --records data/embedded --output_dir $(DEMO)/dataset --with_audio --stats
+	$(PY) run_pretraining.py --output_dir $(DEMO)/pretraining --dataset $(DEMO)/dataset --stage both \
+		--stage1_num_train_epochs 4 --num_train_epochs 2 --learning_rate 1e-4 $(DEMO_TRAIN) \
+		--config_overrides $(DEMO_AUDIO)
+	$(PY) run_sqa.py --output_dir $(DEMO)/sqa --model_name_or_path $(DEMO)/pretraining --dataset $(DEMO)/dataset \
+		--do_train --do_eval --num_train_epochs 3 --learning_rate 1e-4 $(DEMO_TRAIN)
+	@echo "results: $(DEMO)/sqa/results.md, plot: $(DEMO)/sqa/wer_buckets_test.png"
+DEMO_AUDIO := audio_frame_stack=3
 
 test: setup
 	$(PY) -m pytest -q

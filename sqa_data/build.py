@@ -53,9 +53,23 @@ def read_shard(path: Path) -> list[dict]:
 _RECOGNIZER = None
 
 
+def _die_with_parent():
+    """Linux: a worker gets SIGTERM when the build process dies, even by SIGKILL, instead of running on orphaned."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 def _init_worker():
     global _RECOGNIZER
     from .speech import SpeechRecognizer
+
+    _die_with_parent()
 
     _RECOGNIZER = SpeechRecognizer()
 

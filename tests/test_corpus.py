@@ -164,16 +164,27 @@ def test_build_resumes_after_kill_and_records_failures(tmp_path):
     squad = tiny_squad(tmp_path, CONTEXTS)
     out = tmp_path / "corpus"
     command = [sys.executable, "-m", "sqa_data.build", "--squad_json", str(squad), "--output_dir", str(out),
-               "--splits", "validation", "--chunk_size", "1", "--no_progress"]
+               "--splits", "validation", "--chunk_size", "1", "--no_progress", "--num_proc", "2"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = out / "shards" / "validation-00000.jsonl.gz"
     deadline = time.time() + 120
     while not first.exists() and time.time() < deadline:
         time.sleep(0.05)
+    workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert first.exists(), "the first shard should be finished before the kill"
+    for pid in map(int, workers):  # workers die with the killed build instead of running on orphaned
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}").exists() else b""
+            assert b"spawn_main" not in cmdline, f"build worker {pid} outlived the killed build"
     finished = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "shards").glob("*.jsonl.gz")}
     assert len(finished) < 4, "the kill came too late to test resuming"
 
