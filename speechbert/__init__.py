@@ -8,6 +8,7 @@ from .modeling_speechbert import (
     SpeechBertModel,
     SpeechBertPreTrainedModel,
 )
+from .pipeline_speechbert import SpokenQuestionAnsweringPipeline
 from .processing_speechbert import SpeechBertProcessor
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "SpeechBertModel",
     "SpeechBertPreTrainedModel",
     "SpeechBertProcessor",
+    "SpokenQuestionAnsweringPipeline",
 ]

@@ -18,6 +18,16 @@ SPEECHBERT_AUTO_MAP = {
     "AutoModelForQuestionAnswering": "modeling_speechbert.SpeechBertForQuestionAnswering",
 }
 
+# The checkpoint's own pipeline: `pipeline(model=checkpoint, trust_remote_code=True)` finds it here.
+SPEECHBERT_CUSTOM_PIPELINES = {
+    "spoken-question-answering": {
+        "impl": "pipeline_speechbert.SpokenQuestionAnsweringPipeline",
+        "pt": ["AutoModelForQuestionAnswering"],
+        "tf": [],
+        "type": "multimodal",
+    }
+}
+
 RNN_TYPES = ("gru", "lstm")
 
 
@@ -81,6 +91,8 @@ class SpeechBertConfig(BertConfig):
         else:
             # A Hub-loaded config may carry "repo--module.Class" names: keep them, add what is missing.
             self.auto_map = {**SPEECHBERT_AUTO_MAP, **self.auto_map}
+        if not getattr(self, "custom_pipelines", None):
+            self.custom_pipelines = dict(SPEECHBERT_CUSTOM_PIPELINES)
 
     def _check_audio_fields(self):
         # Raised as plain ValueError (not through @strict's class validators, which wrap it) so callers can catch it.
@@ -143,4 +155,4 @@ class SpeechBertConfig(BertConfig):
 
 SpeechBertConfig.register_for_auto_class()
 
-__all__ = ["SpeechBertConfig", "SPEECHBERT_AUTO_MAP"]
+__all__ = ["SpeechBertConfig", "SPEECHBERT_AUTO_MAP", "SPEECHBERT_CUSTOM_PIPELINES"]

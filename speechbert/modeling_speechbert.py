@@ -22,6 +22,13 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_speechbert import SpeechBertConfig
 
+# Imported so that saving a model copies them too (transformers copies a model file's relative imports): a
+# checkpoint folder holds all the Hub code, for every Auto class and for `pipeline()`.
+from .feature_extraction_speechbert import SpeechBertFeatureExtractor  # noqa: F401
+from .handler import EndpointHandler  # noqa: F401
+from .pipeline_speechbert import SpokenQuestionAnsweringPipeline  # noqa: F401
+from .processing_speechbert import SpeechBertProcessor  # noqa: F401
+
 logger = logging.get_logger(__name__)
 
 # Keys the processor returns for decoding answers; the model accepts and ignores them so `model(**inputs)` works.

@@ -92,8 +92,16 @@ class SpeechBertProcessor(ProcessorMixin):
         question_ids = self.tokenizer(questions, add_special_tokens=False)["input_ids"]
         question_ids = [ids[:max_question_length] for ids in question_ids]
         self.feature_extractor.check_sampling_rate(sampling_rate)
-        audios = [self.feature_extractor.to_mono(a) for a in audios]
-        extracted = [self.feature_extractor.extract(a, s, sampling_rate) for a, s in zip(audios, segments)]
+        # Several questions about one passage (the same audio and segment objects) share one extraction.
+        cache, extracted, mono = {}, [], []
+        for a, s in zip(audios, segments):
+            key = (id(a), id(s))
+            if key not in cache:
+                waveform = self.feature_extractor.to_mono(a)
+                cache[key] = waveform, self.feature_extractor.extract(waveform, s, sampling_rate)
+            mono.append(cache[key][0])
+            extracted.append(cache[key][1])
+        audios = mono
         times = [np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in segments]
         answer_segments = None
         if answers is not None:

@@ -1,0 +1,164 @@
+"""The spoken-question-answering pipeline and the Inference Endpoints handler, loaded from a checkpoint folder."""
+
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from speechbert import SpeechBertForQuestionAnswering
+from speechbert.pipeline_speechbert import SpokenQuestionAnsweringPipeline, load_audio, register
+
+from .conftest import seeded
+
+
+@pytest.fixture(scope="module")
+def speech():
+    if shutil.which("flite") is None:
+        if os.environ.get("CI"):
+            pytest.fail("flite is not installed")
+        pytest.skip("flite is not installed")
+    from sqa_data.speech import synthesize
+
+    return synthesize("The Normans gave their name to Normandy, a region in France.")
+
+
+@pytest.fixture
+def checkpoint(tmp_path, tester, processor):
+    model = seeded(SpeechBertForQuestionAnswering, tester.config())
+    model.save_pretrained(tmp_path / "ckpt")
+    processor.save_pretrained(tmp_path / "ckpt")
+    return tmp_path / "ckpt"
+
+
+@pytest.fixture
+def qa(tester, processor):
+    register()
+    model = seeded(SpeechBertForQuestionAnswering, tester.config())
+    return SpokenQuestionAnsweringPipeline(model=model, processor=processor, task="spoken-question-answering")
+
+
+def wav_bytes(audio, rate=16000):
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, rate, format="WAV")
+    return buffer.getvalue()
+
+
+def test_checkpoint_holds_all_hub_code_and_the_pipeline_entry(checkpoint):
+    for name in ("configuration", "feature_extraction", "processing", "modeling", "pipeline"):
+        assert (checkpoint / f"{name}_speechbert.py").exists()
+    assert (checkpoint / "handler.py").exists()
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert config["custom_pipelines"]["spoken-question-answering"]["impl"] == \
+        "pipeline_speechbert.SpokenQuestionAnsweringPipeline"
+
+
+@pytest.mark.slow
+def test_pipeline_from_checkpoint_in_fresh_offline_process(tmp_path, checkpoint, speech):
+    sf.write(tmp_path / "passage.wav", speech, 16000)
+    code = textwrap.dedent(f"""
+        import json, sys
+        from transformers import pipeline
+        qa = pipeline(model={str(checkpoint)!r}, trust_remote_code=True)
+        assert "speechbert" not in sys.modules
+        print(json.dumps([type(qa).__module__, qa({str(tmp_path / 'passage.wav')!r}, question="Who ruled?")]))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    module, answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert module.startswith("transformers_modules.")
+    assert set(answer) == {"answer", "start", "end", "score", "segment_start", "segment_end"}
+    assert 0 <= answer["start"] < answer["end"] <= len(speech) / 16000 and answer["answer"]
+
+
+@pytest.mark.slow
+def test_inputs_of_every_kind_give_the_same_answer(qa, speech):
+    from_bytes = qa(wav_bytes(speech), question="Who ruled?")
+    assert qa({"array": speech, "sampling_rate": 16000}, question="Who ruled?") == from_bytes
+    assert qa(speech, question="Who ruled?", sampling_rate=16000) == from_bytes
+    eight_k = load_audio(wav_bytes(load_audio(speech, 16000)[::2].copy(), 8000))
+    assert abs(len(eight_k) - len(speech)) <= 2
+
+
+@pytest.mark.slow
+def test_questions_share_one_feature_extraction(qa, speech, monkeypatch):
+    calls = []
+    original = qa.processor.feature_extractor.frame_features
+    monkeypatch.setattr(qa.processor.feature_extractor, "frame_features", lambda a: calls.append(1) or original(a))
+    answers = qa(speech, question=["Who ruled?", "Where is Normandy?", "What region?"], sampling_rate=16000,
+                 top_k=2)
+    assert len(calls) == 1
+    assert len(answers) == 3 and all(len(a) == 2 and a[0]["score"] >= a[1]["score"] for a in answers)
+
+
+def test_given_word_segments_skip_recognition(qa, passage):
+    audio, segments, words = passage
+    answer = qa(audio, question="who ruled ?", sampling_rate=16000, word_segments=segments, words=words)
+    assert answer["answer"] == " ".join(words[answer["segment_start"] : answer["segment_end"] + 1])
+    with pytest.raises(ValueError, match="got 12 word segments but 3 words"):
+        qa(audio, question="who?", sampling_rate=16000, word_segments=segments, words=words[:3])
+
+
+@pytest.mark.parametrize(
+    "audio, kwargs, error, message",
+    [
+        (b"not audio at all", {}, ValueError, r"could not decode audio from bytes input"),
+        (b"", {}, ValueError, r"audio is empty \(0 bytes\)"),
+        ("/nonexistent/passage.wav", {}, ValueError, r"could not decode audio from /nonexistent/passage.wav"),
+        (np.zeros(16000, np.float32), {"sampling_rate": 16000}, ValueError, r"audio is silent"),
+        (np.ones(100, np.float32), {}, ValueError, r"needs its sampling_rate"),
+        (np.zeros(0, np.float32), {"sampling_rate": 16000}, ValueError, r"audio is empty"),
+    ],
+)
+def test_bad_audio_is_named(qa, audio, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        qa(audio, question="Who?", **kwargs)
+
+
+def test_bad_questions_are_named(qa, passage):
+    audio, segments, _ = passage
+    with pytest.raises(ValueError, match="question 0 is empty"):
+        qa(audio, question=" ", sampling_rate=16000, word_segments=segments)
+    with pytest.raises(ValueError, match="question is required"):
+        qa(audio, sampling_rate=16000, word_segments=segments)
+    with pytest.raises(ValueError, match="top_k must be >= 1"):
+        qa(audio, question="who?", sampling_rate=16000, word_segments=segments, top_k=0)
+
+
+@pytest.mark.slow
+def test_endpoint_handler(checkpoint, speech, monkeypatch):
+    monkeypatch.syspath_prepend(str(checkpoint))
+    from handler import EndpointHandler
+
+    handler = EndpointHandler(str(checkpoint))
+    answer = handler({"inputs": {"audio": base64.b64encode(wav_bytes(speech)).decode(), "question": "Who?"},
+                      "parameters": {"top_k": 2}})
+    assert len(answer) == 2 and answer[0]["start"] < answer[0]["end"]
+    with pytest.raises(ValueError, match=r"missing or empty inputs \['audio'\]"):
+        handler({"inputs": {"question": "Who?"}})
+    with pytest.raises(ValueError, match="'audio' is not valid base64"):
+        handler({"inputs": {"audio": "%%%", "question": "Who?"}})
+    with pytest.raises(ValueError, match="could not decode audio"):
+        handler({"inputs": {"audio": base64.b64encode(b"noise").decode(), "question": "Who?"}})
+
+
+def test_handler_rejects_checkpoint_without_pipeline_entry(checkpoint, monkeypatch):
+    config = json.loads((checkpoint / "config.json").read_text())
+    del config["custom_pipelines"]
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    monkeypatch.syspath_prepend(str(checkpoint))
+    from handler import EndpointHandler
+
+    with pytest.raises(ValueError, match=r"no 'spoken-question-answering' entry in config.json's custom_pipelines"):
+        EndpointHandler(str(checkpoint))
