@@ -18,6 +18,7 @@ Systems:
 
 Writes OUTPUT_DIR/{metrics.json, results.md, wer_buckets_SPLIT.png, predictions_SPLIT.json} and each trained model
 under OUTPUT_DIR/SYSTEM (the SpeechBERT one with its processor and Hub code, loadable with trust_remote_code).
+`--push_to_hub --hub_model_id ORG/NAME` then releases the SpeechBERT with its model card (sqa_train/release.py).
 """
 
 import logging
@@ -151,8 +152,9 @@ def build_speechbert(model_args, tokenizer):
 
 def make_trainer(model, training_args, subdir, train_items, collator):
     args = training_args.to_dict()
+    # The release (model + card) happens once, after evaluation: no trainer pushes on its own.
     args.update(output_dir=os.path.join(training_args.output_dir, subdir), remove_unused_columns=False,
-                label_names=["start_positions", "end_positions"])
+                label_names=["start_positions", "end_positions"], push_to_hub=False)
     args = {k: v for k, v in args.items() if not k.startswith("_")}
     return Trainer(model=model, args=TrainingArguments(**args), train_dataset=train_items, data_collator=collator)
 
@@ -333,6 +335,25 @@ def main(argv=None):
     if training_args.do_eval and training_args.process_index == 0:
         predictions, metrics = evaluate_all(data_args, training_args, splits, scores)
         write_reports(training_args.output_dir, splits, predictions, metrics)
+    if training_args.push_to_hub and training_args.process_index == 0:
+        push(training_args)
+
+
+def push(training_args):
+    """Release the fine-tuned SpeechBERT with its card (sqa_train.release)."""
+    from sqa_train.release import release
+
+    output = Path(training_args.output_dir)
+    if not (output / "speechbert" / "config.json").exists():
+        raise SystemExit("--push_to_hub releases the fine-tuned SpeechBERT: run with --do_train and speechbert in "
+                         "--systems")
+    repo_id = training_args.hub_model_id or output.name
+    metrics = output / "metrics.json"
+    plot = output / "wer_buckets_test.png"
+    model_sha, card_sha = release(output / "speechbert", repo_id, metrics if metrics.exists() else None,
+                                  plot if plot.exists() else None, bool(training_args.hub_private_repo),
+                                  training_args.hub_token)
+    logger.info("pushed %s: model at revision %s, card at %s", repo_id, model_sha, card_sha)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ normalised per utterance, then sliced by word segment. A segment owns the frames
 [start, end). Segments are word times in seconds, from forced alignment or an ASR's word times.
 """
 
-import math
 
 import numpy as np
 import torch

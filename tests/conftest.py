@@ -1,9 +1,14 @@
 """Shared tiny-config fixtures: every test builds its models from these in seconds on CPU."""
 
+import gzip
+import json
+import os
+import shutil
+
 import numpy as np
 import pytest
 import torch
-from transformers import BertTokenizer
+from transformers import BertConfig, BertForQuestionAnswering, BertTokenizer
 
 from speechbert import SpeechBertConfig, SpeechBertFeatureExtractor, SpeechBertProcessor
 
@@ -80,3 +85,49 @@ def passage():
 def seeded(model_class, config, seed=0):
     torch.manual_seed(seed)
     return model_class(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """Three spoken paragraphs (train / validation / test) built with the real recipe."""
+    if shutil.which("flite") is None or shutil.which("espeak-ng") is None:
+        if os.environ.get("CI"):
+            pytest.fail("flite and espeak-ng are needed")
+        pytest.skip("flite / espeak-ng are not installed")
+    from sqa_data.recipe import build_paragraph
+    from sqa_data.speech import SpeechRecognizer
+
+    contexts = {
+        "train": "The Normans gave their name to Normandy, a region in France. Their duke Rollo ruled in 911.",
+        "validation": "The river Rhine flows north through Basel and Cologne to the sea.",
+        "test": "Oxygen was found by Scheele in 1771. It makes up a fifth of the air.",
+    }
+    questions = {"train": [("Who gave their name to Normandy?", "The Normans"), ("Who ruled?", "Rollo")],
+                 "validation": [("Where does the Rhine flow?", "north")],
+                 "test": [("Who found oxygen?", "Scheele"), ("How much of the air is oxygen?", "a fifth")]}
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "shards").mkdir()
+    recognizer = SpeechRecognizer()
+    for split, context in contexts.items():
+        qas = [{"id": f"{split}-{i}", "question": q, "answers": [{"text": a, "answer_start": context.index(a)}]}
+               for i, (q, a) in enumerate(questions[split])]
+        record = build_paragraph({"paragraph_id": f"{split}-0", "title": split, "context": context, "qas": qas},
+                                 recognizer)
+        with gzip.open(root / "shards" / f"{split}-00000.jsonl.gz", "wt") as f:
+            f.write(json.dumps(record) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_text_bert(tmp_path_factory):
+    """A tiny BERT QA checkpoint with a small vocabulary, standing in for MiniLM."""
+    from transformers import BertTokenizer
+
+    root = tmp_path_factory.mktemp("tiny_bert")
+    (root / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    BertTokenizer(str(root / "vocab.txt")).save_pretrained(root)
+    fields = SpeechBertTester.config().to_dict()
+    config = BertConfig(**{k: v for k, v in fields.items() if k in BertConfig.__dataclass_fields__})
+    torch.manual_seed(0)
+    BertForQuestionAnswering(config).save_pretrained(root)
+    return root

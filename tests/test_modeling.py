@@ -1,10 +1,8 @@
 import pytest
 import torch
-from torch.nn.utils.rnn import pack_padded_sequence
 from transformers import BertConfig, BertModel
 
 from speechbert import (
-    SpeechBertConfig,
     SpeechBertForPreTraining,
     SpeechBertForQuestionAnswering,
     SpeechBertModel,

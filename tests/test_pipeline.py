@@ -12,7 +12,6 @@ import textwrap
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from speechbert import SpeechBertForQuestionAnswering
 from speechbert.pipeline_speechbert import SpokenQuestionAnsweringPipeline, load_audio, register

@@ -1,22 +1,17 @@
 """run_pretraining.py and run_sqa.py: metric arithmetic by hand, post-processing, few-step runs of every script on a
 tiny spoken corpus with tiny models, resuming, and a two-process (gloo) run."""
 
-import gzip
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from transformers import BertConfig, BertForQuestionAnswering
 
 from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_word_scores, text_word_scores
 
-from .conftest import SpeechBertTester
 
 ROOT = Path(__file__).resolve().parents[1]
 METRIC = ROOT / "metrics" / "spoken_squad_qa"
@@ -120,54 +115,6 @@ def test_ensemble_weights():
 
 
 # ----------------------------------------------------------------------------------------- script runs
-@pytest.fixture(scope="session")
-def tiny_corpus(tmp_path_factory):
-    """Three spoken paragraphs (train / validation / test) built with the real recipe."""
-    if shutil.which("flite") is None or shutil.which("espeak-ng") is None:
-        if os.environ.get("CI"):
-            pytest.fail("flite and espeak-ng are needed")
-        pytest.skip("flite / espeak-ng are not installed")
-    from sqa_data.recipe import build_paragraph
-    from sqa_data.speech import SpeechRecognizer
-
-    contexts = {
-        "train": "The Normans gave their name to Normandy, a region in France. Their duke Rollo ruled in 911.",
-        "validation": "The river Rhine flows north through Basel and Cologne to the sea.",
-        "test": "Oxygen was found by Scheele in 1771. It makes up a fifth of the air.",
-    }
-    questions = {"train": [("Who gave their name to Normandy?", "The Normans"), ("Who ruled?", "Rollo")],
-                 "validation": [("Where does the Rhine flow?", "north")],
-                 "test": [("Who found oxygen?", "Scheele"), ("How much of the air is oxygen?", "a fifth")]}
-    root = tmp_path_factory.mktemp("corpus")
-    (root / "shards").mkdir()
-    recognizer = SpeechRecognizer()
-    for split, context in contexts.items():
-        qas = [{"id": f"{split}-{i}", "question": q, "answers": [{"text": a, "answer_start": context.index(a)}]}
-               for i, (q, a) in enumerate(questions[split])]
-        record = build_paragraph({"paragraph_id": f"{split}-0", "title": split, "context": context, "qas": qas},
-                                 recognizer)
-        with gzip.open(root / "shards" / f"{split}-00000.jsonl.gz", "wt") as f:
-            f.write(json.dumps(record) + "\n")
-    return root
-
-
-@pytest.fixture(scope="session")
-def tiny_text_bert(tmp_path_factory):
-    """A tiny BERT QA checkpoint with a small vocabulary, standing in for MiniLM."""
-    from transformers import BertTokenizer
-
-    from .conftest import VOCAB
-
-    root = tmp_path_factory.mktemp("tiny_bert")
-    (root / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    BertTokenizer(str(root / "vocab.txt")).save_pretrained(root)
-    fields = SpeechBertTester.config().to_dict()
-    config = BertConfig(**{k: v for k, v in fields.items() if k in BertConfig.__dataclass_fields__})
-    torch.manual_seed(0)
-    BertForQuestionAnswering(config).save_pretrained(root)
-    return root
-
-
 def common_args(output_dir, corpus, audio_cache):
     return ["--output_dir", str(output_dir), "--dataset", str(corpus), "--report_to", "none",
             "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "4", "--logging_steps", "1",

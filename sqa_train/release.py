@@ -1,0 +1,132 @@
+"""Release a fine-tuned SpeechBERT to the Hub: the checkpoint folder (weights, config, processor, Hub code, pipeline,
+endpoint handler), then a model card with its metrics, written after the model push so the push cannot overwrite it.
+
+Usage:
+    python -m sqa_train.release --checkpoint outputs/sqa/speechbert --repo_id your-org/speechbert-sqa \
+        --metrics outputs/sqa/metrics.json [--plot outputs/sqa/wer_buckets_test.png] [--private]
+
+`run_sqa.py --push_to_hub --hub_model_id your-org/speechbert-sqa` calls the same code after training. The token comes
+from `--token`, `HF_TOKEN` or `hf auth login`; `HF_ENDPOINT` points at another Hub-compatible server.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
+
+CITATION = """@inproceedings{chuang2020speechbert,
+  title     = {{SpeechBERT}: An Audio-and-text Jointly Learned Language Model for End-to-end Spoken Question Answering},
+  author    = {Chuang, Yung-Sung and Liu, Chi-Liang and Lee, Hung-yi and Lee, Lin-shan},
+  booktitle = {Proc. Interspeech 2020},
+  year      = {2020},
+  note      = {arXiv:1910.11559}
+}"""
+# Files of a training run that do not belong in a release.
+IGNORE = ["checkpoint-*", "checkpoint-*/**", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "trainer_state.json",
+          "training_args.bin", "README.md", "DONE"]
+METRIC_NAMES = {"exact_match": "EM", "f1": "F1", "aos": "AOS", "frame_f1": "frame F1"}
+
+
+def eval_results(metrics: dict, dataset_name: str, split: str = "test") -> list[EvalResult]:
+    """model-index entries: EM, F1, AOS and frame F1 overall, F1 and AOS per WER bucket and on answers with ASR
+    errors."""
+    def result(metric, value, name):
+        return EvalResult(task_type="question-answering", task_name="Spoken question answering",
+                          dataset_type="spoken-squad-flite", dataset_name=dataset_name, dataset_split=split,
+                          metric_type=metric, metric_value=round(value, 2), metric_name=name)
+
+    results = [result(k, metrics["overall"][k], METRIC_NAMES[k]) for k in METRIC_NAMES
+               if metrics["overall"].get(k) is not None]
+    for bucket, values in metrics["wer_buckets"].items():
+        for key in ("f1", "aos"):
+            if values.get(key) is not None:
+                results.append(result(key, values[key], f"{METRIC_NAMES[key]}, passage WER {bucket} "
+                                                        f"(n={values['count']})"))
+    errors = metrics["answers_with_asr_errors"]
+    for key in ("f1", "aos"):
+        if errors.get(key) is not None:
+            results.append(result(key, errors[key], f"{METRIC_NAMES[key]}, answers with ASR errors "
+                                                    f"(n={errors['count']})"))
+    return results
+
+
+def model_card(repo_id: str, revision: str, metrics: dict | None, plot_name: str | None,
+               dataset_name: str = "Spoken SQuAD-style (flite + pocketsphinx) on SQuAD v1.1 dev") -> ModelCard:
+    system = (metrics or {}).get("test", {}).get("speechbert")
+    data = ModelCardData(
+        language="en", license="apache-2.0", library_name="transformers", pipeline_tag="question-answering",
+        tags=["custom_code", "audio", "speech", "spoken-question-answering", "speechbert"], datasets=["squad"],
+        model_name=repo_id, eval_results=eval_results(system, dataset_name) if system else None,
+    )
+    lines = [f"# {repo_id}", "",
+             "SpeechBERT (Chuang et al., Interspeech 2020, arXiv:1910.11559) for end-to-end spoken question "
+             "answering: a text question about a spoken passage, answered with a span of the audio (start and end "
+             "time, and its words). The passage audio enters BERT as one embedding per spoken word segment.", "",
+             "## Usage", "", "The code runs from this repository: review it, then pin the revision you reviewed.", "",
+             "```python", "from transformers import pipeline", "",
+             f'qa = pipeline(model="{repo_id}", trust_remote_code=True, revision="{revision}")',
+             'qa("passage.wav", question="Who ruled Normandy?")',
+             "# {'answer': ..., 'start': seconds, 'end': seconds, 'score': ...}", "```", "",
+             "Word times come from pocketsphinx when none are given (`pip install pocketsphinx`).", ""]
+    if system:
+        overall = system["overall"]
+        lines += ["## Results (test split)", "",
+                  f"{overall['count']} questions: EM {overall['exact_match']:.1f}, F1 {overall['f1']:.1f}, "
+                  f"AOS {overall['aos']:.1f}. Per passage-WER bucket:", "",
+                  "| passage WER | questions | F1 | AOS |", "|---|---|---|---|"]
+        for bucket, values in system["wer_buckets"].items():
+            f1 = "-" if values["f1"] is None else f"{values['f1']:.1f}"
+            aos = "-" if values["aos"] is None else f"{values['aos']:.1f}"
+            lines.append(f"| {bucket} | {values['count']} | {f1} | {aos} |")
+        lines.append("")
+        if plot_name:
+            lines += [f"![F1 and AOS by WER bucket]({plot_name})", ""]
+    lines += ["## Citation", "", "```bibtex", CITATION, "```", ""]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def release(checkpoint, repo_id, metrics_path=None, plot_path=None, private=False, token=None,
+            commit_message="Upload SpeechBERT") -> tuple[str, str]:
+    """Push the checkpoint, then the card. Returns the (model commit, card commit) shas."""
+    checkpoint = Path(checkpoint)
+    for required in ("config.json", "modeling_speechbert.py", "pipeline_speechbert.py", "processor_config.json"):
+        if not (checkpoint / required).exists():
+            raise FileNotFoundError(f"{checkpoint} lacks {required}: save the model and its processor there first")
+    metrics = json.loads(Path(metrics_path).read_text()) if metrics_path else None
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    model_commit = api.upload_folder(repo_id=repo_id, folder_path=checkpoint, commit_message=commit_message,
+                                     ignore_patterns=IGNORE)
+    revision = model_commit.oid
+    operations = []
+    plot_name = None
+    if plot_path:
+        plot_name = Path(plot_path).name
+        operations.append(CommitOperationAdd(path_in_repo=plot_name, path_or_fileobj=str(plot_path)))
+    card = model_card(repo_id, revision, metrics, plot_name)
+    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()))
+    card_commit = api.create_commit(repo_id=repo_id, operations=operations, commit_message="Add model card")
+    return revision, card_commit.oid
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--checkpoint", required=True, help="folder with the model, processor and Hub code")
+    parser.add_argument("--repo_id", required=True, help="namespace/name on the Hub")
+    parser.add_argument("--metrics", help="run_sqa.py's metrics.json, for the card's model-index")
+    parser.add_argument("--plot", help="a PNG to show in the card (e.g. wer_buckets_test.png)")
+    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
+    args = parser.parse_args(argv)
+    try:
+        model_sha, card_sha = release(args.checkpoint, args.repo_id, args.metrics, args.plot, args.private,
+                                      args.token)
+    except FileNotFoundError as error:
+        parser.exit(2, f"error: {error}\n")
+    print(json.dumps({"repo_id": args.repo_id, "model_revision": model_sha, "card_revision": card_sha}))
+
+
+if __name__ == "__main__":
+    main()
