@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := flite espeak-ng sox libsndfile1 pocketsphinx-testdata
+DEBIAN_PACKAGES := flite espeak-ng sox libsndfile1 pocketsphinx-testdata chromium chromium-driver
 
-.PHONY: setup system-deps quickstart demo test clean
+.PHONY: setup system-deps quickstart demo app test clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,10 @@ demo: setup
 		--do_train --do_eval --num_train_epochs 3 --learning_rate 1e-4 $(DEMO_TRAIN)
 	@echo "results: $(DEMO)/sqa/results.md, plot: $(DEMO)/sqa/wer_buckets_test.png"
 DEMO_AUDIO := audio_frame_stack=3
+
+# The demo page on http://127.0.0.1:7860 with the model `make demo` trained (or SPEECHBERT_MODEL=...).
+app: setup
+	$(PY) app.py
 
 test: setup
 	$(PY) -m pytest -q

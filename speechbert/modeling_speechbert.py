@@ -279,6 +279,12 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
         """
         for key in PROCESSOR_ONLY_KEYS:
             kwargs.pop(key, None)
+        length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        if length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"the input has {length} positions but the model has {self.config.max_position_embeddings} position "
+                f"embeddings: build the inputs with max_length <= {self.config.max_position_embeddings}"
+            )
         audio_codes = None
         if inputs_embeds is None:
             if input_ids is None:

@@ -113,7 +113,10 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
             postprocess["max_answer_segments"] = max_answer_segments
         return preprocess, {}, postprocess
 
-    def preprocess(self, inputs, sampling_rate=None, word_segments=None, words=None, max_length=384, stride=128):
+    def preprocess(self, inputs, sampling_rate=None, word_segments=None, words=None, max_length=None, stride=None):
+        # Windows as run_qa.py cuts them (384 tokens, stride 128), within the model's position embeddings.
+        max_length = max_length or min(384, self.model.config.max_position_embeddings)
+        stride = stride if stride is not None else min(128, max_length // 3)
         # Empty, silent or non-finite audio fails here, before any recognition is spent on it.
         audio = self.processor.feature_extractor.to_mono(load_audio(inputs["audio"], sampling_rate))
         single = isinstance(inputs["question"], str)

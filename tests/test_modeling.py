@@ -254,3 +254,10 @@ def test_audio_only_pretraining_skips_the_transformer(tester, processor):
     torch.testing.assert_close(audio_only.loss, full.reconstruction_loss + full.alignment_loss)
     with pytest.raises(ValueError, match="pass input_ids, or audio_features"):
         model(labels=torch.zeros(1, 3, dtype=torch.long))
+
+
+def test_too_long_input_is_named(tester, processor):
+    inputs = batch(processor, num_words=(150,), max_length=200, stride=10)
+    model = seeded(SpeechBertModel, tester.config())
+    with pytest.raises(ValueError, match=r"the input has \d+ positions but the model has 128 position embeddings"):
+        model(**inputs)

@@ -1,0 +1,105 @@
+"""The demo page in headless Chromium (Debian chromium + chromedriver, driven by Selenium) against the app served
+on 127.0.0.1: picking a bundled example and asking its question shows the pipeline's answer."""
+
+import os
+import shutil
+import socket
+
+import pytest
+
+from speechbert import SpeechBertForQuestionAnswering
+
+from .conftest import seeded
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def need(condition, reason):
+    if not condition:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def demo(tmp_path, tester, processor):
+    need(shutil.which("flite") is not None, "flite is not installed")
+    pytest.importorskip("gradio")
+    import app
+
+    model = seeded(SpeechBertForQuestionAnswering, tester.config())
+    model.save_pretrained(tmp_path / "ckpt")
+    processor.save_pretrained(tmp_path / "ckpt")
+    return app.Demo(str(tmp_path / "ckpt"))
+
+
+def test_answer_function_and_its_errors(demo):
+    import gradio as gr
+
+    path, question = demo.example("Ctenophora")
+    answer, span, transcript, (rate, clip) = demo.answer(path, question)
+    assert answer and " s - " in span and rate == 16000 and len(clip) > 0
+    assert [text for text, label in transcript if label == "answer"] == [answer]
+    assert "".join(text for text, _ in transcript).split() == demo.known[path][0]
+    with pytest.raises(gr.Error, match="Upload or record audio"):
+        demo.answer(None, question)
+    with pytest.raises(gr.Error, match="Type a question"):
+        demo.answer(path, "  ")
+    with pytest.raises(gr.Error, match="could not decode audio"):
+        demo.answer(__file__, question)
+
+
+def test_missing_model_is_explained(tmp_path):
+    pytest.importorskip("gradio")
+    import app
+
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        app.Demo(str(tmp_path))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_browser_shows_the_answer(demo):
+    need(shutil.which("chromium") and shutil.which("chromedriver"),
+         "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    import app
+
+    expected, _, _, _ = demo.answer(*demo.example("Civil disobedience"))
+    page = app.build(demo)
+    port = free_port()
+    page.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(shutil.which("chromedriver")), options=options)
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait = WebDriverWait(driver, 60)
+        dropdown = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#example input")))
+        dropdown.click()
+        option = wait.until(EC.element_to_be_clickable(
+            (By.XPATH, "//li[contains(@class,'item') and contains(., 'Civil disobedience')]")))
+        option.click()
+        question = driver.find_element(By.CSS_SELECTOR, "#question textarea")
+        wait.until(lambda d: question.get_attribute("value"))
+        driver.find_element(By.CSS_SELECTOR, "#ask").click()
+        answer = driver.find_element(By.CSS_SELECTOR, "#answer textarea")
+        wait.until(lambda d: answer.get_attribute("value"))
+        assert answer.get_attribute("value") == expected
+        assert "s -" in driver.find_element(By.CSS_SELECTOR, "#span textarea").get_attribute("value")
+        driver.save_screenshot(str(app.ROOT / "outputs" / "app_test_screenshot.png"))
+    finally:
+        driver.quit()
+        page.close()
