@@ -37,6 +37,9 @@ class Demo:
                 f"no model: run `make demo` (which trains {DEFAULT_MODEL}) or set SPEECHBERT_MODEL to a SpeechBERT "
                 "checkpoint folder or Hub repo"
             )
+        from speechbert.pipeline_speechbert import require_pipeline_entry
+
+        require_pipeline_entry(model)
         self.qa = pipeline(model=model, trust_remote_code=True)
         self.known = {}  # example audio path -> (words, segments) from the corpus
 

@@ -18,7 +18,8 @@ TASK = "spoken-question-answering"
 
 class EndpointHandler:
     def __init__(self, path=""):
-        config_file = Path(path) / "config.json"
+        # Inference Endpoints import this file on its own, not as part of a package: no relative imports here.
+        config_file = Path(path or ".") / "config.json"
         config = json.loads(config_file.read_text()) if config_file.exists() else {}
         if TASK not in (config.get("custom_pipelines") or {}):
             raise ValueError(

@@ -158,6 +158,23 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
                 "segment_end": answer["segment_end"]}
 
 
+def require_pipeline_entry(path) -> None:
+    """A clear error for a local checkpoint whose config.json lacks this pipeline (saved by another model class or
+    an older version): transformers' own message would only say it cannot infer the task."""
+    import json
+    from pathlib import Path
+
+    config_file = Path(path) / "config.json"
+    if not config_file.exists():
+        return  # a Hub repo id: transformers resolves it
+    config = json.loads(config_file.read_text())
+    if TASK not in (config.get("custom_pipelines") or {}):
+        raise ValueError(
+            f"the checkpoint at {str(path)!r} has no {TASK!r} entry in config.json's custom_pipelines: save it with "
+            "a SpeechBERT model class (SpeechBertForQuestionAnswering.save_pretrained) so its pipeline comes along"
+        )
+
+
 def register():
     """Make `pipeline("spoken-question-answering", model=...)` resolve to this class in this process."""
     from transformers import AutoModelForQuestionAnswering
@@ -167,4 +184,4 @@ def register():
                                         pt_model=AutoModelForQuestionAnswering, type="multimodal")
 
 
-__all__ = ["SpokenQuestionAnsweringPipeline", "load_audio", "recognize_words", "register"]
+__all__ = ["SpokenQuestionAnsweringPipeline", "load_audio", "recognize_words", "register", "require_pipeline_entry"]

@@ -49,12 +49,30 @@ def test_answer_function_and_its_errors(demo):
         demo.answer(__file__, question)
 
 
-def test_missing_model_is_explained(tmp_path):
+def test_silent_audio_is_named(demo, tmp_path):
+    import gradio as gr
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "silence.wav", np.zeros(16000, np.float32), 16000)
+    with pytest.raises(gr.Error, match="audio is silent"):
+        demo.answer(str(tmp_path / "silence.wav"), "Who?")
+
+
+def test_missing_model_or_pipeline_entry_is_explained(tmp_path, tester, processor):
     pytest.importorskip("gradio")
+    import json
+
     import app
 
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
         app.Demo(str(tmp_path))
+    seeded(SpeechBertForQuestionAnswering, tester.config()).save_pretrained(tmp_path / "ckpt")
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    del config["custom_pipelines"]
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="no 'spoken-question-answering' entry"):
+        app.Demo(str(tmp_path / "ckpt"))
 
 
 def free_port():

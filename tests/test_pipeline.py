@@ -161,3 +161,9 @@ def test_handler_rejects_checkpoint_without_pipeline_entry(checkpoint, monkeypat
 
     with pytest.raises(ValueError, match=r"no 'spoken-question-answering' entry in config.json's custom_pipelines"):
         EndpointHandler(str(checkpoint))
+
+
+def test_recognition_without_pocketsphinx_says_what_to_do(qa, passage, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pocketsphinx", None)
+    with pytest.raises(ImportError, match=r"pass word_segments=.* or install pocketsphinx"):
+        qa(passage[0], question="Who?", sampling_rate=16000)
