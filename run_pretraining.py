@@ -182,7 +182,8 @@ def main(argv=None):
         return word_ids[row["paragraph_id"]]
 
     if data_args.stage in ("1", "both"):
-        items = joint_embedding_items(rows, frames, word_ids_of, data_args.segments_per_item)
+        with training_args.main_process_first(desc="passage audio and features"):
+            items = joint_embedding_items(rows, frames, word_ids_of, data_args.segments_per_item)
         logger.info("step 1: %d items of up to %d segments", len(items), data_args.segments_per_item)
         for name, param in model.named_parameters():
             param.requires_grad = name.startswith(("bert.audio_encoder.", "audio_decoder."))
@@ -192,8 +193,9 @@ def main(argv=None):
         for param in model.parameters():
             param.requires_grad = True
     if data_args.stage in ("2", "both"):
-        items, skipped = speechbert_qa_items(rows, processor, frames, data_args.max_length, data_args.stride,
-                                             segments="ref")
+        with training_args.main_process_first(desc="passage audio and features"):
+            items, skipped = speechbert_qa_items(rows, processor, frames, data_args.max_length, data_args.stride,
+                                                 segments="ref")
         for item in items:
             item["audio_word_ids"] = word_ids_of(rows[item["example"]])[item["seg_start"] : item["seg_end"]]
         logger.info("step 2: %d windows (%d questions without reference words skipped)", len(items), skipped)

@@ -185,8 +185,10 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer):
     collator = SpeechBertQACollator(frames, tokenizer.pad_token_id)
 
     def items(rows, train):
-        built, skipped = speechbert_qa_items(rows, processor, frames, data_args.max_length, data_args.stride,
-                                             data_args.max_question_length, train=train)
+        # The main process regenerates and caches the passage audio first; the other ranks then read the cache.
+        with training_args.main_process_first(desc="passage audio and features"):
+            built, skipped = speechbert_qa_items(rows, processor, frames, data_args.max_length, data_args.stride,
+                                                 data_args.max_question_length, train=train)
         if skipped:
             logger.warning("speechbert: %d questions without usable segments or answer times skipped", skipped)
         return built

@@ -16,7 +16,9 @@ files (concatenated in order: Spoken SQuAD stores one per sentence).
 import argparse
 import gzip
 import json
+import os
 import sys
+import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -187,10 +189,12 @@ def passage_audio(example: dict, cache_dir=None) -> np.ndarray:
             "on (another flite version?): rebuild the corpus with sqa_data.build"
         )
     if cached is not None:
+        # Several processes (DDP ranks, dataloader workers) may fill the cache at once: each writes its own
+        # temporary file and renames it atomically.
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp.flac")
+        tmp = cached.with_name(f".{cached.stem}.{os.getpid()}.{threading.get_ident()}.tmp.flac")
         sf.write(tmp, audio, 16000, subtype="PCM_16")
-        tmp.replace(cached)
+        os.replace(tmp, cached)
     return audio
 
 

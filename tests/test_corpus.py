@@ -376,3 +376,19 @@ def test_read_records_reads_shards(tmp_path):
                                                                                 "train": ["d"]}
     with pytest.raises(FileNotFoundError):
         read_records(tmp_path / "nothing")
+
+
+def test_audio_cache_is_safe_for_concurrent_writers(tmp_path):
+    need_speech_tools()
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqa_data.recipe import audio_checksum
+    from sqa_data.speech import synthesize
+
+    audio = synthesize("a short passage for the cache.", voice="awb")
+    record = {"paragraph_id": "p", "spoken_text": "a short passage for the cache.", "voice": "awb", "speed": 1.0,
+              "audio_sha1": audio_checksum(audio)}
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: passage_audio(record, cache_dir=tmp_path), range(8)))
+    assert all(np.array_equal(r, results[0]) for r in results)
+    assert [p.name for p in tmp_path.iterdir()] == [f"{record['audio_sha1']}.flac"]

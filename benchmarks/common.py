@@ -1,0 +1,63 @@
+"""Shared helpers of the benchmark scripts: timing (median of repeats after a warm-up), the machine's description,
+and writing a script's section of benchmarks/RESULTS.md."""
+
+import datetime
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def median_seconds(function, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    device = f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    if torch.cuda.is_available():
+        device = f"{torch.cuda.get_device_name(0)} (+ {device})"
+    return f"{device}; torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def command() -> str:
+    return "python " + " ".join([Path(sys.argv[0]).as_posix().split("/main/")[-1], *sys.argv[1:]])
+
+
+def write_section(name: str, body: str, results: Path = RESULTS):
+    """Replace (or add) the section `name` of RESULTS.md, stamped with machine, command and date."""
+    stamp = (f"Measured {datetime.date.today().isoformat()} on {machine()}.\n"
+             f"Command: `{command()}`\n\n")
+    section = f"<!-- {name} -->\n## {name}\n\n{stamp}{body.strip()}\n<!-- /{name} -->\n"
+    text = results.read_text() if results.exists() else "# Benchmark results\n\nWritten by the scripts in " \
+        "`benchmarks/`; each section says the machine, the command and the date. Timings are medians.\n\n"
+    pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->\n", re.S)
+    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    results.write_text(text)
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

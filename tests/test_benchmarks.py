@@ -1,0 +1,48 @@
+"""Every benchmark script runs in --quick mode and prints and records its figures (timings themselves are not tested:
+they belong in benchmarks/RESULTS.md, measured by the full runs)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = {
+    "bench_train_step.py": ("Training step: SpeechBERT vs BERT (quick)", "time ratio"),
+    "bench_inference.py": ("Inference and feature extraction (quick)", "real time per core"),
+    "bench_corpus.py": ("Corpus building (quick)", "paragraphs per hour"),
+    "bench_gpu.py": ("GPU training throughput (quick)", "sequences/s"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_quick_run_prints_and_records(tmp_path, script):
+    if script == "bench_corpus.py" and shutil.which("flite") is None:
+        if os.environ.get("CI"):
+            pytest.fail("flite is not installed")
+        pytest.skip("flite is not installed")
+    results = tmp_path / "RESULTS.md"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--results", str(results)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip(), "the script printed nothing"
+    section, phrase = SCRIPTS[script]
+    text = results.read_text()
+    assert f"## {section}" in text and phrase in text and "Measured " in text and "Command: `python " in text
+
+
+def test_sections_are_replaced_not_duplicated(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.common import write_section
+
+    results = tmp_path / "RESULTS.md"
+    write_section("A", "first", results)
+    write_section("B", "other", results)
+    write_section("A", "second", results)
+    text = results.read_text()
+    assert text.count("## A") == 1 and "second" in text and "first" not in text and "## B" in text
