@@ -72,18 +72,31 @@ def main(argv=None):
                                   audio_frame_stack=stack)
         model = SpeechBertForQuestionAnswering(config).eval()
 
-        def answer():
-            inputs = processor(question=question, audio=audio, word_segments=segments, sampling_rate=16000,
-                               return_tensors="pt")
+        keys = ("input_ids", "attention_mask", "token_type_ids", "audio_features", "audio_feature_lengths")
+
+        def prepare():
+            return processor(question=question, audio=audio, word_segments=segments, sampling_rate=16000,
+                             return_tensors="pt")
+
+        def forward(inputs):
             with torch.inference_mode():
-                outputs = model(**{k: inputs[k] for k in ("input_ids", "attention_mask", "token_type_ids",
-                                                          "audio_features", "audio_feature_lengths")})
-            return processor.decode_answer(inputs, outputs)
+                return model(**{k: inputs[k] for k in keys})
+
+        def answer():
+            inputs = prepare()
+            return processor.decode_answer(inputs, forward(inputs))
 
         total = median_seconds(answer, args.repeats, warmup=2)
-        rows.append([args.size, stack, len(segments), f"{1000 * total:.1f}"])
+        inputs = prepare()
+        outputs = forward(inputs)
+        parts = [median_seconds(prepare, args.repeats), median_seconds(lambda: forward(inputs), args.repeats),
+                 median_seconds(lambda: model.bert.encode_audio(inputs["audio_features"],
+                                                               inputs["audio_feature_lengths"]), args.repeats),
+                 median_seconds(lambda: processor.decode_answer(inputs, outputs), args.repeats)]
+        rows.append([args.size, stack, len(segments), f"{1000 * total:.1f}", *(f"{1000 * p:.1f}" for p in parts)])
         print(" | ".join(str(c) for c in rows[-1]), flush=True)
-    body = table(["size", "frame stack", "segments", "ms per question (features + model + decoding)"], rows)
+    body = table(["size", "frame stack", "segments", "ms per question", "processor (features)", "model",
+                  "of which audio encoder", "decoding"], rows)
     body += (f"\n\nFeature extraction (MFCC + deltas of the whole passage, sliced into {len(segments)} segments), "
              f"one thread: {1000 * extract:.1f} ms for {args.seconds:.0f} s of audio = "
              f"**{args.seconds / extract:.0f}x real time per core** (goal: at least 500x).\n"
