@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_train_step import QUESTION, SEGMENTS, SIZES, inputs  # noqa: E402
+from benchmarks.bench_train_step import QUESTION, SEGMENTS, SIZES, build_model, inputs  # noqa: E402
 from benchmarks.common import RESULTS, median_seconds, table, write_section  # noqa: E402
 
 
@@ -37,18 +37,7 @@ def flops(model, kind, data, config):
 
 
 def measure(kind, size, batch, stack, steps, device):
-    from transformers import BertConfig, BertForQuestionAnswering
-
-    from speechbert import SpeechBertConfig, SpeechBertForQuestionAnswering
-
-    torch.manual_seed(0)
-    fields = dict(SIZES[size], vocab_size=30522, max_position_embeddings=512)
-    if kind == "speechbert":
-        config = SpeechBertConfig(**fields, audio_frame_stack=stack)
-        model = SpeechBertForQuestionAnswering(config)
-    else:
-        config = BertConfig(**fields)
-        model = BertForQuestionAnswering(config)
+    model, config = build_model(kind, size, stack)
     config._attn_implementation = "sdpa"
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device == "cuda")

@@ -64,21 +64,25 @@ def inputs(kind, batch, config, rng, device):
     return {k: v.to(device) for k, v in data.items()}
 
 
-def measure(kind, size, batch, frame_stack, repeats, device):
-    """One configuration (run in its own process): step seconds, audio-encoder seconds, peak memory (MiB)."""
+def build_model(kind, size, frame_stack):
+    """A seeded SpeechBertForQuestionAnswering or BertForQuestionAnswering of `size`, and its config."""
     from transformers import BertConfig, BertForQuestionAnswering
 
     from speechbert import SpeechBertConfig, SpeechBertForQuestionAnswering
 
     torch.manual_seed(0)
-    rng = np.random.default_rng(0)
     fields = dict(SIZES[size], vocab_size=30522, max_position_embeddings=512)
     if kind == "speechbert":
         config = SpeechBertConfig(**fields, audio_frame_stack=frame_stack)
-        model = SpeechBertForQuestionAnswering(config)
-    else:
-        config = BertConfig(**fields)
-        model = BertForQuestionAnswering(config)
+        return SpeechBertForQuestionAnswering(config), config
+    config = BertConfig(**fields)
+    return BertForQuestionAnswering(config), config
+
+
+def measure(kind, size, batch, frame_stack, repeats, device):
+    """One configuration (run in its own process): step seconds, audio-encoder seconds, peak memory (MiB)."""
+    rng = np.random.default_rng(0)
+    model, config = build_model(kind, size, frame_stack)
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     data = inputs(kind, batch, config, rng, device)
