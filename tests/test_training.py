@@ -196,3 +196,24 @@ def test_two_process_gloo_run(tmp_path, tiny_corpus, tiny_text_bert):
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["test"]["speechbert"]["overall"]["count"] == 2
     assert metrics["test"]["cascade"]["overall"]["count"] == 2
+
+
+@pytest.mark.slow
+def test_cascade_on_real_spoken_squad_transcripts(tmp_path, tiny_corpus, tiny_text_bert):
+    """The text-only condition: the cascade answers on Spoken SQuAD-format ASR transcripts, scored by EM and F1."""
+    import run_sqa
+
+    transcript = "the normans gave their name to normandy a region in france"
+    squad = {"version": "1.1", "data": [{"title": "Normans", "paragraphs": [{"context": transcript, "qas": [
+        {"id": "s1", "question": "Who gave their name?", "answers": [{"text": "the normans", "answer_start": 0}]},
+        {"id": "s2", "question": "Where?", "answers": [{"text": "france", "answer_start": transcript.index("france")}]},
+    ]}]}]}
+    (tmp_path / "spoken_test.json").write_text(json.dumps(squad))
+    run_sqa.main(common_args(tmp_path / "sqa", tiny_corpus, tmp_path / "audio") + [
+        "--text_model_name_or_path", str(tiny_text_bert), "--systems", "cascade", "--do_eval", "--max_length", "64",
+        "--stride", "8", "--spoken_squad_text_json", str(tmp_path / "spoken_test.json")])
+    metrics = json.loads((tmp_path / "sqa" / "metrics.json").read_text())
+    text_only = metrics["spoken_squad_text"]["cascade"]
+    assert text_only["overall"]["count"] == 2 and text_only["overall"]["aos"] is None
+    assert 0 <= text_only["overall"]["f1"] <= 100
+    assert "**spoken_squad_text** (2 questions)" in (tmp_path / "sqa" / "results.md").read_text()
