@@ -233,16 +233,15 @@ def run_text(system, model_args, data_args, training_args, splits, tokenizer):
         eval_sets["spoken_squad_text"] = splits["spoken_squad_text"]
     for split, rows in eval_sets.items():
         if training_args.do_eval:
-            eval_items = items(rows, False, "asr" if split == "spoken_squad_text" else words_key)
+            key = "asr" if split == "spoken_squad_text" else words_key
+            eval_items = items(rows, False, key)
             start, end = predict_logits(trainer, eval_items, collator)
-            counts = {i["example"]: len(rows[i["example"]][f"{words_key}_words"]) for i in eval_items}
-            if split == "spoken_squad_text":
-                counts = {i["example"]: len(rows[i["example"]]["asr_words"]) for i in eval_items}
+            counts = {i["example"]: len(rows[i["example"]][f"{key}_words"]) for i in eval_items}
             scores[split] = text_word_scores(eval_items, start, end, counts)
     return scores
 
 
-def spans(system, split, rows, word_scores, max_answer_length):
+def spans(system, rows, word_scores, max_answer_length):
     key = "ref" if system == "text" else "asr"
     words = {e: rows[e][f"{key}_words"] for e in word_scores}
     times = {e: segment_times(rows[e], key) for e in word_scores}
@@ -255,8 +254,7 @@ def evaluate_all(data_args, training_args, splits, scores):
     for system, by_split in scores.items():
         for split, word_scores in by_split.items():
             rows = splits[split]
-            predictions.setdefault(split, {})[system] = spans(system, split, rows, word_scores,
-                                                              data_args.max_answer_length)
+            predictions.setdefault(split, {})[system] = spans(system, rows, word_scores, data_args.max_answer_length)
             metrics.setdefault(split, {})[system] = score(metric, rows, predictions[split][system],
                                                           data_args.edges)
     if "speechbert" in scores and "cascade" in scores and "validation" in scores["speechbert"]:
@@ -265,7 +263,7 @@ def evaluate_all(data_args, training_args, splits, scores):
         for split in ("validation", "test"):
             if split in scores["speechbert"] and split in scores["cascade"]:
                 combined = ensemble_scores(scores["speechbert"][split], scores["cascade"][split], weight)
-                predictions[split]["ensemble"] = spans("ensemble", split, splits[split], combined,
+                predictions[split]["ensemble"] = spans("ensemble", splits[split], combined,
                                                        data_args.max_answer_length)
                 metrics[split]["ensemble"] = score(metric, splits[split], predictions[split]["ensemble"],
                                                    data_args.edges)
@@ -276,7 +274,7 @@ def choose_ensemble_weight(data_args, splits, scores, metric):
     tried = {}
     for weight in data_args.weights:
         combined = ensemble_scores(scores["speechbert"]["validation"], scores["cascade"]["validation"], weight)
-        found = spans("ensemble", "validation", splits["validation"], combined, data_args.max_answer_length)
+        found = spans("ensemble", splits["validation"], combined, data_args.max_answer_length)
         tried[weight] = score(metric, splits["validation"], found, data_args.edges)["overall"]["f1"]
     best = max(tried, key=lambda w: (tried[w], -abs(w - 0.5)))
     logger.info("ensemble weight %.2f (validation F1 by weight: %s)", best, tried)
