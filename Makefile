@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := flite espeak-ng sox libsndfile1 pocketsphinx-testdata chromium chromium-driver
 
-.PHONY: setup system-deps quickstart demo app test clean
+.PHONY: setup system-deps quickstart demo benchmark app test clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,23 @@ demo: setup
 		--do_train --do_eval --num_train_epochs 3 --learning_rate 1e-4 $(DEMO_TRAIN)
 	@echo "results: $(DEMO)/sqa/results.md, plot: $(DEMO)/sqa/wer_buckets_test.png"
 DEMO_AUDIO := audio_frame_stack=3
+
+# The benchmark comparison on the built corpus (data/flite-squad): several CPU-hours on 2 cores, less on a GPU.
+# Every step resumes: rerun `make benchmark` after an interruption.
+BENCH := outputs/benchmark
+BENCH_TRAIN := --report_to none --save_strategy steps --save_steps 200 --save_total_limit 2 --logging_steps 50 \
+	--per_device_train_batch_size 8 --per_device_eval_batch_size 32 --dataloader_num_workers 0 --seed 42 \
+	--resume_from_checkpoint true
+benchmark: setup
+	test -f $(BENCH)/dataset/dataset_dict.json || \
+		$(PY) -m sqa_data.dataset --records data/flite-squad --output_dir $(BENCH)/dataset --with_audio --stats
+	test -f $(BENCH)/pretraining/config.json || \
+		$(PY) run_pretraining.py --output_dir $(BENCH)/pretraining --dataset $(BENCH)/dataset --stage both \
+		--stage1_num_train_epochs 10 --num_train_epochs 2 --learning_rate 1e-4 $(BENCH_TRAIN) \
+		--config_overrides $(DEMO_AUDIO)
+	$(PY) run_sqa.py --output_dir $(BENCH)/sqa --model_name_or_path $(BENCH)/pretraining --dataset $(BENCH)/dataset \
+		--do_train --do_eval --num_train_epochs 2 --learning_rate 5e-5 $(BENCH_TRAIN) \
+		--spoken_squad_text_json ../shared/data/spoken-squad-test/spoken_test-v1.1_42.json
 
 # The demo page on http://127.0.0.1:7860 with the model `make demo` trained (or SPEECHBERT_MODEL=...).
 app: setup

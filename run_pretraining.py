@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from speechbert import SpeechBertFeatureExtractor, SpeechBertForPreTraining, SpeechBertProcessor
 from sqa_train.data import (
@@ -30,6 +29,7 @@ from sqa_train.data import (
     JointEmbeddingCollator,
     PassageFrames,
     joint_embedding_items,
+    last_checkpoint,
     load_corpus,
     speechbert_qa_items,
 )
@@ -147,7 +147,7 @@ def run_stage(name, model, args, items, collator, training_args):
     trainer = LossPartsTrainer(model=model, args=args, train_dataset=items, data_collator=collator)
     checkpoint = None
     if training_args.resume_from_checkpoint:
-        checkpoint = (get_last_checkpoint(args.output_dir)
+        checkpoint = (last_checkpoint(args.output_dir)
                       if training_args.resume_from_checkpoint in ("true", "True", "1")
                       else training_args.resume_from_checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)

@@ -39,13 +39,13 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from speechbert import SpeechBertFeatureExtractor, SpeechBertForQuestionAnswering, SpeechBertProcessor
 from sqa_train.data import (
     PassageFrames,
     SpeechBertQACollator,
     TextQACollator,
+    last_checkpoint,
     load_corpus,
     segment_times,
     speechbert_qa_items,
@@ -162,7 +162,7 @@ def make_trainer(model, training_args, subdir, train_items, collator):
 def train(trainer, training_args):
     checkpoint = None
     if training_args.resume_from_checkpoint:
-        checkpoint = (get_last_checkpoint(trainer.args.output_dir)
+        checkpoint = (last_checkpoint(trainer.args.output_dir)
                       if training_args.resume_from_checkpoint in ("true", "True", "1") else
                       training_args.resume_from_checkpoint)
         logger.info("resuming %s from %s", trainer.args.output_dir, checkpoint)

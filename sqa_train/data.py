@@ -17,6 +17,15 @@ from sqa_data.normalize import answer_word_span, normalize
 logger = logging.getLogger(__name__)
 
 
+def last_checkpoint(output_dir):
+    """The newest `checkpoint-N` folder of a run, or None (also when the run has not started yet)."""
+    from pathlib import Path
+
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+
+
 def load_corpus(name_or_path):
     """`"embedded"` (the shipped default), a saved `DatasetDict` folder, or a folder of record shards."""
     from pathlib import Path

@@ -173,7 +173,7 @@ def test_sqa_resumes_from_its_last_checkpoint(tmp_path, tiny_corpus, tiny_text_b
     args = common_args(tmp_path / "sqa", tiny_corpus, tmp_path / "audio") + [
         "--text_model_name_or_path", str(tiny_text_bert), "--do_train", "--systems", "speechbert",
         "--save_strategy", "steps", "--save_steps", "1", "--max_length", "64", "--stride", "8"]
-    run_sqa.main(args + ["--max_steps", "2"])
+    run_sqa.main(args + ["--max_steps", "2", "--resume_from_checkpoint", "true"])  # nothing to resume yet: starts
     checkpoints = sorted(p.name for p in (tmp_path / "sqa" / "speechbert").glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-1", "checkpoint-2"]
     run_sqa.main(args + ["--max_steps", "3", "--resume_from_checkpoint", "true"])
