@@ -63,22 +63,29 @@ def recognize_words(audio: np.ndarray) -> tuple[list[str], list[tuple[float, flo
             "the spoken-question-answering pipeline needs word times: pass word_segments=[(start, end), ...] or "
             "install pocketsphinx (`pip install pocketsphinx`) to recognise them"
         ) from error
-    decoder = Decoder(samprate=SAMPLING_RATE, loglevel="FATAL")
+    found = decode_words(Decoder(samprate=SAMPLING_RATE, loglevel="FATAL"), audio)
+    if not found:
+        raise ValueError("no words were recognised in the audio: is it silent or not speech?")
+    return [w for w, _, _ in found], [(start, end) for _, start, end in found]
+
+
+def decode_words(decoder, audio: np.ndarray) -> list[tuple[str, float, float]]:
+    """Run a pocketsphinx decoder (recognition or alignment) over 16 kHz audio: [(word, start_s, end_s), ...]
+    without silences and fillers, times clipped to the audio."""
     # pocketsphinx drops the last word unless the utterance ends in silence.
-    padded = np.concatenate([audio, np.zeros(SAMPLING_RATE, np.float32)])
+    padded = np.concatenate([np.asarray(audio, np.float32), np.zeros(SAMPLING_RATE, np.float32)])
     decoder.start_utt()
     decoder.process_raw((np.clip(padded, -1, 1) * 32767).astype(np.int16).tobytes(), full_utt=True)
     decoder.end_utt()
+    if decoder.hyp() is None:
+        return []
     rate, duration = decoder.config["frate"], len(audio) / SAMPLING_RATE
-    words, segments = [], []
-    for seg in decoder.seg() if decoder.hyp() is not None else []:
+    words = []
+    for seg in decoder.seg():
         start, end = seg.start_frame / rate, min((seg.end_frame + 1) / rate, duration)
         if seg.word not in _NON_WORDS and end > start:
-            words.append(seg.word.split("(")[0])
-            segments.append((round(start, 3), round(end, 3)))
-    if not words:
-        raise ValueError("no words were recognised in the audio: is it silent or not speech?")
-    return words, segments
+            words.append((seg.word.split("(")[0], round(start, 3), round(end, 3)))  # "and(2)": a 2nd pronunciation
+    return words
 
 
 class SpokenQuestionAnsweringPipeline(Pipeline):
@@ -184,4 +191,4 @@ def register():
                                         pt_model=AutoModelForQuestionAnswering, type="multimodal")
 
 
-__all__ = ["SpokenQuestionAnsweringPipeline", "load_audio", "recognize_words", "register", "require_pipeline_entry"]
+__all__ = ["SpokenQuestionAnsweringPipeline", "decode_words", "load_audio", "recognize_words", "register", "require_pipeline_entry"]

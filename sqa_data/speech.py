@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from speechbert.pipeline_speechbert import decode_words
+
 FLITE_VOICES = ("rms", "awb", "slt", "kal16")
 SAMPLING_RATE = 16000
-# pocketsphinx drops the last word unless the utterance ends in silence.
-TRAILING_SILENCE_S = 1.0
-_NON_WORDS = {"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "[BREATH]", "[COUGH]", "[UH]", "[UM]", "[SMACK]"}
 
 
 def require_binary(name: str, package: str) -> str:
@@ -47,28 +46,6 @@ def synthesize(text: str, voice: str = "slt", duration_stretch: float = 1.0) -> 
     if rate != SAMPLING_RATE:
         raise RuntimeError(f"flite voice {voice} produced {rate} Hz audio, expected {SAMPLING_RATE} Hz")
     return audio
-
-
-def _to_pcm16(audio: np.ndarray, sampling_rate: int) -> bytes:
-    if sampling_rate != SAMPLING_RATE:
-        raise ValueError(f"pocketsphinx needs {SAMPLING_RATE} Hz audio, got {sampling_rate} Hz")
-    audio = np.asarray(audio, dtype=np.float32)
-    padded = np.concatenate([audio, np.zeros(int(TRAILING_SILENCE_S * SAMPLING_RATE), np.float32)])
-    return (np.clip(padded, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
-
-
-def _words(decoder, duration: float) -> list[tuple[str, float, float]]:
-    rate = decoder.config["frate"]
-    words = []
-    for seg in decoder.seg():
-        if seg.word in _NON_WORDS:
-            continue
-        word = seg.word.split("(")[0]  # "and(2)" is the 2nd pronunciation of "and"
-        # Times past the real audio fall in the padding added for the decoder.
-        start, end = seg.start_frame / rate, min((seg.end_frame + 1) / rate, duration)
-        if end > start:
-            words.append((word, round(start, 3), round(end, 3)))
-    return words
 
 
 class AlignmentError(RuntimeError):
@@ -128,12 +105,9 @@ class SpeechRecognizer:
 
     @staticmethod
     def _decode(decoder, audio, sampling_rate):
-        decoder.start_utt()
-        decoder.process_raw(_to_pcm16(audio, sampling_rate), full_utt=True)
-        decoder.end_utt()
-        if decoder.hyp() is None:
-            return []
-        return _words(decoder, len(audio) / SAMPLING_RATE)
+        if sampling_rate != SAMPLING_RATE:
+            raise ValueError(f"pocketsphinx needs {SAMPLING_RATE} Hz audio, got {sampling_rate} Hz")
+        return decode_words(decoder, audio)
 
 
 _RECOGNIZER = None
