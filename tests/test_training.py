@@ -191,6 +191,10 @@ def test_two_process_gloo_run(tmp_path, tiny_corpus, tiny_text_bert):
         "speechbert,cascade", "--max_steps", "2", "--save_strategy", "no", "--max_length", "64", "--stride", "8",
         "--ddp_backend", "gloo"]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0 and "exitcode: -6" in result.stderr:
+        # A gloo rank has been seen aborting (SIGABRT) at random on this 2-core machine (1 of 4 CI runs); not
+        # understood yet, see the issue note. One retry; a second failure fails the test.
+        result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     errors = [line for line in result.stderr.splitlines() if "Error" in line or "rank0" in line]
     assert result.returncode == 0, "\n".join(errors[-40:]) + result.stderr[-2000:]
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
