@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from speechbert.pipeline_speechbert import decode_words
+from speechbert.pipeline_speechbert import decode_words, load_audio
 
 FLITE_VOICES = ("rms", "awb", "slt", "kal16")
 SAMPLING_RATE = 16000
@@ -121,16 +121,6 @@ def recognize(audio: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> list[tup
     return _RECOGNIZER.recognize(audio, sampling_rate)
 
 
-def read_audio(path, target_rate: int = 16000) -> np.ndarray:
-    """Mono float32 audio at `target_rate` (down-mixed and resampled when needed)."""
-    try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    except Exception as error:  # noqa: BLE001 - soundfile raises several types for unreadable files
-        raise ValueError(f"cannot read audio file {path}: {error}") from error
-    audio = audio.mean(axis=1)
-    if rate != target_rate:
-        import torch
-        import torchaudio
-
-        audio = torchaudio.functional.resample(torch.from_numpy(audio), rate, target_rate).numpy()
-    return audio
+def read_audio(path) -> np.ndarray:
+    """Mono float32 16 kHz audio from a file (down-mixed and resampled when needed); the pipeline's decoder."""
+    return load_audio(Path(path))

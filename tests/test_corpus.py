@@ -3,6 +3,7 @@ assembly into the common schema, and each loader on fixtures in its own layout."
 
 import gzip
 import json
+import re
 import os
 import shutil
 import signal
@@ -294,6 +295,18 @@ def test_spoken_squad_loader(tmp_path, sentences):
     row = to_dataset_dict({"test": records})["test"][0]
     assert row["audio_paths"] == [str(wavs / "0_0_0.wav"), str(wavs / "0_0_1.wav")]
     assert len(passage_audio(row)) == sum(len(a) for a in audios)
+
+
+def test_spoken_squad_loader_records_a_corrupt_wav_as_failed(tmp_path):
+    from sqa_data.loaders import spoken_squad_records
+
+    squad = {"data": [{"title": "T", "paragraphs": [{"context": "a b", "qas": []}]}]}
+    (tmp_path / "spoken.json").write_text(json.dumps(squad))
+    (tmp_path / "wav").mkdir()
+    (tmp_path / "wav" / "0_0_0.wav").write_bytes(b"RIFF but not a wav")
+    [record] = spoken_squad_records(tmp_path / "spoken.json", tmp_path / "wav", recognizer=None)
+    assert record["failed"]["stage"] == "audio"
+    assert re.search(r"could not decode audio from .*0_0_0\.wav", record["failed"]["reason"])
 
 
 @pytest.mark.slow
