@@ -49,7 +49,7 @@ BENCH_TRAIN := --report_to none --save_strategy steps --save_steps 200 --save_to
 	--resume_from_checkpoint true
 benchmark: setup
 	test -f $(BENCH)/dataset/dataset_dict.json || \
-		$(PY) -m sqa_data.dataset --records data/flite-squad --output_dir $(BENCH)/dataset --with_audio --stats
+		$(PY) -m sqa_data.dataset --records data/flite-squad --output_dir $(BENCH)/dataset --with_audio --stats --num_proc 2
 	test -f $(BENCH)/pretraining/config.json || \
 		$(PY) run_pretraining.py --output_dir $(BENCH)/pretraining --dataset $(BENCH)/dataset --stage both \
 		--stage1_num_train_epochs 10 --num_train_epochs 2 --learning_rate 1e-4 $(BENCH_TRAIN) \

@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -206,7 +207,11 @@ def main(argv=None):
     parser.add_argument("--with_audio", action="store_true",
                         help="also write every passage's audio as FLAC under OUTPUT_DIR/audio and set audio_paths")
     parser.add_argument("--stats", action="store_true", help="print the statistics table (markdown)")
+    parser.add_argument("--num_proc", type=int, default=os.cpu_count() or 1,
+                        help="passages synthesised at once with --with_audio (default: the number of cores)")
     args = parser.parse_args(argv)
+    if args.num_proc < 1:
+        parser.error(f"--num_proc must be at least 1, got {args.num_proc}")
     if not args.output_dir and not args.stats:
         parser.error("nothing to do: give --output_dir and/or --stats")
     try:
@@ -220,11 +225,14 @@ def main(argv=None):
             from tqdm.auto import tqdm
 
             audio_dir = Path(args.output_dir) / "audio"
-            for recs in records.values():
-                for record in tqdm(recs, desc="audio", unit="paragraph"):
-                    if "failed" not in record and not record.get("audio_paths"):
-                        passage_audio(record, cache_dir=audio_dir)
-                        record["audio_paths"] = [str(audio_dir / f"{record['audio_sha1']}.flac")]
+            todo = [r for recs in records.values() for r in recs if "failed" not in r and not r.get("audio_paths")]
+            # flite runs as a subprocess and libsndfile releases the GIL, so threads use every core.
+            with ThreadPoolExecutor(max_workers=args.num_proc) as pool:
+                jobs = [pool.submit(passage_audio, record, audio_dir) for record in todo]
+                for job in tqdm(as_completed(jobs), total=len(jobs), desc="audio", unit="paragraph"):
+                    job.result()
+            for record in todo:
+                record["audio_paths"] = [str(audio_dir / f"{record['audio_sha1']}.flac")]
         dataset = to_dataset_dict(records)
         dataset.save_to_disk(args.output_dir)
         print(f"saved {dataset} to {args.output_dir}", file=sys.stderr)

@@ -405,3 +405,22 @@ def test_audio_cache_is_safe_for_concurrent_writers(tmp_path):
         results = list(pool.map(lambda _: passage_audio(record, cache_dir=tmp_path), range(8)))
     assert all(np.array_equal(r, results[0]) for r in results)
     assert [p.name for p in tmp_path.iterdir()] == [f"{record['audio_sha1']}.flac"]
+
+
+def test_dataset_cli_writes_audio_in_parallel(tmp_path, tiny_corpus):
+    from datasets import load_from_disk
+
+    from sqa_data.dataset import main as dataset_main
+
+    dataset_main(["--records", str(tiny_corpus), "--output_dir", str(tmp_path / "ds"), "--with_audio",
+                  "--num_proc", "2"])
+    dataset = load_from_disk(str(tmp_path / "ds"))
+    for split in ("train", "validation", "test"):
+        row = dataset[split][0]
+        [path] = row["audio_paths"]
+        audio, rate = sf.read(path, dtype="float32")
+        assert rate == 16000 and abs(len(audio) / rate - row["audio_duration"]) < 0.01
+        # the saved FLAC is the regenerated flite audio (16-bit), not something else
+        np.testing.assert_allclose(audio, passage_audio({**row, "audio_paths": None}), atol=1 / 32768)
+    with pytest.raises(SystemExit):
+        dataset_main(["--records", str(tiny_corpus), "--output_dir", str(tmp_path / "x"), "--num_proc", "0"])
