@@ -21,6 +21,7 @@ under OUTPUT_DIR/SYSTEM (the SpeechBERT one with its processor and Hub code, loa
 `--push_to_hub --hub_model_id ORG/NAME` then releases the SpeechBERT with its model card (sqa_train/release.py).
 """
 
+import json
 import logging
 import os
 import sys
@@ -159,6 +160,33 @@ def make_trainer(model, training_args, subdir, train_items, collator):
     return Trainer(model=model, args=TrainingArguments(**args), train_dataset=train_items, data_collator=collator)
 
 
+def training_fingerprint(training_args, num_train) -> dict:
+    return {"train_questions": num_train, "max_steps": training_args.max_steps,
+            "num_train_epochs": training_args.num_train_epochs, "learning_rate": training_args.learning_rate,
+            "per_device_train_batch_size": training_args.per_device_train_batch_size, "seed": training_args.seed}
+
+
+def finished_model(training_args, system, num_train) -> str | None:
+    """With --resume_from_checkpoint true, a system whose training already finished with the same settings (its final
+    model and fingerprint are saved in OUTPUT_DIR/SYSTEM) is not trained again: its model is loaded and evaluated."""
+    folder = os.path.join(training_args.output_dir, system)
+    marker = os.path.join(folder, "training_finished.json")
+    if not (training_args.do_train and training_args.resume_from_checkpoint in ("true", "True", "1")
+            and os.path.exists(marker)):
+        return None
+    with open(marker) as f:
+        if json.load(f) != training_fingerprint(training_args, num_train):
+            return None
+    logger.info("%s: training already finished in %s; loading it instead of training again", system, folder)
+    return folder
+
+
+def mark_finished(trainer, training_args, num_train):
+    if trainer.is_world_process_zero():
+        with open(os.path.join(trainer.args.output_dir, "training_finished.json"), "w") as f:
+            json.dump(training_fingerprint(training_args, num_train), f, indent=1)
+
+
 def train(trainer, training_args):
     checkpoint = None
     if training_args.resume_from_checkpoint:
@@ -193,12 +221,16 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer):
             logger.warning("speechbert: %d questions without usable segments or answer times skipped", skipped)
         return built
 
-    train_items = items(splits["train"], True) if training_args.do_train else None
+    done = finished_model(training_args, "speechbert", len(splits.get("train", [])))
+    if done:
+        model = AutoModelForQuestionAnswering.from_pretrained(done, trust_remote_code=True)
+    train_items = items(splits["train"], True) if training_args.do_train and not done else None
     trainer = make_trainer(model, training_args, "speechbert", train_items, collator)
-    if training_args.do_train:
+    if training_args.do_train and not done:
         train(trainer, training_args)
         trainer.save_model()
         processor.save_pretrained(trainer.args.output_dir)
+        mark_finished(trainer, training_args, len(splits["train"]))
     scores = {}
     for split in ("validation", "test"):
         if training_args.do_eval and split in splits:
@@ -221,12 +253,16 @@ def run_text(system, model_args, data_args, training_args, splits, tokenizer):
             logger.warning("%s: %d questions without words or answer times skipped", system, skipped)
         return built
 
-    train_items = items(splits["train"], True) if training_args.do_train else None
+    done = finished_model(training_args, system, len(splits.get("train", [])))
+    if done:
+        model = BertForQuestionAnswering.from_pretrained(done)
+    train_items = items(splits["train"], True) if training_args.do_train and not done else None
     trainer = make_trainer(model, training_args, system, train_items, collator)
-    if training_args.do_train:
+    if training_args.do_train and not done:
         train(trainer, training_args)
         trainer.save_model()
         tokenizer.save_pretrained(trainer.args.output_dir)
+        mark_finished(trainer, training_args, len(splits["train"]))
     scores = {}
     eval_sets = {s: splits[s] for s in ("validation", "test") if s in splits}
     if "spoken_squad_text" in splits and system == "cascade":

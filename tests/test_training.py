@@ -180,6 +180,13 @@ def test_sqa_resumes_from_its_last_checkpoint(tmp_path, tiny_corpus, tiny_text_b
     state = json.loads((tmp_path / "sqa" / "speechbert" / "checkpoint-3" / "trainer_state.json").read_text())
     steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
     assert steps == [1, 2, 3], "the resumed run continues the logged history instead of starting over"
+    final = tmp_path / "sqa" / "speechbert" / "model.safetensors"
+    saved = final.stat().st_mtime_ns
+    # Training finished: a rerun (say after a kill during evaluation) evaluates the saved model, trains nothing.
+    run_sqa.main(args + ["--max_steps", "3", "--resume_from_checkpoint", "true", "--do_eval", "--max_eval_samples", "1"])
+    assert final.stat().st_mtime_ns == saved
+    assert not (tmp_path / "sqa" / "speechbert" / "checkpoint-4").exists()
+    assert json.loads((tmp_path / "sqa" / "metrics.json").read_text())["test"]["speechbert"]["overall"]["count"] == 1
 
 
 @pytest.mark.slow
