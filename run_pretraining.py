@@ -142,7 +142,16 @@ def stage_args(training_args, subdir, **changes):
 def run_stage(name, model, args, items, collator, training_args):
     done = Path(args.output_dir) / "DONE"
     if done.exists():
-        logger.info("%s already finished (%s): skipped", name, done)
+        # The later stage must start from this stage's weights, not from the initial model.
+        from safetensors.torch import load_file
+
+        state = load_file(Path(args.output_dir) / "model.safetensors")
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if k not in set(getattr(model, "all_tied_weights_keys", {}) or ())]
+        if missing or unexpected:
+            raise RuntimeError(f"{args.output_dir} is marked DONE but its model does not match this one (missing "
+                               f"{missing}, unexpected {unexpected}): delete the folder to run {name} again")
+        logger.info("%s already finished (%s): skipped, its weights loaded", name, done)
         return
     trainer = LossPartsTrainer(model=model, args=args, train_dataset=items, data_collator=collator)
     checkpoint = None

@@ -167,6 +167,34 @@ def test_pretraining_then_sqa_end_to_end(tmp_path, tiny_corpus, tiny_text_bert, 
 
 
 @pytest.mark.slow
+def test_pretraining_resumed_after_stage1_starts_stage2_from_stage1_weights(tmp_path, tiny_corpus, tiny_text_bert):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    import run_pretraining
+
+    pre = tmp_path / "pre"
+    args = common_args(pre, tiny_corpus, tmp_path / "audio") + [
+        "--text_model_name_or_path", str(tiny_text_bert), "--stage", "both", "--max_steps", "2",
+        "--stage1_num_train_epochs", "1", "--save_strategy", "no", "--max_length", "64", "--stride", "8",
+        "--config_overrides", "audio_encoder_hidden_size=8", "--resume_from_checkpoint", "true"]
+    run_pretraining.main(args)
+    stage1 = load_file(pre / "stage1" / "model.safetensors")
+    # Killed during step 2: its folder and the final model are gone; step 1 is DONE. Step 2 reruns with a zero
+    # learning rate, so the final audio encoder must be exactly step 1's, not a fresh initialisation.
+    shutil.rmtree(pre / "stage2")
+    (pre / "model.safetensors").unlink()
+    run_pretraining.main(args + ["--learning_rate", "0"])
+    final = load_file(pre / "model.safetensors")
+    keys = [k for k in stage1 if k.startswith("bert.audio_encoder.")]
+    assert keys
+    for key in keys:
+        torch.testing.assert_close(final[key], stage1[key], rtol=0, atol=0)
+
+
+@pytest.mark.slow
 def test_sqa_resumes_from_its_last_checkpoint(tmp_path, tiny_corpus, tiny_text_bert):
     import run_sqa
 
