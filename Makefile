@@ -55,7 +55,7 @@ benchmark: setup
 		--stage1_num_train_epochs 10 --num_train_epochs 2 --learning_rate 1e-4 $(BENCH_TRAIN) \
 		--config_overrides $(DEMO_AUDIO)
 	$(PY) run_sqa.py --output_dir $(BENCH)/sqa --model_name_or_path $(BENCH)/pretraining --dataset $(BENCH)/dataset \
-		--do_train --do_eval --num_train_epochs 2 --learning_rate 5e-5 $(BENCH_TRAIN) \
+		--do_train --do_eval --num_train_epochs 2 --learning_rate 1e-4 $(BENCH_TRAIN) \
 		--spoken_squad_text_json ../shared/data/spoken-squad-test/spoken_test-v1.1_42.json
 
 # The demo page on http://127.0.0.1:7860 with the model `make demo` trained (or SPEECHBERT_MODEL=...).
