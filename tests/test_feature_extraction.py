@@ -110,3 +110,20 @@ def test_bad_input_is_named(extractor, passage, audio, segments, sampling_rate, 
         audio[[5, 50, 500]] = [np.nan, np.inf, -np.inf]
     with pytest.raises(ValueError, match=message):
         extractor(audio, passage[1] if segments is None else segments, sampling_rate=sampling_rate)
+
+
+def test_mfcc_equals_torchaudio_mfcc():
+    """The front end computes the power spectrum itself (faster); it must stay torchaudio's MFCC."""
+    import torch
+    import torchaudio
+
+    extractor = SpeechBertFeatureExtractor()
+    audio = (0.1 * np.random.default_rng(3).standard_normal(16000 * 3)).astype(np.float32)
+    reference = torchaudio.transforms.MFCC(
+        sample_rate=16000, n_mfcc=13, log_mels=True,
+        melkwargs={"n_fft": 400, "win_length": 400, "hop_length": 160, "n_mels": 40, "center": False},
+    )(torch.from_numpy(audio))
+    extractor.frame_features(audio)  # builds the transform
+    ours = extractor._fast_mfcc(torch.from_numpy(audio))
+    assert ours.shape == reference.shape == (13, 1 + (len(audio) - 400) // 160)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-4)
