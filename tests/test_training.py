@@ -256,3 +256,30 @@ def test_cascade_on_real_spoken_squad_transcripts(tmp_path, tiny_corpus, tiny_te
     assert text_only["overall"]["count"] == 2 and text_only["overall"]["aos"] is None
     assert 0 <= text_only["overall"]["f1"] <= 100
     assert "**spoken_squad_text** (2 questions)" in (tmp_path / "sqa" / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_sqa_evaluates_int8_quantized_models(tmp_path, tiny_corpus, tiny_text_bert, monkeypatch):
+    import run_sqa
+
+    quantized = []
+    original = run_sqa.quantize_int8
+
+    def spy(model):
+        out = original(model)
+        quantized.append(sorted({type(m).__module__ for m in out.modules() if "quantized" in type(m).__module__}))
+        return out
+
+    monkeypatch.setattr(run_sqa, "quantize_int8", spy)
+    args = common_args(tmp_path / "q", tiny_corpus, tmp_path / "audio") + [
+        "--text_model_name_or_path", str(tiny_text_bert), "--do_eval", "--systems", "speechbert,cascade",
+        "--max_length", "64", "--stride", "8", "--quantize", "int8"]
+    run_sqa.main(args)
+    assert len(quantized) == 2 and all(quantized), "both systems run with quantised layers"
+    assert any("rnn" in name for name in quantized[0]), "SpeechBERT's GRU is quantised too"
+    metrics = json.loads((tmp_path / "q" / "metrics.json").read_text())
+    assert metrics["test"]["speechbert"]["overall"]["count"] == 2
+    with pytest.raises(SystemExit, match="--quantize int8 is for evaluation"):
+        run_sqa.main(args + ["--do_train"])
+    with pytest.raises(ValueError, match="--quantize 'int4'"):
+        run_sqa.main([a if a != "int8" else "int4" for a in args])
