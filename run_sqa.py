@@ -54,6 +54,7 @@ from sqa_train.data import (
 )
 from sqa_train.evaluation import load_metric, markdown_table, plot_buckets, score, write_json
 from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_word_scores, text_word_scores
+from sqa_train.quantization import quantize_int8
 
 logger = logging.getLogger("run_sqa")
 SYSTEMS = ("speechbert", "cascade", "text")
@@ -157,18 +158,6 @@ def build_speechbert(model_args, tokenizer):
         return model, processor
     model, _ = SpeechBertForQuestionAnswering.from_text_bert(path, tokenizer=tokenizer)
     return model, SpeechBertProcessor(SpeechBertFeatureExtractor(**model.config.feature_extractor_kwargs()), tokenizer)
-
-
-def quantize_int8(model):
-    """Dynamic int8 quantisation of Linear and RNN layers for CPU inference (weights int8, activations quantised on
-    the fly). torch.ao's eager API is deprecated in favour of torchao but still ships with torch."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM},
-                                                      dtype=torch.qint8)
 
 
 def make_trainer(model, training_args, subdir, train_items, collator, quantize=None):

@@ -2,7 +2,7 @@
 speed in times real time per core.
 
 Usage:
-    python benchmarks/bench_inference.py [--quick] [--size minilm] [--repeats 20] [--frame_stacks 1 3]
+    python benchmarks/bench_inference.py [--quick] [--size minilm] [--repeats 20] [--frame_stacks 1 3] [--no_int8]
 
 The passage has 150 word segments (2.5 words per second, lengths from the embedded corpus); the question 12 pieces.
 Goals: under 30 ms per question at MiniLM size on CPU; feature extraction at least 500x real time per core.
@@ -40,6 +40,7 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--frame_stacks", nargs="+", type=int, default=[1, 3])
+    parser.add_argument("--no_int8", action="store_true", help="skip the dynamic int8 rows")
     parser.add_argument("--results", default=None)
     args = parser.parse_args(argv)
     if args.quick:
@@ -65,12 +66,18 @@ def main(argv=None):
     extract = median_seconds(lambda: extractor.extract(audio, segments, sampling_rate=16000), args.repeats)
     torch.set_num_threads(threads)
 
+    from sqa_train.quantization import quantize_int8
+
     rows = []
-    for stack in args.frame_stacks:
+    variants = [(stack, "fp32") for stack in args.frame_stacks]
+    variants += [] if args.no_int8 else [(stack, "int8") for stack in args.frame_stacks]
+    for stack, precision in variants:
         torch.manual_seed(0)
         config = SpeechBertConfig(**SIZES[args.size], vocab_size=len(tokenizer), audio_token_id=1, mask_token_id=5,
                                   audio_frame_stack=stack)
         model = SpeechBertForQuestionAnswering(config).eval()
+        if precision == "int8":
+            model = quantize_int8(model)
 
         keys = ("input_ids", "attention_mask", "token_type_ids", "audio_features", "audio_feature_lengths")
 
@@ -93,14 +100,16 @@ def main(argv=None):
                  median_seconds(lambda: model.bert.encode_audio(inputs["audio_features"],
                                                                inputs["audio_feature_lengths"]), args.repeats),
                  median_seconds(lambda: processor.decode_answer(inputs, outputs), args.repeats)]
-        rows.append([args.size, stack, len(segments), f"{1000 * total:.1f}", *(f"{1000 * p:.1f}" for p in parts)])
+        rows.append([args.size, stack, precision, len(segments), f"{1000 * total:.1f}",
+                     *(f"{1000 * p:.1f}" for p in parts)])
         print(" | ".join(str(c) for c in rows[-1]), flush=True)
-    body = table(["size", "frame stack", "segments", "ms per question", "processor (features)", "model",
+    body = table(["size", "frame stack", "weights", "segments", "ms per question", "processor (features)", "model",
                   "of which audio encoder", "decoding"], rows)
     body += (f"\n\nFeature extraction (MFCC + deltas of the whole passage, sliced into {len(segments)} segments), "
              f"one thread: {1000 * extract:.1f} ms for {args.seconds:.0f} s of audio = "
              f"**{args.seconds / extract:.0f}x real time per core** (goal: at least 500x).\n"
-             "Goal for a question: under 30 ms at MiniLM size on CPU. ASR is excluded.")
+             "Goal for a question: under 30 ms at MiniLM size on CPU. ASR is excluded. int8: dynamic quantisation "
+             "of the Linear and GRU layers (`sqa_train.quantization.quantize_int8`, `run_sqa.py --quantize int8`).")
     write_section("Inference and feature extraction" + (" (quick)" if args.quick else ""), body,
                   Path(args.results) if args.results else RESULTS)
 
