@@ -33,6 +33,7 @@ from sqa_train.data import (
     load_corpus,
     speechbert_qa_items,
 )
+from sqa_train.distributed import finish_distributed
 
 logger = logging.getLogger("run_pretraining")
 LOSS_PARTS = ("reconstruction_loss", "alignment_loss", "audio_mlm_loss", "text_mlm_loss")
@@ -219,3 +220,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+    finish_distributed()

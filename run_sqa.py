@@ -52,6 +52,7 @@ from sqa_train.data import (
     speechbert_qa_items,
     text_qa_items,
 )
+from sqa_train.distributed import finish_distributed
 from sqa_train.evaluation import load_metric, markdown_table, plot_buckets, score, write_json
 from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_word_scores, text_word_scores
 from sqa_train.quantization import quantize_int8
@@ -410,3 +411,4 @@ def push(training_args):
 
 if __name__ == "__main__":
     main()
+    finish_distributed()

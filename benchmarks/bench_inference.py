@@ -47,8 +47,12 @@ def main(argv=None):
         args.size, args.seconds, args.repeats = "tiny", 10.0, 2
     from transformers import BertTokenizer
 
-    from speechbert import SpeechBertConfig, SpeechBertFeatureExtractor, SpeechBertForQuestionAnswering
-    from speechbert import SpeechBertProcessor
+    from speechbert import (
+        SpeechBertConfig,
+        SpeechBertFeatureExtractor,
+        SpeechBertForQuestionAnswering,
+        SpeechBertProcessor,
+    )
 
     rng = np.random.default_rng(0)
     audio, segments = passage(args.seconds, rng)

@@ -36,7 +36,8 @@ def load_audio(audio, sampling_rate=None) -> np.ndarray:
         try:
             array, sampling_rate = sf.read(source, dtype="float32", always_2d=True)
         except Exception as error:  # noqa: BLE001 - soundfile raises several types for undecodable input
-            name = str(audio) if isinstance(audio, str) or hasattr(audio, "__fspath__") else f"{type(audio).__name__} input"
+            path_like = isinstance(audio, str) or hasattr(audio, "__fspath__")
+            name = str(audio) if path_like else f"{type(audio).__name__} input"
             raise ValueError(f"could not decode audio from {name}: {error}. Supported: WAV, FLAC, OGG, MP3 "
                              "(whatever libsndfile reads)") from error
         audio = array.mean(axis=1)

@@ -3,8 +3,8 @@ assembly into the common schema, and each loader on fixtures in its own layout."
 
 import gzip
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess

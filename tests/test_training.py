@@ -12,7 +12,6 @@ import pytest
 
 from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_word_scores, text_word_scores
 
-
 ROOT = Path(__file__).resolve().parents[1]
 METRIC = ROOT / "metrics" / "spoken_squad_qa"
 
@@ -227,8 +226,9 @@ def test_two_process_gloo_run(tmp_path, tiny_corpus, tiny_text_bert):
         "--ddp_backend", "gloo"]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     if result.returncode != 0 and "exitcode: -6" in result.stderr:
-        # A gloo rank has been seen aborting (SIGABRT) at random on this 2-core machine (1 of 4 CI runs); not
-        # understood yet, see the issue note. One retry; a second failure fails the test.
+        # A gloo rank was seen aborting (SIGABRT) in 1 of 4 CI runs, before the scripts waited for every rank and
+        # destroyed the process group themselves (sqa_train.distributed). Not reproduced since; one retry stays in
+        # case that was not the cause, and a second failure fails the test.
         result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     errors = [line for line in result.stderr.splitlines() if "Error" in line or "rank0" in line]
     assert result.returncode == 0, "\n".join(errors[-40:]) + result.stderr[-2000:]
