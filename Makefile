@@ -55,7 +55,7 @@ benchmark: setup
 		$(PY) -m sqa_data.dataset --records data/flite-squad --output_dir $(BENCH)/dataset --with_audio --stats --num_proc 2
 	test -f $(BENCH)/pretraining/config.json || \
 		$(PY) run_pretraining.py --output_dir $(BENCH)/pretraining --dataset $(BENCH)/dataset --stage both \
-		--stage1_num_train_epochs 10 --num_train_epochs 2 --learning_rate 1e-4 $(BENCH_TRAIN) \
+		--stage1_num_train_epochs 10 --num_train_epochs 1 --learning_rate 1e-4 $(BENCH_TRAIN) \
 		--config_overrides $(BENCH_AUDIO)
 	$(PY) run_sqa.py --output_dir $(BENCH)/sqa --model_name_or_path $(BENCH)/pretraining --dataset $(BENCH)/dataset \
 		--do_train --do_eval --num_train_epochs 2 --learning_rate 1e-4 $(BENCH_TRAIN) \
