@@ -41,7 +41,7 @@ demo: setup
 	@echo "results: $(DEMO)/sqa/results.md, plot: $(DEMO)/sqa/wer_buckets_test.png"
 DEMO_AUDIO := audio_frame_stack=3
 
-# The benchmark comparison on the built corpus (data/flite-squad): several CPU-hours on 2 cores, less on a GPU.
+# The benchmark comparison on the built corpus (data/flite-squad): about 2 hours on 2 CPU cores (results/flite-squad/), less on a GPU.
 # Every step resumes: rerun `make benchmark` after an interruption.
 BENCH := outputs/benchmark
 BENCH_TRAIN := --report_to none --save_strategy steps --save_steps 200 --save_total_limit 2 --logging_steps 50 \
