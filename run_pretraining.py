@@ -29,8 +29,8 @@ from sqa_train.data import (
     JointEmbeddingCollator,
     PassageFrames,
     joint_embedding_items,
-    last_checkpoint,
     load_corpus,
+    resume_checkpoint,
     speechbert_qa_items,
 )
 from sqa_train.distributed import finish_distributed
@@ -148,18 +148,15 @@ def run_stage(name, model, args, items, collator, training_args):
 
         state = load_file(Path(args.output_dir) / "model.safetensors")
         missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if k not in set(getattr(model, "all_tied_weights_keys", {}) or ())]
+        tied = set(getattr(model, "all_tied_weights_keys", None) or ())
+        missing = [k for k in missing if k not in tied]
         if missing or unexpected:
             raise RuntimeError(f"{args.output_dir} is marked DONE but its model does not match this one (missing "
                                f"{missing}, unexpected {unexpected}): delete the folder to run {name} again")
         logger.info("%s already finished (%s): skipped, its weights loaded", name, done)
         return
     trainer = LossPartsTrainer(model=model, args=args, train_dataset=items, data_collator=collator)
-    checkpoint = None
-    if training_args.resume_from_checkpoint:
-        checkpoint = (last_checkpoint(args.output_dir)
-                      if training_args.resume_from_checkpoint in ("true", "True", "1")
-                      else training_args.resume_from_checkpoint)
+    checkpoint = resume_checkpoint(training_args.resume_from_checkpoint, args.output_dir)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.log_metrics(name, result.metrics)
     if trainer.is_world_process_zero():

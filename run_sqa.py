@@ -46,8 +46,9 @@ from sqa_train.data import (
     PassageFrames,
     SpeechBertQACollator,
     TextQACollator,
-    last_checkpoint,
+    auto_resume,
     load_corpus,
+    resume_checkpoint,
     segment_times,
     speechbert_qa_items,
     text_qa_items,
@@ -144,9 +145,8 @@ def load_splits(data_args):
     return splits
 
 
-def build_speechbert(model_args, tokenizer):
+def build_speechbert(path, tokenizer):
     """Model and processor: from a SpeechBERT checkpoint, or built from a text BERT."""
-    path = model_args.model_name_or_path
     config = AutoConfig.from_pretrained(path, trust_remote_code=True)
     if config.model_type == "speechbert":
         from transformers import AutoProcessor
@@ -183,7 +183,7 @@ def finished_model(training_args, system, num_train) -> str | None:
     model and fingerprint are saved in OUTPUT_DIR/SYSTEM) is not trained again: its model is loaded and evaluated."""
     folder = os.path.join(training_args.output_dir, system)
     marker = os.path.join(folder, "training_finished.json")
-    if not (training_args.do_train and training_args.resume_from_checkpoint in ("true", "True", "1")
+    if not (training_args.do_train and auto_resume(training_args.resume_from_checkpoint)
             and os.path.exists(marker)):
         return None
     with open(marker) as f:
@@ -200,11 +200,8 @@ def mark_finished(trainer, training_args, num_train):
 
 
 def train(trainer, training_args):
-    checkpoint = None
+    checkpoint = resume_checkpoint(training_args.resume_from_checkpoint, trainer.args.output_dir)
     if training_args.resume_from_checkpoint:
-        checkpoint = (last_checkpoint(trainer.args.output_dir)
-                      if training_args.resume_from_checkpoint in ("true", "True", "1") else
-                      training_args.resume_from_checkpoint)
         logger.info("resuming %s from %s", trainer.args.output_dir, checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.log_metrics("train", result.metrics)
@@ -220,7 +217,8 @@ def predict_logits(trainer, items, collator):
 
 
 def run_speechbert(model_args, data_args, training_args, splits, tokenizer):
-    model, processor = build_speechbert(model_args, tokenizer)
+    done = finished_model(training_args, "speechbert", len(splits.get("train", [])))
+    model, processor = build_speechbert(done or model_args.model_name_or_path, tokenizer)
     frames = PassageFrames(processor.feature_extractor, data_args.audio_cache_dir)
     collator = SpeechBertQACollator(frames, tokenizer.pad_token_id)
 
@@ -233,9 +231,6 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer):
             logger.warning("speechbert: %d questions without usable segments or answer times skipped", skipped)
         return built
 
-    done = finished_model(training_args, "speechbert", len(splits.get("train", [])))
-    if done:
-        model = AutoModelForQuestionAnswering.from_pretrained(done, trust_remote_code=True)
     train_items = items(splits["train"], True) if training_args.do_train and not done else None
     trainer = make_trainer(model, training_args, "speechbert", train_items, collator, model_args.quantize)
     if training_args.do_train and not done:
@@ -256,7 +251,8 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer):
 
 def run_text(system, model_args, data_args, training_args, splits, tokenizer):
     words_key = "asr" if system == "cascade" else "ref"
-    model = BertForQuestionAnswering.from_pretrained(model_args.text_model_name_or_path)
+    done = finished_model(training_args, system, len(splits.get("train", [])))
+    model = BertForQuestionAnswering.from_pretrained(done or model_args.text_model_name_or_path)
     collator = TextQACollator(tokenizer.pad_token_id)
 
     def items(rows, train, key=words_key):
@@ -265,9 +261,6 @@ def run_text(system, model_args, data_args, training_args, splits, tokenizer):
             logger.warning("%s: %d questions without words or answer times skipped", system, skipped)
         return built
 
-    done = finished_model(training_args, system, len(splits.get("train", [])))
-    if done:
-        model = BertForQuestionAnswering.from_pretrained(done)
     train_items = items(splits["train"], True) if training_args.do_train and not done else None
     trainer = make_trainer(model, training_args, system, train_items, collator, model_args.quantize)
     if training_args.do_train and not done:
