@@ -226,9 +226,11 @@ def main(argv=None):
 
             audio_dir = Path(args.output_dir) / "audio"
             todo = [r for recs in records.values() for r in recs if "failed" not in r and not r.get("audio_paths")]
-            # flite runs as a subprocess and libsndfile releases the GIL, so threads use every core.
+            # A passage already in the cache (a resumed run) is not read back; the rest are synthesised. flite runs
+            # as a subprocess and libsndfile releases the GIL, so threads use every core.
+            missing = [r for r in todo if not (audio_dir / f"{r['audio_sha1']}.flac").exists()]
             with ThreadPoolExecutor(max_workers=args.num_proc) as pool:
-                jobs = [pool.submit(passage_audio, record, audio_dir) for record in todo]
+                jobs = [pool.submit(passage_audio, record, audio_dir) for record in missing]
                 for job in tqdm(as_completed(jobs), total=len(jobs), desc="audio", unit="paragraph"):
                     job.result()
             for record in todo:

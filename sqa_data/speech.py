@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from speechbert.pipeline_speechbert import decode_words, load_audio
+from speechbert.pipeline_speechbert import SAMPLING_RATE, decode_words, load_audio
 
 FLITE_VOICES = ("rms", "awb", "slt", "kal16")
-SAMPLING_RATE = 16000
 
 
 def require_binary(name: str, package: str) -> str:

@@ -422,5 +422,11 @@ def test_dataset_cli_writes_audio_in_parallel(tmp_path, tiny_corpus):
         assert rate == 16000 and abs(len(audio) / rate - row["audio_duration"]) < 0.01
         # the saved FLAC is the regenerated flite audio (16-bit), not something else
         np.testing.assert_allclose(audio, passage_audio({**row, "audio_paths": None}), atol=1 / 32768)
+    # Rerun into the same folder: the cached passages are kept as they are, not synthesised or rewritten.
+    flacs = sorted((tmp_path / "ds" / "audio").glob("*.flac"))
+    stamps = [f.stat().st_mtime_ns for f in flacs]
+    dataset_main(["--records", str(tiny_corpus), "--output_dir", str(tmp_path / "ds"), "--with_audio"])
+    assert [f.stat().st_mtime_ns for f in flacs] == stamps and len(flacs) == 3
+    assert load_from_disk(str(tmp_path / "ds"))["test"][0]["audio_paths"] == dataset["test"][0]["audio_paths"]
     with pytest.raises(SystemExit):
         dataset_main(["--records", str(tiny_corpus), "--output_dir", str(tmp_path / "x"), "--num_proc", "0"])
