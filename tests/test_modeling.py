@@ -7,7 +7,9 @@ from speechbert import (
     SpeechBertForQuestionAnswering,
     SpeechBertModel,
 )
-from speechbert.modeling_speechbert import SpeechBertAudioEncoder, stack_frames
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from speechbert.modeling_speechbert import SpeechBertAudioEncoder, pad_packed, run_packed_rnn, stack_frames
 
 from .conftest import make_passage, seeded
 
@@ -117,6 +119,47 @@ def test_packed_encoder_equals_per_segment_loop(tester, overrides):
             reference = encoder.projection(state[-directions:].transpose(0, 1).reshape(1, -1))
             torch.testing.assert_close(packed[i : i + 1], reference, atol=1e-5, rtol=1e-5)
 
+
+
+@pytest.mark.parametrize("rnn_class", [torch.nn.GRU, torch.nn.LSTM])
+@pytest.mark.parametrize("num_layers,bidirectional", [(1, True), (2, True), (2, False)])
+@pytest.mark.parametrize("need_output", [True, False])
+def test_training_rnn_loop_equals_native_packed_rnn(rnn_class, num_layers, bidirectional, need_output):
+    # The CPU training path (run_packed_rnn's own loop) must give the native RNN's states, outputs and gradients.
+    torch.manual_seed(0)
+    rnn = rnn_class(7, 5, num_layers=num_layers, bidirectional=bidirectional, batch_first=True)
+    x = torch.randn(6, 9, 7, requires_grad=True)
+    packed = pack_padded_sequence(x, torch.tensor([9, 1, 4, 4, 7, 2]), batch_first=True, enforce_sorted=False)
+
+    def loss_and_grads(output, state):
+        loss = state.square().sum()
+        if output is not None:
+            loss = loss + pad_packed_sequence(output, batch_first=True)[0].sin().sum()
+        return [state, *torch.autograd.grad(loss, [x, *rnn.parameters()], retain_graph=True)]
+
+    native_output, native_state = rnn(packed)
+    native_state = native_state[0] if isinstance(native_state, tuple) else native_state
+    expected = loss_and_grads(native_output if need_output else None, native_state)
+    output, state = run_packed_rnn(rnn, packed, need_output=need_output)
+    assert (output is None) != need_output
+    for got, want in zip(loss_and_grads(output, state), expected):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # the inference path is the native kernel
+        torch.testing.assert_close(run_packed_rnn(rnn, packed)[1], native_state.detach())
+
+
+@pytest.mark.parametrize("enforce_sorted", [True, False])
+def test_pad_packed_equals_pad_packed_sequence(enforce_sorted):
+    lengths = torch.tensor([6, 5, 5, 2, 1]) if enforce_sorted else torch.tensor([2, 6, 1, 5, 5])
+    x = torch.randn(5, 6, 3, requires_grad=True)
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=enforce_sorted)
+    want, _ = pad_packed_sequence(packed, batch_first=True, total_length=8)
+    got = pad_packed(packed, total_length=8)
+    torch.testing.assert_close(got, want)
+    weights = torch.randn(5, 8, 3)
+    (grad_want,) = torch.autograd.grad((want * weights).sum(), x, retain_graph=True)
+    (grad_got,) = torch.autograd.grad((got * weights).sum(), x)
+    torch.testing.assert_close(grad_got, grad_want)
 
 def test_frame_stacking_shapes():
     features = torch.arange(2 * 7 * 3, dtype=torch.float32).reshape(2, 7, 3)
