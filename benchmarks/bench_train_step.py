@@ -3,11 +3,12 @@ the same sequence length: time ratio, the audio encoder's share of the step, pea
 
 Usage:
     python benchmarks/bench_train_step.py [--quick] [--sizes minilm base] [--batches 8 32] [--repeats 5]
-        [--frame_stacks 1 3] [--results benchmarks/RESULTS.md]
+        [--frame_stacks 1 3] [--frozen_frame_stacks 3] [--results benchmarks/RESULTS.md]
 
 A step is forward + backward + AdamW step. Inputs: a 20-piece question and 180 audio segments (202 positions);
 segment lengths follow word durations of the embedded corpus (about 25 frames, 10 ms each). Each configuration runs in a
-fresh process so its peak resident memory is its own. Goal: SpeechBERT's step at most 1.15x BERT's.
+fresh process so its peak resident memory is its own. "frozen" rows fine-tune with the audio encoder's weights fixed
+(`run_sqa.py --freeze_audio_encoder`): the encoder then runs forward only. Goal: SpeechBERT's step at most 1.15x BERT's.
 """
 
 import argparse
@@ -64,7 +65,7 @@ def inputs(kind, batch, config, rng, device):
     return {k: v.to(device) for k, v in data.items()}
 
 
-def build_model(kind, size, frame_stack):
+def build_model(kind, size, frame_stack, frozen=False):
     """A seeded SpeechBertForQuestionAnswering or BertForQuestionAnswering of `size`, and its config."""
     from transformers import BertConfig, BertForQuestionAnswering
 
@@ -74,15 +75,17 @@ def build_model(kind, size, frame_stack):
     fields = dict(SIZES[size], vocab_size=30522, max_position_embeddings=512)
     if kind == "speechbert":
         config = SpeechBertConfig(**fields, audio_frame_stack=frame_stack)
-        return SpeechBertForQuestionAnswering(config), config
+        model = SpeechBertForQuestionAnswering(config)
+        model.bert.audio_encoder.requires_grad_(not frozen)
+        return model, config
     config = BertConfig(**fields)
     return BertForQuestionAnswering(config), config
 
 
-def measure(kind, size, batch, frame_stack, repeats, device):
+def measure(kind, size, batch, frame_stack, repeats, device, frozen=False):
     """One configuration (run in its own process): step seconds, audio-encoder seconds, peak memory (MiB)."""
     rng = np.random.default_rng(0)
-    model, config = build_model(kind, size, frame_stack)
+    model, config = build_model(kind, size, frame_stack, frozen)
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     data = inputs(kind, batch, config, rng, device)
@@ -101,7 +104,8 @@ def measure(kind, size, batch, frame_stack, repeats, device):
 
         def encoder_step():
             codes = model.bert.audio_encoder(data["audio_features"][real], data["audio_feature_lengths"][real])
-            codes.sum().backward()
+            if codes.requires_grad:  # a frozen encoder runs forward only
+                codes.sum().backward()
             if device == "cuda":
                 torch.cuda.synchronize()
 
@@ -128,6 +132,8 @@ def main(argv=None):
     parser.add_argument("--batches", nargs="+", type=int, default=[8, 32])
     parser.add_argument("--frame_stacks", nargs="+", type=int, default=[1, 3],
                         help="audio_frame_stack values to measure (1 = one frame per RNN step)")
+    parser.add_argument("--frozen_frame_stacks", nargs="*", type=int, default=[3],
+                        help="audio_frame_stack values also measured with the audio encoder frozen")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--results", default=None, help="RESULTS.md to update (default benchmarks/RESULTS.md)")
@@ -137,26 +143,30 @@ def main(argv=None):
         print(json.dumps(measure(**json.loads(args._one))))
         return
     if args.quick:
-        args.sizes, args.batches, args.repeats, args.frame_stacks = ["tiny"], [2], 1, [1, 3]
+        args.sizes, args.batches, args.repeats, args.frame_stacks, args.frozen_frame_stacks = ["tiny"], [2], 1, [1, 3], [3]
     rows = []
     for size in args.sizes:
         for batch in args.batches:
             bert = run_isolated(dict(kind="bert", size=size, batch=batch, frame_stack=1, repeats=args.repeats,
                                      device=args.device))
-            for stack in args.frame_stacks:
+            variants = [(stack, False) for stack in args.frame_stacks]
+            variants += [(stack, True) for stack in args.frozen_frame_stacks]
+            for stack, frozen in variants:
                 speech = run_isolated(dict(kind="speechbert", size=size, batch=batch, frame_stack=stack,
-                                           repeats=args.repeats, device=args.device))
-                row = [size, batch, stack, f"{bert['seconds']:.3f}", f"{speech['seconds']:.3f}",
+                                           repeats=args.repeats, device=args.device, frozen=frozen))
+                row = [size, batch, stack, "frozen" if frozen else "trained", f"{bert['seconds']:.3f}",
+                       f"{speech['seconds']:.3f}",
                        f"{speech['seconds'] / bert['seconds']:.2f}x",
                        f"{100 * speech['encoder_seconds'] / speech['seconds']:.0f}%",
                        f"{speech['peak_mib'] / bert['peak_mib']:.2f}x"]
                 rows.append(row)
                 print(" | ".join(str(c) for c in row), flush=True)
-    body = table(["size", "batch", "frame stack", "BERT step (s)", "SpeechBERT step (s)", "time ratio",
+    body = table(["size", "batch", "frame stack", "audio encoder", "BERT step (s)", "SpeechBERT step (s)", "time ratio",
                   "audio encoder share", "peak memory ratio"], rows)
     body += ("\n\nGoal: time ratio at most 1.15x. Inputs: a 20-piece question and 180 audio segments (202 positions),"
              " segment lengths from the embedded corpus's ASR word durations. Audio encoder: bidirectional GRU, "
-             "128 units per direction; frame stack k feeds k frames per RNN step.")
+             "128 units per direction; frame stack k feeds k frames per RNN step; \"frozen\": its weights fixed "
+             "(`run_sqa.py --freeze_audio_encoder`), so it runs forward only and its share is the forward's.")
     write_section("Training step: SpeechBERT vs BERT" + (" (quick)" if args.quick else ""), body,
                   Path(args.results) if args.results else RESULTS)
 
