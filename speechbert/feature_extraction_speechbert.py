@@ -12,6 +12,10 @@ import torchaudio
 from transformers import BatchFeature, SequenceFeatureExtractor
 
 
+# Frames per block of the spectrum computation (`_fast_mfcc`): 500 frames is 5 s of audio, about 0.8 MB per temporary.
+_FRAMES_PER_BLOCK = 500
+
+
 class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
     r"""
     Args:
@@ -187,16 +191,23 @@ class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
         return frames.numpy()
 
     def _fast_mfcc(self, waveform: torch.Tensor) -> torch.Tensor:
-        """torchaudio's MFCC (same window, mel filters and DCT), with the power spectrum taken as re^2 + im^2: the
-        complex `abs()` that torchaudio uses was a third of the feature time."""
+        """torchaudio's MFCC (same window, mel filters and DCT), computed faster: the frames are cut with `unfold` and
+        transformed with one `rfft` (`torch.stft` took 5x longer on 2 threads), and the power spectrum is re^2 + im^2
+        (torchaudio's complex `abs()` was a third of the feature time)."""
         mel = self._mfcc.MelSpectrogram
         spectrogram = mel.spectrogram
-        spec = torch.stft(waveform, n_fft=spectrogram.n_fft, hop_length=spectrogram.hop_length,
-                          win_length=spectrogram.win_length, window=spectrogram.window, center=False,
-                          return_complex=True)
-        power = spec.real.square() + spec.imag.square()  # (freq, T)
-        mels = mel.mel_scale.fb.T @ power  # (n_mels, T)
-        return self._mfcc.dct_mat.T @ torch.log(mels + 1e-6)  # (n_mfcc, T)
+        n_fft, hop = spectrogram.n_fft, spectrogram.hop_length  # the window is n_fft long (frame_features)
+        # torch.stft's center=False framing: frame t is samples [t * hop, t * hop + n_fft), windowed.
+        frames = waveform.unfold(0, n_fft, hop)  # (T, n_fft) view
+        mels = []
+        # Blocks of frames keep each temporary small: whole-passage spectra (10 MB for 60 s) made the allocator map
+        # fresh pages on every call, and the page faults doubled the feature time.
+        for block in frames.split(_FRAMES_PER_BLOCK):
+            spec = torch.fft.rfft(block * spectrogram.window, n=n_fft, dim=1)  # (t, freq)
+            power = spec.real.square().add_(spec.imag.square())
+            mels.append(power @ mel.mel_scale.fb)  # (t, n_mels)
+        mels = torch.cat(mels) if len(mels) > 1 else mels[0]
+        return (torch.log(mels.add_(1e-6)) @ self._mfcc.dct_mat).T  # (n_mfcc, T)
 
     def extract(self, audio, word_segments, sampling_rate=None) -> tuple[np.ndarray, np.ndarray]:
         """One utterance -> (segments, frames, feature_size) features padded with `padding_value`, and frame counts."""

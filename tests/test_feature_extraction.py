@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechbert import SpeechBertFeatureExtractor
+from speechbert import SpeechBertFeatureExtractor, feature_extraction_speechbert
 
 from .conftest import make_passage
 
@@ -118,7 +118,8 @@ def test_mfcc_equals_torchaudio_mfcc():
     import torchaudio
 
     extractor = SpeechBertFeatureExtractor()
-    audio = (0.1 * np.random.default_rng(3).standard_normal(16000 * 3)).astype(np.float32)
+    # 12 s: 1,198 frames, so the spectrum is computed in several blocks (_FRAMES_PER_BLOCK) and joined.
+    audio = (0.1 * np.random.default_rng(3).standard_normal(16000 * 12)).astype(np.float32)
     reference = torchaudio.transforms.MFCC(
         sample_rate=16000, n_mfcc=13, log_mels=True,
         melkwargs={"n_fft": 400, "win_length": 400, "hop_length": 160, "n_mels": 40, "center": False},
@@ -126,4 +127,5 @@ def test_mfcc_equals_torchaudio_mfcc():
     extractor.frame_features(audio)  # builds the transform
     ours = extractor._fast_mfcc(torch.from_numpy(audio))
     assert ours.shape == reference.shape == (13, 1 + (len(audio) - 400) // 160)
+    assert ours.shape[1] > 2 * feature_extraction_speechbert._FRAMES_PER_BLOCK
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-4)
