@@ -6,16 +6,19 @@ Usage:
         [--frame_stacks 1 3] [--frozen_frame_stacks 3] [--results benchmarks/RESULTS.md]
 
 A step is forward + backward + AdamW step. Inputs: a 20-piece question and 180 audio segments (202 positions);
-segment lengths follow word durations of the embedded corpus (about 25 frames, 10 ms each). Each configuration runs in a
-fresh process so its peak resident memory is its own. "frozen" rows fine-tune with the audio encoder's weights fixed
-(`run_sqa.py --freeze_audio_encoder`): the encoder then runs forward only. Goal: SpeechBERT's step at most 1.15x BERT's.
+segment lengths follow word durations of the embedded corpus (33 frames of 10 ms on average, at most 100). The models
+of one size and batch are timed in one process, taking turns step by step so that drift in the machine's speed falls
+on all of them alike; peak memory is measured in a fresh process per model. "frozen" rows fine-tune with the audio
+encoder's weights fixed (`run_sqa.py --freeze_audio_encoder`): the encoder then runs forward only. Goal: SpeechBERT's step at most 1.15x BERT's.
 """
 
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +85,8 @@ def build_model(kind, size, frame_stack, frozen=False):
     return BertForQuestionAnswering(config), config
 
 
-def measure(kind, size, batch, frame_stack, repeats, device, frozen=False):
-    """One configuration (run in its own process): step seconds, audio-encoder seconds, peak memory (MiB)."""
+def setup(kind, size, batch, frame_stack, device, frozen=False):
+    """A model in training mode, its AdamW, its inputs and a function running one training step."""
     rng = np.random.default_rng(0)
     model, config = build_model(kind, size, frame_stack, frozen)
     model.to(device).train()
@@ -97,24 +100,51 @@ def measure(kind, size, batch, frame_stack, repeats, device, frozen=False):
         if device == "cuda":
             torch.cuda.synchronize()
 
-    seconds = median_seconds(step, repeats)
-    encoder = None
-    if kind == "speechbert":
+    return model, data, step
+
+
+def peak_memory(kind, size, batch, frame_stack, device, frozen=False):
+    """Peak memory (MiB) of two training steps, in a process of its own (run_isolated): resident set on CPU."""
+    _, _, step = setup(kind, size, batch, frame_stack, device, frozen)
+    step()
+    step()
+    if device == "cuda":
+        return {"peak_mib": torch.cuda.max_memory_allocated() / 2**20}
+    return {"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def interleaved_times(size, batch, variants, repeats, device):
+    """Step seconds of BERT and each SpeechBERT variant `(frame_stack, frozen)`, measured in one process in rounds:
+    each round times one step of every model, in a rotating order, so the machine's drift over a run (other load,
+    clock changes) falls on all of them alike. Returns BERT's median step, and per variant its median step, the
+    median of its per-round ratio to BERT's step, and its audio encoder's median forward (+ backward) time."""
+    models = [setup("bert", size, batch, 1, device)] + [
+        setup("speechbert", size, batch, stack, device, frozen) for stack, frozen in variants]
+    for _, _, step in models:  # warm-up
+        step()
+    times = [[] for _ in models]
+    for round_ in range(repeats):
+        order = list(range(len(models)))
+        order = order[round_ % len(order):] + order[: round_ % len(order)]
+        for i in order:
+            start = time.perf_counter()
+            models[i][2]()
+            times[i].append(time.perf_counter() - start)
+    results = []
+    for (model, data, _), own in zip(models[1:], times[1:]):
         real = data["audio_feature_lengths"] > 0
 
-        def encoder_step():
+        def encoder_step(model=model, data=data, real=real):
             codes = model.bert.audio_encoder(data["audio_features"][real], data["audio_feature_lengths"][real])
             if codes.requires_grad:  # a frozen encoder runs forward only
                 codes.sum().backward()
             if device == "cuda":
                 torch.cuda.synchronize()
 
-        encoder = median_seconds(encoder_step, repeats)
-    if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "encoder_seconds": encoder, "peak_mib": peak}
+        results.append({"seconds": statistics.median(own),
+                        "ratio": statistics.median(a / b for a, b in zip(own, times[0])),
+                        "encoder_seconds": median_seconds(encoder_step, repeats)})
+    return {"bert_seconds": statistics.median(times[0]), "variants": results}
 
 
 def run_isolated(args):
@@ -140,31 +170,35 @@ def main(argv=None):
     parser.add_argument("--_one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._one:
-        print(json.dumps(measure(**json.loads(args._one))))
+        job = json.loads(args._one)
+        function = interleaved_times if job.pop("what") == "times" else peak_memory
+        print(json.dumps(function(**job)))
         return
     if args.quick:
         args.sizes, args.batches, args.repeats, args.frame_stacks, args.frozen_frame_stacks = ["tiny"], [2], 1, [1, 3], [3]
+    variants = [(stack, False) for stack in args.frame_stacks] + [(stack, True) for stack in args.frozen_frame_stacks]
     rows = []
     for size in args.sizes:
         for batch in args.batches:
-            bert = run_isolated(dict(kind="bert", size=size, batch=batch, frame_stack=1, repeats=args.repeats,
-                                     device=args.device))
-            variants = [(stack, False) for stack in args.frame_stacks]
-            variants += [(stack, True) for stack in args.frozen_frame_stacks]
-            for stack, frozen in variants:
-                speech = run_isolated(dict(kind="speechbert", size=size, batch=batch, frame_stack=stack,
-                                           repeats=args.repeats, device=args.device, frozen=frozen))
-                row = [size, batch, stack, "frozen" if frozen else "trained", f"{bert['seconds']:.3f}",
-                       f"{speech['seconds']:.3f}",
-                       f"{speech['seconds'] / bert['seconds']:.2f}x",
+            timing = run_isolated(dict(what="times", size=size, batch=batch, variants=variants,
+                                       repeats=args.repeats, device=args.device))
+            bert_mib = run_isolated(dict(what="memory", kind="bert", size=size, batch=batch, frame_stack=1,
+                                         device=args.device))["peak_mib"]
+            for (stack, frozen), speech in zip(variants, timing["variants"]):
+                speech_mib = run_isolated(dict(what="memory", kind="speechbert", size=size, batch=batch,
+                                               frame_stack=stack, device=args.device, frozen=frozen))["peak_mib"]
+                row = [size, batch, stack, "frozen" if frozen else "trained", f"{timing['bert_seconds']:.3f}",
+                       f"{speech['seconds']:.3f}", f"{speech['ratio']:.2f}x",
                        f"{100 * speech['encoder_seconds'] / speech['seconds']:.0f}%",
-                       f"{speech['peak_mib'] / bert['peak_mib']:.2f}x"]
+                       f"{speech_mib / bert_mib:.2f}x"]
                 rows.append(row)
                 print(" | ".join(str(c) for c in row), flush=True)
     body = table(["size", "batch", "frame stack", "audio encoder", "BERT step (s)", "SpeechBERT step (s)", "time ratio",
                   "audio encoder share", "peak memory ratio"], rows)
-    body += ("\n\nGoal: time ratio at most 1.15x. Inputs: a 20-piece question and 180 audio segments (202 positions),"
-             " segment lengths from the embedded corpus's ASR word durations. Audio encoder: bidirectional GRU, "
+    body += ("\n\nGoal: time ratio at most 1.15x. The time ratio is the median over rounds of SpeechBERT's step over "
+             "BERT's step in the same round (all models of a row live in one process and take turns, one step each "
+             f"per round, {args.repeats} rounds after a warm-up); peak memory comes from separate processes. Inputs: "
+             "a 20-piece question and 180 audio segments (202 positions), segment lengths from the embedded corpus's ASR word durations. Audio encoder: bidirectional GRU, "
              "128 units per direction; frame stack k feeds k frames per RNN step; \"frozen\": its weights fixed "
              "(`run_sqa.py --freeze_audio_encoder`), so it runs forward only and its share is the forward's.")
     write_section("Training step: SpeechBERT vs BERT" + (" (quick)" if args.quick else ""), body,
