@@ -94,9 +94,9 @@ def setup(kind, size, batch, frame_stack, device, frozen=False):
     data = inputs(kind, batch, config, rng, device)
 
     def step():
-        optimizer.zero_grad(set_to_none=True)
         model(**data).loss.backward()
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # frees the gradients while the other models of the round run
         if device == "cuda":
             torch.cuda.synchronize()
 
@@ -149,6 +149,9 @@ def interleaved_times(size, batch, variants, repeats, device):
 
 def run_isolated(args):
     result = subprocess.run([sys.executable, __file__, "--_one", json.dumps(args)], capture_output=True, text=True)
+    if result.returncode < 0:
+        raise RuntimeError(f"the measuring process for {args} was killed by signal {-result.returncode} (out of "
+                           f"memory?): {result.stderr[-2000:]}")
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
     return json.loads(result.stdout.strip().splitlines()[-1])

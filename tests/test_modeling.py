@@ -9,7 +9,13 @@ from speechbert import (
 )
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from speechbert.modeling_speechbert import SpeechBertAudioEncoder, pad_packed, run_packed_rnn, stack_frames
+from speechbert.modeling_speechbert import (
+    SpeechBertAudioEncoder,
+    pack_frames,
+    pad_packed,
+    run_packed_rnn,
+    stack_frames,
+)
 
 from .conftest import make_passage, seeded
 
@@ -160,6 +166,21 @@ def test_pad_packed_equals_pad_packed_sequence(enforce_sorted):
     (grad_want,) = torch.autograd.grad((want * weights).sum(), x, retain_graph=True)
     (grad_got,) = torch.autograd.grad((got * weights).sum(), x)
     torch.testing.assert_close(grad_got, grad_want)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_pack_frames_equals_stacking_then_packing(k):
+    # One gather of the frames the RNN reads == select rows, stack k frames (zero-padded past T), pack.
+    torch.manual_seed(0)
+    features = torch.randn(7, 10, 4)
+    rows = torch.tensor([5, 0, 2, 6])
+    lengths = torch.tensor([10, 3, 1, 7])
+    packed = pack_frames(features, lengths, k, rows)
+    want, want_lengths = stack_frames(features[rows], lengths, k)
+    reference = pack_padded_sequence(want, want_lengths, batch_first=True, enforce_sorted=False)
+    assert packed.batch_sizes.tolist() == reference.batch_sizes.tolist()
+    total = want.shape[1]
+    torch.testing.assert_close(pad_packed(packed, total), pad_packed(reference, total), rtol=0, atol=0)
 
 def test_frame_stacking_shapes():
     features = torch.arange(2 * 7 * 3, dtype=torch.float32).reshape(2, 7, 3)
