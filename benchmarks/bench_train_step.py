@@ -9,7 +9,8 @@ A step is forward + backward + AdamW step. Inputs: a 20-piece question and 180 a
 segment lengths follow word durations of the embedded corpus (33 frames of 10 ms on average, at most 100). The models
 of one size and batch are timed in one process, taking turns step by step so that drift in the machine's speed falls
 on all of them alike; peak memory is measured in a fresh process per model. "frozen" rows fine-tune with the audio
-encoder's weights fixed (`run_sqa.py --freeze_audio_encoder`): the encoder then runs forward only. Goal: SpeechBERT's step at most 1.15x BERT's.
+encoder's weights fixed (`run_sqa.py --freeze_audio_encoder`): the encoder then runs forward only.
+Goal: SpeechBERT's step at most 1.15x BERT's.
 """
 
 import argparse
@@ -132,10 +133,9 @@ def interleaved_times(size, batch, variants, repeats, device):
             times[i].append(time.perf_counter() - start)
     results = []
     for (model, data, _), own in zip(models[1:], times[1:]):
-        real = data["audio_feature_lengths"] > 0
 
-        def encoder_step(model=model, data=data, real=real):
-            codes = model.bert.audio_encoder(data["audio_features"][real], data["audio_feature_lengths"][real])
+        def encoder_step(model=model, data=data):  # the model's own path: packing plus the RNN and projection
+            codes = model.bert.encode_audio(data["audio_features"], data["audio_feature_lengths"])
             if codes.requires_grad:  # a frozen encoder runs forward only
                 codes.sum().backward()
             if device == "cuda":
@@ -178,7 +178,8 @@ def main(argv=None):
         print(json.dumps(function(**job)))
         return
     if args.quick:
-        args.sizes, args.batches, args.repeats, args.frame_stacks, args.frozen_frame_stacks = ["tiny"], [2], 1, [1, 3], [3]
+        args.sizes, args.batches, args.repeats = ["tiny"], [2], 1
+        args.frame_stacks, args.frozen_frame_stacks = [1, 3], [3]
     variants = [(stack, False) for stack in args.frame_stacks] + [(stack, True) for stack in args.frozen_frame_stacks]
     rows = []
     for size in args.sizes:
@@ -196,12 +197,13 @@ def main(argv=None):
                        f"{speech_mib / bert_mib:.2f}x"]
                 rows.append(row)
                 print(" | ".join(str(c) for c in row), flush=True)
-    body = table(["size", "batch", "frame stack", "audio encoder", "BERT step (s)", "SpeechBERT step (s)", "time ratio",
-                  "audio encoder share", "peak memory ratio"], rows)
+    body = table(["size", "batch", "frame stack", "audio encoder", "BERT step (s)", "SpeechBERT step (s)",
+                  "time ratio", "audio encoder share", "peak memory ratio"], rows)
     body += ("\n\nGoal: time ratio at most 1.15x. The time ratio is the median over rounds of SpeechBERT's step over "
              "BERT's step in the same round (all models of a row live in one process and take turns, one step each "
              f"per round, {args.repeats} rounds after a warm-up); peak memory comes from separate processes. Inputs: "
-             "a 20-piece question and 180 audio segments (202 positions), segment lengths from the embedded corpus's ASR word durations. Audio encoder: bidirectional GRU, "
+             "a 20-piece question and 180 audio segments (202 positions), segment lengths from the embedded corpus's "
+             "ASR word durations. Audio encoder: bidirectional GRU, "
              "128 units per direction; frame stack k feeds k frames per RNN step; \"frozen\": its weights fixed "
              "(`run_sqa.py --freeze_audio_encoder`), so it runs forward only and its share is the forward's.")
     write_section("Training step: SpeechBERT vs BERT" + (" (quick)" if args.quick else ""), body,

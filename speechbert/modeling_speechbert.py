@@ -84,7 +84,9 @@ def run_packed_rnn(rnn: nn.RNNBase, packed: PackedSequence, need_output: bool = 
     training step; 5.3 s instead of 0.5 s for 1,440 word segments). This loop computes the same values with the same
     weights and splits the input per step instead. Without gradients, or on GPU (cuDNN), the native kernel runs.
     """
-    needs_grad = torch.is_grad_enabled() and (packed.data.requires_grad or any(p.requires_grad for p in rnn.parameters()))
+    needs_grad = torch.is_grad_enabled() and (
+        packed.data.requires_grad or any(p.requires_grad for p in rnn.parameters())
+    )
     if packed.data.device.type != "cpu" or not needs_grad or getattr(rnn, "proj_size", 0):
         output, state = rnn(packed)
         return (output if need_output else None), state[0] if isinstance(state, tuple) else state
@@ -110,8 +112,9 @@ def run_packed_rnn(rnn: nn.RNNBase, packed: PackedSequence, need_output: bool = 
     h_n = torch.stack(finals)  # (L * D, N, H) in packed (length-sorted) order
     if packed.unsorted_indices is not None:
         h_n = h_n.index_select(1, packed.unsorted_indices)
-    output = PackedSequence(x, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices) if need_output else None
-    return output, h_n
+    if not need_output:
+        return None, h_n
+    return PackedSequence(x, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
 
 
 @dataclass
@@ -152,52 +155,49 @@ class SpeechBertQuestionAnsweringOutput(ModelOutput):
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
+def _packed_positions(batch_sizes: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each row of packed data (time-major, `batch_sizes` rows per step): its time step and its position in the
+    length-sorted batch, both (rows,) on `device`."""
+    steps = torch.repeat_interleave(torch.arange(len(batch_sizes)), batch_sizes)
+    offsets = torch.cumsum(batch_sizes, 0) - batch_sizes
+    positions = torch.arange(len(steps)) - offsets[steps]
+    return steps.to(device), positions.to(device)
+
+
 def pad_packed(packed: PackedSequence, total_length: int) -> torch.Tensor:
     """`pad_packed_sequence(packed, batch_first=True, total_length=...)[0]` as one indexed write. PyTorch's version
     copies step by step into slices of the output, and its backward then copies the whole gradient once per step
     (quadratic in the steps: 1.6 of the decoder's 2.9 s for 1,440 segments of up to 100 frames)."""
-    batch_sizes = packed.batch_sizes
-    steps = torch.repeat_interleave(torch.arange(len(batch_sizes)), batch_sizes)  # (total,) time step of each row
-    offsets = torch.cumsum(batch_sizes, 0) - batch_sizes
-    rows = torch.arange(len(steps)) - offsets[steps]  # position in the length-sorted batch
-    steps, rows = steps.to(packed.data.device), rows.to(packed.data.device)
+    steps, rows = _packed_positions(packed.batch_sizes, packed.data.device)
     if packed.sorted_indices is not None:
         rows = packed.sorted_indices[rows]
-    padded = packed.data.new_zeros(int(batch_sizes[0]), total_length, *packed.data.shape[1:])
+    padded = packed.data.new_zeros(int(packed.batch_sizes[0]), total_length, *packed.data.shape[1:])
     return padded.index_put((rows, steps), packed.data)
 
 
-def stack_frames(features: torch.Tensor, lengths: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenate k consecutive frames into one step: (N, T, F) -> (N, ceil(T / k), k * F)."""
-    if k == 1:
-        return features, lengths
-    n, t, f = features.shape
-    pad = (-t) % k
-    features = F.pad(features, (0, 0, 0, pad))  # (N, T + pad, F)
-    return features.reshape(n, (t + pad) // k, k * f), torch.div(lengths + k - 1, k, rounding_mode="floor")
-
-
-def pack_frames(features: torch.Tensor, lengths: torch.Tensor, k: int, rows: torch.Tensor | None = None) -> PackedSequence:
-    """`pack_padded_sequence(*stack_frames(features[rows], lengths, k), batch_first=True, enforce_sorted=False)` with
-    one gather of the frames the RNN reads, instead of copying the padded (N, T, F) block three times (selection,
-    padding to a multiple of k, packing): 90 MB each for a batch of 32 x 180 segments.
+def pack_frames(
+    features: torch.Tensor, lengths: torch.Tensor, k: int, rows: torch.Tensor | None = None
+) -> PackedSequence:
+    """The segments `rows` of `features`, k consecutive frames concatenated into one RNN step (frames past T are
+    zeros), as a PackedSequence: one gather of the frames the RNN reads, instead of copying the padded (N, T, F)
+    block three times (selection, padding to a multiple of k, `pack_padded_sequence`): 90 MB each for a batch of
+    32 x 180 segments.
 
     features: (M, T, F); lengths: (N,) frames per segment, 1 <= lengths <= T; rows: (N,) which of the M segments
     (default: all, N = M)."""
     num_frames, size = features.shape[1], features.shape[2]
     steps = torch.div(lengths + k - 1, k, rounding_mode="floor")  # (N,) RNN steps per segment
     sorted_steps, order = torch.sort(steps, descending=True, stable=True)
-    sorted_steps_cpu = sorted_steps.cpu()
-    batch_sizes = (sorted_steps_cpu[None, :] > torch.arange(int(sorted_steps_cpu[0]))[:, None]).sum(1)  # (steps,)
+    sorted_steps = sorted_steps.cpu()
+    batch_sizes = (sorted_steps[None, :] > torch.arange(int(sorted_steps[0]))[:, None]).sum(1)  # (steps,)
     device = features.device
-    step = torch.repeat_interleave(torch.arange(len(batch_sizes)), batch_sizes).to(device)  # (R,) time of each row
-    offsets = (torch.cumsum(batch_sizes, 0) - batch_sizes).to(device)
-    segment = order[torch.arange(len(step), device=device) - offsets[step]]  # (R,) segment of each packed row
+    step, position = _packed_positions(batch_sizes, device)  # (R,) each packed row's time and sorted position
+    segment = order[position]
     if rows is not None:
         segment = rows[segment]
     frame = step[:, None] * k + torch.arange(k, device=device)[None, :]  # (R, k)
     data = features.reshape(-1, size)[segment[:, None] * num_frames + frame.clamp(max=num_frames - 1)]  # (R, k, F)
-    if k > 1 and num_frames % k:  # frames past T are zeros, as stack_frames pads them
+    if k > 1 and num_frames % k:  # frames past T are zeros
         data = data * (frame < num_frames)[..., None]
     return PackedSequence(data.reshape(len(step), k * size), batch_sizes, order, None)
 

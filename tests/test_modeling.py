@@ -7,6 +7,7 @@ from speechbert import (
     SpeechBertForQuestionAnswering,
     SpeechBertModel,
 )
+from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from speechbert.modeling_speechbert import (
@@ -14,10 +15,19 @@ from speechbert.modeling_speechbert import (
     pack_frames,
     pad_packed,
     run_packed_rnn,
-    stack_frames,
 )
 
 from .conftest import make_passage, seeded
+
+def stack_frames(features, lengths, k):
+    """Reference for the encoder's input: k consecutive frames concatenated into one step, (N, T, F) ->
+    (N, ceil(T / k), k * F), zero-padded past T; lengths in steps."""
+    if k == 1:
+        return features, lengths
+    n, t, f = features.shape
+    features = F.pad(features, (0, 0, 0, (-t) % k))
+    return features.reshape(n, -1, k * f), torch.div(lengths + k - 1, k, rounding_mode="floor")
+
 
 MODELS = [SpeechBertModel, SpeechBertForPreTraining, SpeechBertForQuestionAnswering]
 
