@@ -107,10 +107,12 @@ class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"audio has shape {tuple(audio.shape)}: expected a mono 1-D waveform")
         if audio.size == 0:
             raise ValueError("audio is empty (0 samples)")
-        bad = ~np.isfinite(audio)
-        if bad.any():
-            raise ValueError(f"audio has {int(bad.sum())} NaN or infinite samples out of {audio.size}")
-        peak = float(np.abs(audio).max())
+        # min and max propagate NaN and infinity, so one pass each checks finiteness and gives the peak.
+        low, high = float(audio.min()), float(audio.max())
+        if not (np.isfinite(low) and np.isfinite(high)):
+            bad = int((~np.isfinite(audio)).sum())
+            raise ValueError(f"audio has {bad} NaN or infinite samples out of {audio.size}")
+        peak = max(abs(low), abs(high))
         if peak < self.silence_threshold:
             raise ValueError(
                 f"audio is silent: peak amplitude {peak:.3g} is below silence_threshold={self.silence_threshold:g}"
@@ -185,27 +187,32 @@ class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
             mfcc = self._fast_mfcc(torch.from_numpy(audio))  # (C, T)
             delta = torchaudio.functional.compute_deltas(mfcc)
             delta2 = torchaudio.functional.compute_deltas(delta)
-            frames = torch.cat([mfcc, delta, delta2], dim=0).T  # (T, 3C)
+            frames = torch.cat([mfcc, delta, delta2], dim=0)  # (3C, T)
             if self.normalize_features:
-                frames = (frames - frames.mean(0)) / (frames.std(0, unbiased=False) + 1e-5)
-        return frames.numpy()
+                # Per-coefficient mean and (population) standard deviation over time, computed on the centred values:
+                # Tensor.std took 6x longer for the same result.
+                frames = frames - frames.mean(1, keepdim=True)
+                frames = frames.div_(frames.square().mean(1, keepdim=True).sqrt_().add_(1e-5))
+        return frames.T.contiguous().numpy()  # (T, 3C)
 
     def _fast_mfcc(self, waveform: torch.Tensor) -> torch.Tensor:
         """torchaudio's MFCC (same window, mel filters and DCT), computed faster: the frames are cut with `unfold` and
-        transformed with one `rfft` (`torch.stft` took 5x longer on 2 threads), and the power spectrum is re^2 + im^2
-        (torchaudio's complex `abs()` was a third of the feature time)."""
+        transformed with one `rfft` (`torch.stft` took 5x longer on 2 threads). The mel energies are the squared real
+        and imaginary parts times the filterbank with each row repeated: sum_f (re_f^2 + im_f^2) fb_f in one product
+        (torchaudio's complex `abs()` was a third of the feature time, strided re^2 + im^2 half the product's)."""
         mel = self._mfcc.MelSpectrogram
         spectrogram = mel.spectrogram
         n_fft, hop = spectrogram.n_fft, spectrogram.hop_length  # the window is n_fft long (frame_features)
+        filterbank = mel.mel_scale.fb.repeat_interleave(2, dim=0)  # (2 * freq, n_mels): rows for re and im
         # torch.stft's center=False framing: frame t is samples [t * hop, t * hop + n_fft), windowed.
         frames = waveform.unfold(0, n_fft, hop)  # (T, n_fft) view
         mels = []
         # Blocks of frames keep each temporary small: whole-passage spectra (10 MB for 60 s) made the allocator map
         # fresh pages on every call, and the page faults doubled the feature time.
         for block in frames.split(_FRAMES_PER_BLOCK):
-            spec = torch.fft.rfft(block * spectrogram.window, n=n_fft, dim=1)  # (t, freq)
-            power = spec.real.square().add_(spec.imag.square())
-            mels.append(power @ mel.mel_scale.fb)  # (t, n_mels)
+            spec = torch.fft.rfft(block * spectrogram.window, n=n_fft, dim=1)  # (t, freq) complex
+            parts = torch.view_as_real(spec).square_()  # (t, freq, 2): re^2, im^2, in place
+            mels.append(parts.view(len(block), -1) @ filterbank)  # (t, n_mels)
         mels = torch.cat(mels) if len(mels) > 1 else mels[0]
         return (torch.log(mels.add_(1e-6)) @ self._mfcc.dct_mat).T  # (n_mfcc, T)
 
