@@ -11,6 +11,7 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from speechbert.modeling_speechbert import (
+    _PackedGRUDirection,
     SpeechBertAudioEncoder,
     pack_frames,
     pad_packed,
@@ -162,6 +163,24 @@ def test_training_rnn_loop_equals_native_packed_rnn(rnn_class, num_layers, bidir
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     with torch.no_grad():  # the inference path is the native kernel
         torch.testing.assert_close(run_packed_rnn(rnn, packed)[1], native_state.detach())
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("need_output", [True, False])
+def test_packed_gru_direction_backward_passes_gradcheck(reverse, bias, need_output):
+    # The hand-written backward against finite differences (float64), through the final states and the outputs.
+    torch.manual_seed(0)
+    batch_sizes, hidden = [4, 4, 3, 1, 1], 3
+    gi = torch.randn(sum(batch_sizes), 3 * hidden, dtype=torch.float64, requires_grad=True)
+    w_hh = torch.randn(3 * hidden, hidden, dtype=torch.float64, requires_grad=True)
+    b_hh = torch.randn(3 * hidden, dtype=torch.float64, requires_grad=True) if bias else None
+
+    def run(gi, w_hh, *b):
+        final, output = _PackedGRUDirection.apply(gi, w_hh, b[0] if b else None, batch_sizes, reverse, need_output)
+        return (final, output) if need_output else final
+
+    assert torch.autograd.gradcheck(run, (gi, w_hh) + ((b_hh,) if bias else ()))
 
 
 @pytest.mark.parametrize("enforce_sorted", [True, False])
