@@ -158,7 +158,7 @@ def _rnn_direction(inputs, batch_sizes, w_hh, b_hh, reverse, lstm, need_output):
     return final, torch.cat(outputs) if need_output else None
 
 
-def run_packed_rnn(rnn: nn.RNNBase, packed: PackedSequence, need_output: bool = True):
+def run_packed_rnn(rnn: nn.RNNBase, packed: PackedSequence, need_output: bool = True, source=None):
     """`rnn(packed)` for a GRU or LSTM, returning `(output, h_n)` (`output` a PackedSequence, or None when not
     needed; `h_n` of shape (layers * directions, N, H) in the caller's order).
 
@@ -166,22 +166,30 @@ def run_packed_rnn(rnn: nn.RNNBase, packed: PackedSequence, need_output: bool = 
     of the whole packed input, which makes the backward quadratic in the number of steps (80% of the audio encoder's
     training step; 5.3 s instead of 0.5 s for 1,440 word segments). This loop computes the same values with the same
     weights and splits the input per step instead. Without gradients, or on GPU (cuDNN), the native kernel runs.
+
+    With `source` (M, input_size), `packed.data` holds row indices into it instead of the rows (input row i is
+    `source[packed.data[i]]`): the loop then multiplies the input weights with the M source rows once, not with every
+    step's copy (the pre-training decoder feeds a segment's code at each of its steps).
     """
-    needs_grad = torch.is_grad_enabled() and (
-        packed.data.requires_grad or any(p.requires_grad for p in rnn.parameters())
-    )
-    if packed.data.device.type != "cpu" or not needs_grad or getattr(rnn, "proj_size", 0):
+    data = packed.data if source is None else source
+    needs_grad = torch.is_grad_enabled() and (data.requires_grad or any(p.requires_grad for p in rnn.parameters()))
+    if data.device.type != "cpu" or not needs_grad or getattr(rnn, "proj_size", 0):
+        if source is not None:
+            packed = PackedSequence(source[packed.data], packed.batch_sizes, packed.sorted_indices,
+                                    packed.unsorted_indices)
         output, state = rnn(packed)
         return (output if need_output else None), state[0] if isinstance(state, tuple) else state
     lstm = isinstance(rnn, nn.LSTM)
     batch_sizes = packed.batch_sizes.tolist()
     directions = 2 if rnn.bidirectional else 1
-    x, finals = packed.data, []
+    x, finals = (packed.data, []) if source is None else (source, [])
     for layer in range(rnn.num_layers):
         outputs = []
         for direction in range(directions):
             suffix = f"_l{layer}" + ("_reverse" if direction else "")
             projected = F.linear(x, getattr(rnn, "weight_ih" + suffix), getattr(rnn, "bias_ih" + suffix, None))
+            if layer == 0 and source is not None:
+                projected = projected[packed.data]  # (rows, gates * H): each row's source projection
             w_hh, b_hh = getattr(rnn, "weight_hh" + suffix), getattr(rnn, "bias_hh" + suffix, None)
             if not lstm and projected.dtype == w_hh.dtype:  # autocast gives bf16 projections: the autograd loop casts
                 final, output = _PackedGRUDirection.apply(
@@ -339,9 +347,10 @@ class SpeechBertAudioDecoder(nn.Module):
         k = self.frame_stack
         steps = -(-num_frames // k)
         step_lengths = torch.div(lengths + k - 1, k, rounding_mode="floor")
-        inputs = codes[:, None, :].expand(-1, steps, -1)  # (N, steps, hidden)
-        packed = pack_padded_sequence(inputs, step_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        outputs, _ = run_packed_rnn(self.rnn, packed)
+        # Every step's input is the segment's code: pack the codes' row numbers and let the RNN index them.
+        rows = torch.arange(codes.shape[0], device=codes.device)[:, None].expand(-1, steps)  # (N, steps)
+        packed = pack_padded_sequence(rows, step_lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, _ = run_packed_rnn(self.rnn, packed, source=codes)
         outputs = pad_packed(outputs, total_length=steps)  # (N, steps, H)
         frames = self.projection(outputs)  # (N, steps, k * F)
         return frames.reshape(frames.shape[0], steps * k, self.feature_size)[:, :num_frames]

@@ -165,6 +165,30 @@ def test_training_rnn_loop_equals_native_packed_rnn(rnn_class, num_layers, bidir
         torch.testing.assert_close(run_packed_rnn(rnn, packed)[1], native_state.detach())
 
 
+@pytest.mark.parametrize("rnn_class", [torch.nn.GRU, torch.nn.LSTM])
+@pytest.mark.parametrize("grad", [True, False])
+def test_packed_rnn_over_source_rows_equals_materialised_rows(rnn_class, grad):
+    # The decoder packs row numbers into its codes (`source=`): same outputs, states and gradients as packing the rows.
+    torch.manual_seed(0)
+    rnn = rnn_class(6, 4, num_layers=2, bidirectional=True, batch_first=True)
+    codes = torch.randn(5, 6, requires_grad=True)
+    lengths = torch.tensor([3, 1, 4, 2, 4])
+    rows = torch.arange(5)[:, None].expand(-1, 4)
+    by_index = pack_padded_sequence(rows, lengths, batch_first=True, enforce_sorted=False)
+    by_value = pack_padded_sequence(codes[:, None, :].expand(-1, 4, -1), lengths, batch_first=True,
+                                    enforce_sorted=False)
+    results = []
+    for packed, source in ((by_index, codes), (by_value, None)):
+        with torch.set_grad_enabled(grad):
+            output, state = run_packed_rnn(rnn, packed, source=source)
+        got = [output.data, state]
+        if grad:
+            got += torch.autograd.grad(output.data.sin().sum() + state.square().sum(), [codes, *rnn.parameters()])
+        results.append(got)
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("need_output", [True, False])
