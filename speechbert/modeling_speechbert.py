@@ -45,7 +45,8 @@ class _PackedGRUDirection(torch.autograd.Function):
     The autograd version of the same loop records about ten nodes per time step; their backward ran some 25 kernels a
     step, a third of them zero-fills and copies for the gradients of slices. Here a step runs five kernels forward and
     about ten backward (fused sigmoid and tanh derivatives, the recurrent and weight products). Every temporary is one
-    step's size, as in the autograd loop: passage-sized buffers were slower, each first write faulting in fresh pages.
+    step's size, as in the autograd loop (passage-sized buffers were slower, each first write faulting in fresh pages);
+    only the input gradient, which is returned whole, is written into one buffer step by step.
     """
 
     @staticmethod
@@ -84,7 +85,7 @@ class _PackedGRUDirection(torch.autograd.Function):
         gh, rz, n, h_prev = ctx.steps
         batch_sizes, offsets, reverse = ctx.batch_sizes, ctx.offsets, ctx.reverse
         hidden, count = w_hh.shape[1], len(batch_sizes)
-        grad_gi = [None] * count  # d loss / d (W_ih x + b_ih) per step
+        grad_gi = w_hh.new_empty(offsets[-1] + batch_sizes[-1], 3 * hidden)  # d loss / d (W_ih x + b_ih)
         grad_w = w_hh.new_zeros(w_hh.shape)
         grad_b = w_hh.new_zeros(w_hh.shape[0]) if ctx.has_bias else None
         sigmoid_backward, tanh_backward = torch.ops.aten.sigmoid_backward, torch.ops.aten.tanh_backward
@@ -104,7 +105,7 @@ class _PackedGRUDirection(torch.autograd.Function):
             r, z, hp = rz[t][:, :hidden], rz[t][:, hidden:], h_prev[t]
             dh_z = dh * z  # the state's direct path: h = n + z * (h_prev - n)
             g = torch.empty_like(gh[t])  # d loss / d (W_hh h + b_hh)
-            gi_t = grad_gi[t] = torch.empty_like(gh[t])
+            gi_t = grad_gi[start : start + size]
             dn = tanh_backward(dh - dh_z, n[t], grad_input=gi_t[:, 2 * hidden :])  # through n = tanh(...)
             torch.mul(dn, r, out=g[:, 2 * hidden :])
             sigmoid_backward(dn * gh[t][:, 2 * hidden :], r, grad_input=g[:, :hidden])  # reset gate
@@ -117,7 +118,7 @@ class _PackedGRUDirection(torch.autograd.Function):
             if 0 <= previous < count:
                 kept = min(size, batch_sizes[previous])
                 carry = torch.addmm(dh_z[:kept], g[:kept], w_hh)
-        return torch.cat(grad_gi), grad_w if ctx.needs_input_grad[1] else None, grad_b, None, None, None
+        return grad_gi, grad_w if ctx.needs_input_grad[1] else None, grad_b, None, None, None
 
 
 def _rnn_direction(inputs, batch_sizes, w_hh, b_hh, reverse, lstm, need_output):
