@@ -185,7 +185,7 @@ def run_packed_rnn(rnn: nn.RNNBase, packed: PackedSequence, need_output: bool = 
     directions = 2 if rnn.bidirectional else 1
     x, finals = (packed.data, []) if source is None else (source, [])
     for layer in range(rnn.num_layers):
-        outputs = []
+        outputs, keep_output = [], need_output or layer < rnn.num_layers - 1  # the next layer reads the outputs
         for direction in range(directions):
             suffix = f"_l{layer}" + ("_reverse" if direction else "")
             projected = F.linear(x, getattr(rnn, "weight_ih" + suffix), getattr(rnn, "bias_ih" + suffix, None))
@@ -194,17 +194,13 @@ def run_packed_rnn(rnn: nn.RNNBase, packed: PackedSequence, need_output: bool = 
             w_hh, b_hh = getattr(rnn, "weight_hh" + suffix), getattr(rnn, "bias_hh" + suffix, None)
             if not lstm and projected.dtype == w_hh.dtype:  # autocast gives bf16 projections: the autograd loop casts
                 final, output = _PackedGRUDirection.apply(
-                    projected, w_hh, b_hh, batch_sizes, bool(direction), need_output or layer < rnn.num_layers - 1)
-                finals.append(final)
-                outputs.append(output)
-                continue
-            final, output = _rnn_direction(
-                projected, batch_sizes, getattr(rnn, "weight_hh" + suffix), getattr(rnn, "bias_hh" + suffix, None),
-                reverse=bool(direction), lstm=lstm, need_output=need_output or layer < rnn.num_layers - 1,
-            )
+                    projected, w_hh, b_hh, batch_sizes, bool(direction), keep_output)
+            else:
+                final, output = _rnn_direction(
+                    projected, batch_sizes, w_hh, b_hh, reverse=bool(direction), lstm=lstm, need_output=keep_output)
             finals.append(final)
             outputs.append(output)
-        if need_output or layer < rnn.num_layers - 1:
+        if keep_output:
             x = torch.cat(outputs, 1) if directions == 2 else outputs[0]
             if layer < rnn.num_layers - 1 and rnn.dropout:
                 x = F.dropout(x, rnn.dropout, rnn.training)
