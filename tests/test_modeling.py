@@ -1,5 +1,7 @@
 import pytest
 import torch
+from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import BertConfig, BertModel
 
 from speechbert import (
@@ -7,18 +9,16 @@ from speechbert import (
     SpeechBertForQuestionAnswering,
     SpeechBertModel,
 )
-from torch.nn import functional as F
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
 from speechbert.modeling_speechbert import (
-    _PackedGRUDirection,
     SpeechBertAudioEncoder,
+    _PackedGRUDirection,
     pack_frames,
     pad_packed,
     run_packed_rnn,
 )
 
 from .conftest import make_passage, seeded
+
 
 def stack_frames(features, lengths, k):
     """Reference for the encoder's input: k consecutive frames concatenated into one step, (N, T, F) ->
@@ -137,7 +137,6 @@ def test_packed_encoder_equals_per_segment_loop(tester, overrides):
             torch.testing.assert_close(packed[i : i + 1], reference, atol=1e-5, rtol=1e-5)
 
 
-
 @pytest.mark.parametrize("rnn_class", [torch.nn.GRU, torch.nn.LSTM])
 @pytest.mark.parametrize("num_layers,bidirectional", [(1, True), (2, True), (2, False)])
 @pytest.mark.parametrize("need_output", [True, False])
@@ -234,6 +233,7 @@ def test_pack_frames_equals_stacking_then_packing(k):
     assert packed.batch_sizes.tolist() == reference.batch_sizes.tolist()
     total = want.shape[1]
     torch.testing.assert_close(pad_packed(packed, total), pad_packed(reference, total), rtol=0, atol=0)
+
 
 def test_frame_stacking_shapes():
     features = torch.arange(2 * 7 * 3, dtype=torch.float32).reshape(2, 7, 3)
