@@ -14,6 +14,8 @@ Hub code: `run_sqa.py --model_name_or_path OUTPUT_DIR` fine-tunes it, `AutoModel
 trust_remote_code=True)` loads it.
 """
 
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -36,7 +38,7 @@ from sqa_train.data import (
 from sqa_train.distributed import finish_distributed
 
 logger = logging.getLogger("run_pretraining")
-LOSS_PARTS = ("reconstruction_loss", "alignment_loss", "audio_mlm_loss", "text_mlm_loss")
+LOSS_PARTS = ("reconstruction_loss", "alignment_loss", "norm_loss", "audio_mlm_loss", "text_mlm_loss")
 
 
 @dataclass
@@ -86,8 +88,13 @@ class PretrainingArguments:
     stride: int = field(default=128, metadata={"help": "segments shared by consecutive step-2 windows"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use only this many training questions"})
     audio_cache_dir: str = field(default="outputs/cache/audio", metadata={"help": "FLAC cache of regenerated audio"})
+    codes_eval_splits: list[str] = field(
+        default_factory=lambda: ["validation"],
+        metadata={"help": "splits whose code quality (sqa_train.codes) is measured after each step and written to "
+                          "STEP/codes.json and OUTPUT_DIR/codes.json; pass 'none' to skip"})
 
     def __post_init__(self):
+        self.codes_eval_splits = [s for s in self.codes_eval_splits if s.lower() != "none"]
         if self.stage not in ("1", "2", "both"):
             raise ValueError(f"--stage must be 1, 2 or both, got {self.stage!r}")
         for name in ("text_mask_probability", "audio_mask_probability"):
@@ -140,29 +147,109 @@ def stage_args(training_args, subdir, **changes):
     return TrainingArguments(**args)
 
 
-def run_stage(name, model, args, items, collator, training_args):
-    done = Path(args.output_dir) / "DONE"
-    if done.exists():
+# Config fields that say nothing about what a step trains.
+VOLATILE_CONFIG_KEYS = ("architectures", "auto_map", "transformers_version", "_name_or_path", "torch_dtype", "dtype",
+                        "custom_pipelines")
+TRAINING_KEYS = ("num_train_epochs", "max_steps", "learning_rate", "per_device_train_batch_size",
+                 "gradient_accumulation_steps", "weight_decay", "warmup_steps", "lr_scheduler_type", "seed",
+                 "world_size")
+
+
+def stage_fingerprint(name, model, args, start, rows, **settings) -> dict:
+    """Everything that decides what a pre-training step produces: its start, the model config, the training rows and
+    the step's own settings. A finished step is reused only when this matches exactly."""
+    config = {k: v for k, v in model.config.to_dict().items() if k not in VOLATILE_CONFIG_KEYS}
+    paragraphs = sorted({row["paragraph_id"] for row in rows})
+    return {
+        "stage": name,
+        "start": start,
+        "config": config,
+        "train_questions": len(rows),
+        "train_paragraphs_sha1": hashlib.sha1("\n".join(paragraphs).encode()).hexdigest(),
+        "training": {k: str(getattr(args, k, None)) if k == "lr_scheduler_type" else getattr(args, k, None)
+                     for k in TRAINING_KEYS},
+        **settings,
+    }
+
+
+def fingerprint_sha1(fingerprint: dict) -> str:
+    return hashlib.sha1(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _differences(old: dict, new: dict, prefix="") -> list[str]:
+    found = []
+    for key in sorted(old.keys() | new.keys()):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            found.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return found
+
+
+def check_stage_settings(folder: Path, fingerprint: dict) -> bool:
+    """True when `folder` holds a finished step made with exactly these settings; False when it holds nothing or an
+    unfinished run with them. Raises when the folder was made with other settings (or by a version that did not
+    record them), instead of silently reusing or resuming it."""
+    settings = folder / "settings.json"
+    done = (folder / "DONE").exists()
+    if settings.exists():
+        recorded = json.loads(settings.read_text())
+        # JSON turns tuples into lists: compare as JSON.
+        if json.loads(json.dumps(recorded, default=str)) != json.loads(json.dumps(fingerprint, default=str)):
+            changed = "; ".join(_differences(recorded, json.loads(json.dumps(fingerprint, default=str)))[:8])
+            raise ValueError(f"{folder} was made with other settings ({changed}): delete it to run "
+                             f"{fingerprint['stage']} again with these, or choose another --output_dir")
+    elif done or any(folder.glob("checkpoint-*")):
+        raise ValueError(f"{folder} holds a {'finished' if done else 'started'} step without the settings it was made "
+                         f"with (settings.json; written since this check exists): delete it to run "
+                         f"{fingerprint['stage']} again")
+    return done
+
+
+def run_stage(name, model, args, build_items, collator, training_args, fingerprint):
+    """Train one step unless it already finished with the same settings (then its weights are loaded)."""
+    folder = Path(args.output_dir)
+    if check_stage_settings(folder, fingerprint):
         # The later stage must start from this stage's weights, not from the initial model.
         from safetensors.torch import load_file
 
-        state = load_file(Path(args.output_dir) / "model.safetensors")
+        state = load_file(folder / "model.safetensors")
         missing, unexpected = model.load_state_dict(state, strict=False)
         tied = set(getattr(model, "all_tied_weights_keys", None) or ())
         missing = [k for k in missing if k not in tied]
         if missing or unexpected:
             raise RuntimeError(f"{args.output_dir} is marked DONE but its model does not match this one (missing "
                                f"{missing}, unexpected {unexpected}): delete the folder to run {name} again")
-        logger.info("%s already finished (%s): skipped, its weights loaded", name, done)
-        return
+        logger.info("%s already finished with these settings (%s): skipped, its weights loaded", name, folder)
+        return False
+    if training_args.process_index == 0:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "settings.json").write_text(json.dumps(fingerprint, indent=1, default=str) + "\n")
+    items = build_items()
     trainer = LossPartsTrainer(model=model, args=args, train_dataset=items, data_collator=collator)
     checkpoint = resume_checkpoint(training_args.resume_from_checkpoint, args.output_dir)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.log_metrics(name, result.metrics)
     if trainer.is_world_process_zero():
-        done.parent.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(args.output_dir)
-        done.write_text("finished\n")
+        (folder / "DONE").write_text("finished\n")
+    return True
+
+
+def measure_codes(model, processor, corpus, data_args, train_rows, folders):
+    """Code quality (sqa_train.codes) on `--codes_eval_splits`, into codes.json in each of `folders`."""
+    from sqa_train.codes import evaluate_codes, markdown, write_codes_json
+
+    splits = {s: corpus[s] for s in data_args.codes_eval_splits if s in corpus}
+    if not splits:
+        return None
+    results = evaluate_codes(model, processor.feature_extractor, processor.tokenizer, splits, train_rows,
+                             data_args.audio_cache_dir)
+    for folder in folders:
+        write_codes_json(Path(folder) / "codes.json", results)
+    logger.info("code quality:\n%s", markdown(results))
+    return results
 
 
 def main(argv=None):
@@ -188,30 +275,58 @@ def main(argv=None):
             word_ids[row["paragraph_id"]] = processor.first_word_pieces(row["ref_words"])
         return word_ids[row["paragraph_id"]]
 
+    start = model_args.model_name_or_path or model_args.text_model_name_or_path
+    measured = None
     if data_args.stage in ("1", "both"):
-        with training_args.main_process_first(desc="passage audio and features"):
-            items = joint_embedding_items(rows, frames, word_ids_of, data_args.segments_per_item)
-        logger.info("step 1: %d items of up to %d segments", len(items), data_args.segments_per_item)
+        def stage1_items():
+            with training_args.main_process_first(desc="passage audio and features"):
+                items = joint_embedding_items(rows, frames, word_ids_of, data_args.segments_per_item)
+            logger.info("step 1: %d items of up to %d segments", len(items), data_args.segments_per_item)
+            return items
+
         for name, param in model.named_parameters():
             param.requires_grad = name.startswith(("bert.audio_encoder.", "audio_decoder."))
         args = stage_args(training_args, "stage1", num_train_epochs=data_args.stage1_num_train_epochs,
                           learning_rate=data_args.stage1_learning_rate)
-        run_stage("stage1", model, args, items, JointEmbeddingCollator(frames), training_args)
+        fingerprint = stage_fingerprint("stage1", model, args, start, rows,
+                                        segments_per_item=data_args.segments_per_item)
+        trained = run_stage("stage1", model, args, stage1_items, JointEmbeddingCollator(frames), training_args,
+                            fingerprint)
         for param in model.parameters():
             param.requires_grad = True
+        if training_args.process_index == 0 and (trained or not (Path(args.output_dir) / "codes.json").exists()):
+            measured = measure_codes(model, processor, corpus, data_args, rows, [args.output_dir])
+        start = {"stage1": fingerprint_sha1(fingerprint)}
     if data_args.stage in ("2", "both"):
-        with training_args.main_process_first(desc="passage audio and features"):
-            items, skipped = speechbert_qa_items(rows, processor, frames, data_args.max_length, data_args.stride,
-                                                 segments="ref")
-        for item in items:
-            item["audio_word_ids"] = word_ids_of(rows[item["example"]])[item["seg_start"] : item["seg_end"]]
-        logger.info("step 2: %d windows (%d questions without reference words skipped)", len(items), skipped)
+        def stage2_items():
+            with training_args.main_process_first(desc="passage audio and features"):
+                items, skipped = speechbert_qa_items(rows, processor, frames, data_args.max_length, data_args.stride,
+                                                     segments="ref")
+            for item in items:
+                item["audio_word_ids"] = word_ids_of(rows[item["example"]])[item["seg_start"] : item["seg_end"]]
+            logger.info("step 2: %d windows (%d questions without reference words skipped)", len(items), skipped)
+            return items
+
         collator = CrossModalMLMCollator(frames, tokenizer, model.config.audio_token_id,
                                          data_args.text_mask_probability, data_args.audio_mask_probability)
-        run_stage("stage2", model, stage_args(training_args, "stage2"), items, collator, training_args)
+        args = stage_args(training_args, "stage2")
+        fingerprint = stage_fingerprint(
+            "stage2", model, args, start, rows, max_length=data_args.max_length, stride=data_args.stride,
+            text_mask_probability=data_args.text_mask_probability,
+            audio_mask_probability=data_args.audio_mask_probability)
+        trained = run_stage("stage2", model, args, stage2_items, collator, training_args, fingerprint)
+        if training_args.process_index == 0 and (trained or not (Path(args.output_dir) / "codes.json").exists()):
+            measured = measure_codes(model, processor, corpus, data_args, rows, [args.output_dir])
     if training_args.process_index == 0:
         model.save_pretrained(training_args.output_dir)
         processor.save_pretrained(training_args.output_dir)
+        last = Path(training_args.output_dir) / ("stage2" if data_args.stage in ("2", "both") else "stage1")
+        if measured is None and (last / "codes.json").exists():
+            measured = json.loads((last / "codes.json").read_text())
+        if measured is not None:
+            from sqa_train.codes import write_codes_json
+
+            write_codes_json(Path(training_args.output_dir) / "codes.json", measured)
         logger.info("saved SpeechBERT to %s", training_args.output_dir)
 
 

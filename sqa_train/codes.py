@@ -1,0 +1,215 @@
+"""How word-like SpeechBERT's audio codes are: nearest word piece of every reference word segment's code.
+
+Usage:
+    python -m sqa_train.codes --model outputs/pretraining --dataset outputs/benchmark/dataset \
+        --split validation test [--output codes.json]
+
+For every reference word segment of a split, the code the audio encoder gives it is compared (cosine) with BERT's
+input embedding of every word-initial piece of the vocabulary (no `##` continuations, no special or `[unused]`
+tokens); top-1 / top-10 accuracy is against the word's first piece. "seen" words are those whose first piece occurs
+in the step-1 training data (the train split's reference words), the rest "unseen". Percentages, per split:
+
+    {"validation": {"segments": ..., "top1": ..., "top10": ..., "top1_seen": ..., "top10_seen": ...,
+                    "top1_unseen": ..., "top10_unseen": ..., "seen_share": ..., "code_norm": ...,
+                    "target_norm": ..., "per_voice": {"awb": {"segments": ..., "top1": ..., "top10": ...}, ...}}}
+
+written to `codes.json` beside the model (merged with the splits already there) and printed as a table.
+`run_pretraining.py` runs it at the end of each step.
+"""
+
+import argparse
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import JointEmbeddingCollator, PassageFrames, joint_embedding_items
+
+logger = logging.getLogger(__name__)
+
+
+def word_initial_ids(tokenizer) -> np.ndarray:
+    """Vocabulary ids a word can start with: not `##` continuations, not special, `[unused*]` or `[PAD]`-like."""
+    special = set(tokenizer.all_special_ids)
+    ids = []
+    for token, i in tokenizer.get_vocab().items():
+        if i in special or token.startswith("##") or (token.startswith("[") and token.endswith("]")):
+            continue
+        ids.append(i)
+    return np.array(sorted(ids), np.int64)
+
+
+def first_pieces(tokenizer, words) -> np.ndarray:
+    pieces = tokenizer(list(words), add_special_tokens=False)["input_ids"]
+    return np.array([p[0] if p else tokenizer.unk_token_id for p in pieces], np.int64)
+
+
+def seen_pieces(tokenizer, rows) -> set[int]:
+    """First pieces of the reference words of `rows` (step 1's training data)."""
+    seen, paragraphs = set(), set()
+    for row in rows:
+        if row["paragraph_id"] not in paragraphs:
+            paragraphs.add(row["paragraph_id"])
+            seen.update(first_pieces(tokenizer, row["ref_words"]).tolist())
+    return seen
+
+
+def encode_segments(model, feature_extractor, tokenizer, rows, audio_cache_dir=None, segments_per_item=64,
+                    batch_size=8):
+    """Codes of the reference word segments of every passage of `rows`: (codes (N, H), first pieces (N,), voices)."""
+    frames = PassageFrames(feature_extractor, audio_cache_dir)
+    voices = {}
+
+    def word_ids_of(row):
+        voices[row["paragraph_id"]] = row.get("voice") or "unknown"
+        return first_pieces(tokenizer, row["ref_words"])
+
+    items = joint_embedding_items(rows, frames, word_ids_of, segments_per_item)
+    collator = JointEmbeddingCollator(frames)
+    bert = getattr(model, "bert", model)
+    codes, targets, item_voices = [], [], []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for a in range(0, len(items), batch_size):
+            batch = collator(items[a : a + batch_size])
+            real = batch["audio_feature_lengths"] > 0
+            codes.append(bert.encode_audio(batch["audio_features"], batch["audio_feature_lengths"]).float())
+            targets.append(batch["audio_word_ids"][real])
+            for item in items[a : a + batch_size]:
+                item_voices += [voices[item["paragraph_id"]]] * (item["seg_end"] - item["seg_start"])
+    model.train(was_training)
+    if not codes:
+        raise ValueError("no reference word segments in these rows: the split has no passage with ref_words")
+    return torch.cat(codes), torch.cat(targets), np.array(item_voices)
+
+
+def code_accuracy(codes, targets, embeddings, candidates, seen=None, voices=None, chunk=4096) -> dict:
+    """Top-1 / top-10 nearest-piece accuracy (cosine over `candidates`) of codes against their target pieces."""
+    candidates = torch.as_tensor(candidates)
+    table = torch.nn.functional.normalize(embeddings[candidates].float(), dim=1)  # (V', H)
+    normed = torch.nn.functional.normalize(codes.float(), dim=1)
+    ranks, k = [], min(10, len(candidates))
+    for a in range(0, len(codes), chunk):
+        top = (normed[a : a + chunk] @ table.T).topk(k, dim=1).indices  # (n, k) into candidates
+        hit = candidates[top] == targets[a : a + chunk, None]
+        ranks.append(torch.where(hit.any(1), hit.float().argmax(1), torch.full((len(hit),), 10)))
+    rank = torch.cat(ranks).numpy()
+    targets_np = targets.numpy()
+
+    def summary(where):
+        count = int(where.sum())
+        if not count:
+            return {"segments": 0, "top1": None, "top10": None}
+        return {"segments": count, "top1": round(100 * float((rank[where] < 1).mean()), 2),
+                "top10": round(100 * float((rank[where] < 10).mean()), 2)}
+
+    everything = np.ones(len(rank), bool)
+    result = summary(everything)
+    result["code_norm"] = round(float(codes.float().norm(dim=1).mean()), 4)
+    result["target_norm"] = round(float(embeddings[targets].float().norm(dim=1).mean()), 4)
+    if seen is not None:
+        is_seen = np.isin(targets_np, np.fromiter(seen, np.int64, len(seen)))
+        for name, where in (("seen", is_seen), ("unseen", ~is_seen)):
+            part = summary(where)
+            result[f"top1_{name}"], result[f"top10_{name}"] = part["top1"], part["top10"]
+        result["seen_share"] = round(100 * float(is_seen.mean()), 2)
+    if voices is not None:
+        result["per_voice"] = {v: summary(voices == v) for v in sorted(set(voices.tolist()))}
+    return result
+
+
+def evaluate_codes(model, feature_extractor, tokenizer, splits: dict, train_rows=None, audio_cache_dir=None) -> dict:
+    """{split: accuracy dict} for every split of `splits` ({name: rows})."""
+    seen = seen_pieces(tokenizer, train_rows) if train_rows is not None else None
+    candidates = word_initial_ids(tokenizer)
+    embeddings = getattr(model, "bert", model).embeddings.word_embeddings.weight.detach()
+    results = {}
+    for name, rows in splits.items():
+        codes, targets, voices = encode_segments(model, feature_extractor, tokenizer, rows, audio_cache_dir)
+        results[name] = code_accuracy(codes, targets, embeddings, candidates, seen, voices)
+    return results
+
+
+def write_codes_json(path, results: dict) -> dict:
+    """Merge `results` ({split: ...}) into the JSON file at `path`; returns the whole file's content."""
+    path = Path(path)
+    content = json.loads(path.read_text()) if path.exists() else {}
+    content.update(results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=2) + "\n")
+    return content
+
+
+def markdown(results: dict) -> str:
+    def cell(value):
+        return "-" if value is None else f"{value:.1f}"
+
+    voices = sorted({v for r in results.values() for v in r.get("per_voice", {})})
+    header = ["split", "segments", "top-1", "top-10", "top-1 seen", "top-1 unseen", "seen share", "code norm",
+              "target norm"] + [f"top-1 {v}" for v in voices]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for split, r in results.items():
+        cells = [split, str(r["segments"]), cell(r["top1"]), cell(r["top10"]), cell(r.get("top1_seen")),
+                 cell(r.get("top1_unseen")), cell(r.get("seen_share")), f"{r['code_norm']:.3f}",
+                 f"{r['target_norm']:.3f}"]
+        cells += [cell(r.get("per_voice", {}).get(v, {}).get("top1")) for v in voices]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def load_model(path):
+    """Any SpeechBERT checkpoint (pre-training or QA) as its base `SpeechBertModel`, with its feature extractor."""
+    from transformers import AutoConfig
+
+    from speechbert import SpeechBertFeatureExtractor, SpeechBertModel
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=True)
+    if config.model_type != "speechbert":
+        raise ValueError(f"--model {path} is a {config.model_type!r} model, expected a SpeechBERT checkpoint")
+    model = SpeechBertModel.from_pretrained(path, add_pooling_layer=False)
+    return model, SpeechBertFeatureExtractor(**config.feature_extractor_kwargs())
+
+
+def main(argv=None):
+    from transformers import AutoTokenizer
+
+    from .data import load_corpus
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="a SpeechBERT checkpoint folder")
+    parser.add_argument("--dataset", required=True, help="'embedded', a save_to_disk folder or record shards")
+    parser.add_argument("--split", nargs="+", default=["validation"], help="splits to evaluate")
+    parser.add_argument("--train_split", default="train", help="the step-1 training split that defines 'seen'")
+    parser.add_argument("--output", default=None, help="JSON file to merge into (default: MODEL/codes.json)")
+    parser.add_argument("--audio_cache_dir", default="outputs/cache/audio")
+    parser.add_argument("--max_paragraphs", type=int, default=None, help="evaluate only this many passages a split")
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+
+    corpus = load_corpus(args.dataset)
+    for split in args.split + [args.train_split]:
+        if split not in corpus:
+            raise SystemExit(f"dataset {args.dataset!r} has no split {split!r} (it has {sorted(corpus)})")
+    model, feature_extractor = load_model(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    splits = {}
+    for split in args.split:
+        rows, paragraphs = [], set()
+        for row in corpus[split]:
+            if args.max_paragraphs is None or len(paragraphs) < args.max_paragraphs or row["paragraph_id"] in paragraphs:
+                paragraphs.add(row["paragraph_id"])
+                rows.append(row)
+        splits[split] = rows
+    results = evaluate_codes(model, feature_extractor, tokenizer, splits, corpus[args.train_split],
+                             args.audio_cache_dir)
+    write_codes_json(args.output or Path(args.model) / "codes.json", results)
+    print(markdown(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
