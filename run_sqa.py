@@ -59,7 +59,7 @@ from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_wor
 from sqa_train.quantization import quantize_int8
 
 logger = logging.getLogger("run_sqa")
-SYSTEMS = ("speechbert", "cascade", "text")
+SYSTEMS = ("speechbert", "cascade", "text", "oracle")
 
 
 def default_text_bert() -> str:
@@ -87,6 +87,15 @@ class ModelArguments:
                           "through the RNN, so a step costs little more than BERT's (speed and validation F1 in "
                           "benchmarks/RESULTS.md)"},
     )
+    oracle_codes: str = field(
+        default="first_piece",
+        metadata={"help": "the `oracle` system (a measurement, see sqa_train/oracle.py): SpeechBERT's QA path fed "
+                          "BERT's embedding of each segment's word instead of its audio code: 'first_piece' or "
+                          "'mean_pieces' of the word"},
+    )
+    oracle_segments: str = field(
+        default="asr", metadata={"help": "the `oracle` system's segments and words: 'asr' (compare with the cascade) "
+                                         "or 'ref' (compare with the text upper bound)"})
     quantize: str | None = field(
         default=None,
         metadata={"help": "'int8': evaluate every system with dynamic int8 quantisation of its Linear and RNN layers "
@@ -94,6 +103,12 @@ class ModelArguments:
     )
 
     def __post_init__(self):
+        from sqa_train.oracle import ORACLE_MODES
+
+        if self.oracle_codes not in ORACLE_MODES:
+            raise ValueError(f"--oracle_codes {self.oracle_codes!r}: expected one of {ORACLE_MODES}")
+        if self.oracle_segments not in ("asr", "ref"):
+            raise ValueError(f"--oracle_segments {self.oracle_segments!r}: expected 'asr' or 'ref'")
         if self.quantize not in (None, "int8"):
             raise ValueError(f"--quantize {self.quantize!r}: expected 'int8' or nothing")
         self.text_model_name_or_path = self.text_model_name_or_path or default_text_bert()
@@ -105,8 +120,8 @@ class DataTrainingArguments:
     dataset: str = field(default="embedded", metadata={"help": "'embedded', a save_to_disk DatasetDict folder, or a "
                                                                "folder of record shards (sqa_data.build)"})
     systems: str = field(default="speechbert,cascade,text",
-                         metadata={"help": "comma list of speechbert, cascade, text; the ensemble runs when "
-                                           "speechbert and cascade both do"})
+                         metadata={"help": "comma list of speechbert, cascade, text (and oracle, a measurement: "
+                                           "--oracle_codes); the ensemble runs when speechbert and cascade both do"})
     max_length: int = field(default=384, metadata={"help": "tokens per window, special tokens included"})
     stride: int = field(default=128, metadata={"help": "overlap of consecutive windows (segments or word pieces)"})
     max_question_length: int = field(default=64, metadata={"help": "question word pieces kept"})
@@ -225,27 +240,55 @@ def predict_logits(trainer, items, collator):
     return np.asarray(start_logits), np.asarray(end_logits)
 
 
-def run_speechbert(model_args, data_args, training_args, splits, tokenizer):
+def build_oracle(path, tokenizer, mode):
+    """The oracle system's model (sqa_train/oracle.py) from a text BERT or a SpeechBERT checkpoint."""
+    from sqa_train.oracle import OracleSpeechBertForQuestionAnswering
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=True)
+    if config.model_type == "speechbert":
+        model = OracleSpeechBertForQuestionAnswering.from_pretrained(path)
+    else:
+        model, _ = OracleSpeechBertForQuestionAnswering.from_text_bert(path, tokenizer=tokenizer)
+    model.oracle_mode = mode
+    return model
+
+
+def run_speechbert(model_args, data_args, training_args, splits, tokenizer, system="speechbert"):
+    """SpeechBERT over the passage audio at the ASR segments, or (`system="oracle"`) its QA path fed BERT's word
+    embeddings of the `--oracle_segments` words instead of audio codes."""
+    oracle = system == "oracle"
+    segments = model_args.oracle_segments if oracle else "asr"
     settings = {"freeze_audio_encoder": model_args.freeze_audio_encoder}
-    done = finished_model(training_args, "speechbert", len(splits.get("train", [])), **settings)
-    model, processor = build_speechbert(done or model_args.model_name_or_path, tokenizer)
-    if model_args.freeze_audio_encoder:
-        # No gradients reach the RNN, so it runs PyTorch's inference kernel; the optimizer skips its weights.
-        model.bert.audio_encoder.requires_grad_(False)
-    frames = PassageFrames(processor.feature_extractor, data_args.audio_cache_dir)
-    collator = SpeechBertQACollator(frames, tokenizer.pad_token_id)
+    if oracle:
+        settings = {"oracle_codes": model_args.oracle_codes, "oracle_segments": segments}
+    done = finished_model(training_args, system, len(splits.get("train", [])), **settings)
+    if oracle:
+        from sqa_train.oracle import OraclePieces, OracleQACollator
+
+        model = build_oracle(done or model_args.model_name_or_path, tokenizer, model_args.oracle_codes)
+        processor = SpeechBertProcessor(SpeechBertFeatureExtractor(**model.config.feature_extractor_kwargs()),
+                                        tokenizer)
+        frames = OraclePieces(tokenizer)  # plans the same windows, gathers word pieces instead of frames
+        collator = OracleQACollator(frames, tokenizer.pad_token_id)
+    else:
+        model, processor = build_speechbert(done or model_args.model_name_or_path, tokenizer)
+        if model_args.freeze_audio_encoder:
+            # No gradients reach the RNN, so it runs PyTorch's inference kernel; the optimizer skips its weights.
+            model.bert.audio_encoder.requires_grad_(False)
+        frames = PassageFrames(processor.feature_extractor, data_args.audio_cache_dir)
+        collator = SpeechBertQACollator(frames, tokenizer.pad_token_id)
 
     def items(rows, train):
         # The main process regenerates and caches the passage audio first; the other ranks then read the cache.
         with training_args.main_process_first(desc="passage audio and features"):
             built, skipped = speechbert_qa_items(rows, processor, frames, data_args.max_length, data_args.stride,
-                                                 data_args.max_question_length, train=train)
+                                                 data_args.max_question_length, train=train, segments=segments)
         if skipped:
-            logger.warning("speechbert: %d questions without usable segments or answer times skipped", skipped)
+            logger.warning("%s: %d questions without usable segments or answer times skipped", system, skipped)
         return built
 
     train_items = items(splits["train"], True) if training_args.do_train and not done else None
-    trainer = make_trainer(model, training_args, "speechbert", train_items, collator, model_args.quantize)
+    trainer = make_trainer(model, training_args, system, train_items, collator, model_args.quantize)
     if training_args.do_train and not done:
         train(trainer, training_args)
         trainer.save_model()
@@ -257,7 +300,7 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer):
             rows = splits[split]
             eval_items = items(rows, False)
             start, end = predict_logits(trainer, eval_items, collator)
-            counts = {i["example"]: len(rows[i["example"]]["asr_words"]) for i in eval_items}
+            counts = {i["example"]: len(rows[i["example"]][f"{segments}_words"]) for i in eval_items}
             scores[split] = speechbert_word_scores(eval_items, start, end, counts)
     return scores
 
@@ -295,20 +338,21 @@ def run_text(system, model_args, data_args, training_args, splits, tokenizer):
     return scores
 
 
-def spans(system, rows, word_scores, max_answer_length):
-    key = "ref" if system == "text" else "asr"
+def spans(system, rows, word_scores, max_answer_length, oracle_segments="asr"):
+    key = "ref" if system == "text" else oracle_segments if system == "oracle" else "asr"
     words = {e: rows[e][f"{key}_words"] for e in word_scores}
     times = {e: segment_times(rows[e], key) for e in word_scores}
     return predict_spans(word_scores, words, times, max_answer_length)
 
 
-def evaluate_all(data_args, training_args, splits, scores):
+def evaluate_all(data_args, training_args, splits, scores, oracle_segments="asr"):
     metric = load_metric()
     predictions, metrics = {}, {}
     for system, by_split in scores.items():
         for split, word_scores in by_split.items():
             rows = splits[split]
-            predictions.setdefault(split, {})[system] = spans(system, rows, word_scores, data_args.max_answer_length)
+            predictions.setdefault(split, {})[system] = spans(system, rows, word_scores, data_args.max_answer_length,
+                                                              oracle_segments)
             metrics.setdefault(split, {})[system] = score(metric, rows, predictions[split][system],
                                                           data_args.edges)
     if "speechbert" in scores and "cascade" in scores and "validation" in scores["speechbert"]:
@@ -387,12 +431,13 @@ def main(argv=None):
     scores = {}
     for system in data_args.system_list:
         logger.info("===== %s =====", system)
-        if system == "speechbert":
-            scores[system] = run_speechbert(model_args, data_args, training_args, splits, tokenizer)
+        if system in ("speechbert", "oracle"):
+            scores[system] = run_speechbert(model_args, data_args, training_args, splits, tokenizer, system)
         else:
             scores[system] = run_text(system, model_args, data_args, training_args, splits, tokenizer)
     if training_args.do_eval and training_args.process_index == 0:
-        predictions, metrics = evaluate_all(data_args, training_args, splits, scores)
+        predictions, metrics = evaluate_all(data_args, training_args, splits, scores,
+                                            model_args.oracle_segments)
         write_reports(training_args.output_dir, splits, predictions, metrics)
     if training_args.push_to_hub and training_args.process_index == 0:
         push(training_args)

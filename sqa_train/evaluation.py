@@ -8,7 +8,7 @@ from .data import spoken_answers
 
 METRIC_PATH = str(Path(__file__).resolve().parents[1] / "metrics" / "spoken_squad_qa")
 SYSTEM_NAMES = {"text": "text upper bound", "cascade": "cascade (ASR + text QA)", "speechbert": "SpeechBERT",
-                "ensemble": "ensemble"}
+                "ensemble": "ensemble", "oracle": "oracle codes (BERT's word embeddings at the segments)"}
 
 
 def load_metric():
@@ -41,7 +41,7 @@ def _cell(value):
 
 def markdown_table(metrics: dict[str, dict], split: str) -> str:
     """One row per system: EM / F1 / AOS overall, F1 and AOS per WER bucket, and on answers with ASR errors."""
-    systems = [s for s in ("text", "cascade", "speechbert", "ensemble") if s in metrics]
+    systems = [s for s in ("text", "cascade", "speechbert", "ensemble", "oracle") if s in metrics]
     if not systems:
         return ""
     buckets = list(metrics[systems[0]]["wer_buckets"])
@@ -69,7 +69,7 @@ def plot_buckets(metrics: dict[str, dict], path, split: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    systems = [s for s in ("text", "cascade", "speechbert", "ensemble") if s in metrics]
+    systems = [s for s in ("text", "cascade", "speechbert", "ensemble", "oracle") if s in metrics]
     buckets = list(metrics[systems[0]]["wer_buckets"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key, title in ((axes[0], "f1", "F1"), (axes[1], "aos", "AOS")):
