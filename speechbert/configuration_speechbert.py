@@ -29,6 +29,8 @@ SPEECHBERT_CUSTOM_PIPELINES = {
 }
 
 RNN_TYPES = ("gru", "lstm")
+ALIGNMENT_LOSS_TYPES = ("l1", "cosine_softmax", "info_nce")
+AUDIO_CODE_MODES = ("direct", "soft_word_embedding")
 
 
 @strict
@@ -51,8 +53,20 @@ class SpeechBertConfig(BertConfig):
     audio_encoder_bidirectional: the RNN that turns a segment's frames into one `hidden_size` vector.
     audio_decoder_type, audio_decoder_num_layers, audio_decoder_hidden_size: the RNN that reconstructs the frames
         from that vector (pre-training only).
-    reconstruction_loss_weight, alignment_loss_weight, audio_mlm_loss_weight, text_mlm_loss_weight: weights of
-        the pre-training loss parts.
+    reconstruction_loss_weight, alignment_loss_weight, audio_mlm_loss_weight, text_mlm_loss_weight,
+        norm_loss_weight: weights of the pre-training loss parts (`norm_loss_weight` defaults to 0: off).
+    alignment_loss_type (`str`, defaults to `"l1"`): how step 1 pulls a segment's code towards BERT's input embedding
+        of its word: `"l1"` (the paper's L1 distance), `"cosine_softmax"` (cross-entropy of the word's first piece
+        under a softmax over the cosine between the code and every vocabulary embedding, divided by
+        `alignment_temperature`) or `"info_nce"` (the same softmax over the distinct words of the batch only).
+        `norm_loss_weight` adds an L1 term between each code's norm and its word embedding's, which the cosine
+        objectives leave free.
+    alignment_temperature (`float`, defaults to 0.05): temperature of the cosine softmax (alignment loss and
+        `audio_code_mode="soft_word_embedding"`).
+    audio_code_mode (`str`, defaults to `"direct"`): what BERT reads at an audio position: `"direct"`, the code
+        itself; `"soft_word_embedding"`, the expected word embedding under the code's word distribution,
+        `softmax(cos(code, E) / alignment_temperature) @ E` over BERT's input embeddings `E` (exactly a word
+        embedding when the encoder is sure of the word).
     audio_token_id (`int`, defaults to 1): id in `input_ids` marking a position filled by an audio segment. 1 is
         `[unused0]` in the uncased BERT vocabulary, so no embedding matrix needs resizing.
     mask_token_id (`int`, defaults to 103): the `[MASK]` id; a masked audio segment is fed as its embedding.
@@ -80,6 +94,10 @@ class SpeechBertConfig(BertConfig):
     alignment_loss_weight: float | int = 1.0
     audio_mlm_loss_weight: float | int = 1.0
     text_mlm_loss_weight: float | int = 1.0
+    norm_loss_weight: float | int = 0.0
+    alignment_loss_type: str = "l1"
+    alignment_temperature: float | int = 0.05
+    audio_code_mode: str = "direct"
     audio_token_id: int = 1
     mask_token_id: int = 103
 
@@ -106,7 +124,7 @@ class SpeechBertConfig(BertConfig):
             if isinstance(value, bool) or value <= 0:
                 raise ValueError(f"SpeechBertConfig.{name} must be a positive number, got {value!r}")
         for name in ("reconstruction_loss_weight", "alignment_loss_weight", "audio_mlm_loss_weight",
-                     "text_mlm_loss_weight"):
+                     "text_mlm_loss_weight", "norm_loss_weight"):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"SpeechBertConfig.{name} must be >= 0, got {value!r}")
@@ -124,6 +142,14 @@ class SpeechBertConfig(BertConfig):
             value = getattr(self, name)
             if value not in RNN_TYPES:
                 raise ValueError(f"SpeechBertConfig.{name} must be one of {RNN_TYPES}, got {value!r}")
+        for name, allowed in (("alignment_loss_type", ALIGNMENT_LOSS_TYPES), ("audio_code_mode", AUDIO_CODE_MODES)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"SpeechBertConfig.{name} must be one of {allowed}, got {value!r}")
+        if isinstance(self.alignment_temperature, bool) or not self.alignment_temperature > 0:
+            raise ValueError(
+                f"SpeechBertConfig.alignment_temperature must be a positive number, got {self.alignment_temperature!r}"
+            )
         for name in ("audio_token_id", "mask_token_id"):
             value = getattr(self, name)
             if not 0 <= value < self.vocab_size:

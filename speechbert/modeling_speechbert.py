@@ -239,6 +239,7 @@ class SpeechBertForPreTrainingOutput(ModelOutput):
     reconstructed_features: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+    norm_loss: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -425,6 +426,16 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
         # A view of the padded block: the encoder gathers only the frames it reads.
         return self.audio_encoder(audio_features.reshape(batch * segments, frames, size), lengths, rows)  # (N, hidden)
 
+    def word_similarities(self, codes: torch.Tensor) -> torch.Tensor:
+        """(N, V) cosine between each code and every input word embedding, divided by `alignment_temperature`."""
+        table = F.normalize(self.embeddings.word_embeddings.weight.float(), dim=-1)
+        return F.normalize(codes.float(), dim=-1) @ table.T / self.config.alignment_temperature
+
+    def soft_word_embedding(self, codes: torch.Tensor) -> torch.Tensor:
+        """(N, H) expected input word embedding under each code's word distribution (`audio_code_mode`)."""
+        weights = self.word_similarities(codes).softmax(-1)
+        return (weights @ self.embeddings.word_embeddings.weight.float()).to(codes.dtype)
+
     def _check_audio_shapes(self, audio_features, audio_feature_lengths):
         if audio_feature_lengths is None:
             raise ValueError("audio_features were given without audio_feature_lengths")
@@ -464,7 +475,7 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
                 f"positions per row {per_row_positions.tolist()}, segments per row {per_row_segments.tolist()}"
             )
         codes = self.encode_audio(audio_features, audio_feature_lengths)  # (N, H)
-        placed = codes
+        placed = self.soft_word_embedding(codes) if self.config.audio_code_mode == "soft_word_embedding" else codes
         if audio_mask is not None:
             mask_embedding = self.embeddings.word_embeddings.weight[self.config.mask_token_id]
             placed = torch.where(audio_mask[real].bool()[:, None], mask_embedding.to(codes.dtype), codes)
@@ -527,8 +538,10 @@ class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
 
     Loss parts (each returned, weighted by the config into `loss`):
     - reconstruction: masked MSE between the decoder's frames and the real frames of every segment;
-    - alignment: L1 between each segment's code and BERT's input embedding of its word (`audio_word_ids`, the
-      word's first word piece); the embedding is a fixed target (detached), so audio moves towards text;
+    - alignment: each segment's code pulled towards BERT's input embedding of its word (`audio_word_ids`, the
+      word's first word piece) by `config.alignment_loss_type` (the paper's L1, or a cosine softmax over the
+      vocabulary or the batch's words); the embedding is a fixed target (detached), so audio moves towards text;
+    - norm (with `norm_loss_weight > 0`): L1 between each code's norm and its word embedding's;
     - text MLM: cross-entropy at text positions whose `labels` are not -100;
     - audio MLM: cross-entropy at audio positions whose `labels` are not -100 (masked segments predicted as their
       word's first word piece). The MLM head is tied to the word embeddings.
@@ -640,9 +653,25 @@ class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
             words = audio_word_ids[real]  # (N,)
             known = words >= 0
             if known.any():
-                target = self.bert.embeddings.word_embeddings(words[known]).detach()  # (K, H)
-                parts["alignment_loss"] = (codes[known].float() - target.float()).abs().mean()
+                parts["alignment_loss"] = self._alignment_loss(codes[known], words[known])
+                if self.config.norm_loss_weight > 0:
+                    target = self.bert.embeddings.word_embeddings(words[known]).detach().float()
+                    parts["norm_loss"] = (codes[known].float().norm(dim=-1) - target.norm(dim=-1)).abs().mean()
         return reconstructed
+
+    def _alignment_loss(self, codes, words):
+        """Pull (K, H) codes towards BERT's input embeddings of `words` (K,), which stay fixed (detached)."""
+        kind = self.config.alignment_loss_type
+        embeddings = self.bert.embeddings.word_embeddings.weight.detach()
+        if kind == "l1":
+            return (codes.float() - embeddings[words].float()).abs().mean()
+        if kind == "cosine_softmax":
+            table, labels = embeddings, words
+        else:  # info_nce: the distinct words of the batch are the classes
+            classes, labels = torch.unique(words, return_inverse=True)
+            table = embeddings[classes]
+        logits = F.normalize(codes.float(), dim=-1) @ F.normalize(table.float(), dim=-1).T
+        return F.cross_entropy(logits / self.config.alignment_temperature, labels)
 
     def _weighted(self, parts):
         weights = {
@@ -650,6 +679,7 @@ class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
             "alignment_loss": self.config.alignment_loss_weight,
             "audio_mlm_loss": self.config.audio_mlm_loss_weight,
             "text_mlm_loss": self.config.text_mlm_loss_weight,
+            "norm_loss": self.config.norm_loss_weight,
         }
         return sum(weights[name] * value for name, value in parts.items()) if parts else None
 

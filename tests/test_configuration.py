@@ -22,6 +22,10 @@ from speechbert.configuration_speechbert import SPEECHBERT_AUTO_MAP
         ("audio_token_id", 99999),
         ("audio_token_id", 0),
         ("mask_token_id", 1),
+        ("alignment_loss_type", "l2"),
+        ("alignment_temperature", 0.0),
+        ("audio_code_mode", "soft"),
+        ("norm_loss_weight", -1.0),
     ],
 )
 def test_invalid_values_name_field_and_value(field, value):

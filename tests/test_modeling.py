@@ -378,3 +378,66 @@ def test_too_long_input_is_named(tester, processor):
     model = seeded(SpeechBertModel, tester.config())
     with pytest.raises(ValueError, match=r"the input has \d+ positions but the model has 128 position embeddings"):
         model(**inputs)
+
+
+@pytest.mark.parametrize("kind", ["l1", "cosine_softmax", "info_nce"])
+def test_alignment_loss_types_by_hand(tester, processor, kind):
+    inputs = batch(processor)
+    config = tester.config(alignment_loss_type=kind, alignment_temperature=0.1, norm_loss_weight=0.5,
+                           reconstruction_loss_weight=0.0)
+    model = seeded(SpeechBertForPreTraining, config)
+    out = model(audio_features=inputs["audio_features"], audio_feature_lengths=inputs["audio_feature_lengths"],
+                audio_word_ids=inputs["audio_word_ids"])
+    real = inputs["audio_feature_lengths"] > 0
+    words = inputs["audio_word_ids"][real]
+    codes = out.audio_codes.detach()
+    table = model.bert.embeddings.word_embeddings.weight.detach()
+    cos = lambda a, b: torch.nn.functional.normalize(a, dim=-1) @ torch.nn.functional.normalize(b, dim=-1).T  # noqa
+    if kind == "l1":
+        expected = (codes - table[words]).abs().mean()
+    elif kind == "cosine_softmax":
+        expected = torch.nn.functional.cross_entropy(cos(codes, table) / 0.1, words)
+    else:
+        classes = sorted(set(words.tolist()))
+        labels = torch.tensor([classes.index(w) for w in words.tolist()])
+        expected = torch.nn.functional.cross_entropy(cos(codes, table[classes]) / 0.1, labels)
+    torch.testing.assert_close(out.alignment_loss.detach(), expected, rtol=1e-5, atol=1e-6)
+    norm = (codes.norm(dim=-1) - table[words].norm(dim=-1)).abs().mean()
+    torch.testing.assert_close(out.norm_loss.detach(), norm, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.loss, out.alignment_loss + 0.5 * out.norm_loss)
+    out.loss.backward()
+    assert model.bert.audio_encoder.rnn.weight_ih_l0.grad.abs().sum() > 0
+    assert model.bert.embeddings.word_embeddings.weight.grad is None  # the targets stay fixed
+
+
+def test_cosine_softmax_prefers_the_right_word(tester):
+    config = tester.config(alignment_loss_type="cosine_softmax", alignment_temperature=0.05)
+    model = seeded(SpeechBertForPreTraining, config)
+    table = model.bert.embeddings.word_embeddings.weight.detach()
+    words = torch.tensor([10, 20])
+    right = model._alignment_loss(table[words] * 7.0, words)  # scale-free: the right direction wins
+    wrong = model._alignment_loss(table[words.flip(0)], words)
+    assert right < 0.5 < wrong
+
+
+def test_soft_word_embedding_mode(tester, processor):
+    inputs = batch(processor)
+    direct = seeded(SpeechBertModel, tester.config())
+    soft = seeded(SpeechBertModel, tester.config(audio_code_mode="soft_word_embedding", alignment_temperature=0.2))
+    soft.load_state_dict(direct.state_dict())
+    with torch.no_grad():
+        embeds_direct, codes = direct.embed_inputs(inputs["input_ids"], inputs["audio_features"],
+                                                   inputs["audio_feature_lengths"])
+        embeds_soft, codes_soft = soft.embed_inputs(inputs["input_ids"], inputs["audio_features"],
+                                                    inputs["audio_feature_lengths"])
+    torch.testing.assert_close(codes_soft, codes)  # the codes are the same; only what BERT reads differs
+    audio = inputs["input_ids"] == soft.config.audio_token_id
+    table = soft.embeddings.word_embeddings.weight
+    weights = (torch.nn.functional.normalize(codes, dim=-1) @ torch.nn.functional.normalize(table, dim=-1).T / 0.2)
+    torch.testing.assert_close(embeds_soft[audio], weights.softmax(-1) @ table)
+    torch.testing.assert_close(embeds_soft[~audio], embeds_direct[~audio])
+    # A sure encoder (a code pointing at one word, low temperature) feeds exactly that word's embedding.
+    sure = seeded(SpeechBertModel, tester.config(audio_code_mode="soft_word_embedding",
+                                                 alignment_temperature=1e-3))
+    word = sure.embeddings.word_embeddings.weight[12:13].detach()
+    torch.testing.assert_close(sure.soft_word_embedding(word * 3), word, atol=1e-4, rtol=1e-4)
