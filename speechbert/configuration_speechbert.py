@@ -112,6 +112,13 @@ class SpeechBertConfig(BertConfig):
         if not getattr(self, "custom_pipelines", None):
             self.custom_pipelines = dict(SPEECHBERT_CUSTOM_PIPELINES)
 
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        # `from_pretrained(path, num_mfcc=0)` sets keyword arguments after __init__: check them the same way.
+        result = super().from_dict(config_dict, **kwargs)
+        (result[0] if isinstance(result, tuple) else result)._check_audio_fields()
+        return result
+
     def _check_audio_fields(self):
         # Raised as plain ValueError (not through @strict's class validators, which wrap it) so callers can catch it.
         positive = (

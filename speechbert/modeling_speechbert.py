@@ -359,6 +359,11 @@ class SpeechBertPreTrainedModel(BertPreTrainedModel):
     config: SpeechBertConfig
     base_model_prefix = "bert"
 
+    def __init__(self, config: SpeechBertConfig, *args, **kwargs):
+        # A config changed after it was built (attribute by attribute) is checked again before any layer is made.
+        config._check_audio_fields()
+        super().__init__(config, *args, **kwargs)
+
     def _init_weights(self, module):
         # transformers' default init skips GRUs, which would leave them uninitialised (NaN) when a checkpoint lacks
         # them, e.g. when a SpeechBERT is built from a text BERT.

@@ -67,11 +67,31 @@ class SpeechBertProcessor(ProcessorMixin):
         """
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
-        if question is None or audio is None or word_segments is None:
-            raise ValueError("question, audio and word_segments are all required")
         if padding not in ("longest", "max_length"):
             raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
+        data, windows, extracted = self.prepare(
+            question, audio, word_segments, sampling_rate, words=words, answer_times=answer_times,
+            max_length=max_length, stride=stride, max_question_length=max_question_length,
+            width=max_length if padding == "max_length" else None)
+        data["audio_features"], data["audio_feature_lengths"] = self.gather_audio(windows, extracted)
+        return BatchFeature(data, tensor_type=return_tensors)
+
+    def prepare(self, question, audio, word_segments, sampling_rate=None, words=None, answer_times=None,
+                max_length=384, stride=128, max_question_length=64, width=None):
+        """Everything `__call__` does but padding the audio features of every window: returns `(data, windows,
+        extracted)`, the token-level arrays of `__call__`'s output, the `(example, first, end)` segment range of
+        each window and each example's `(features, lengths)` of all its segments. `gather_audio` pads the features
+        of any subset of the windows, so a caller can run the windows in batches with memory bounded by the batch,
+        not by the number of windows."""
+        if question is None or audio is None or word_segments is None:
+            raise ValueError("question, audio and word_segments are all required")
+        for name, value, low in (("max_length", max_length, 4), ("stride", stride, 0),
+                                 ("max_question_length", max_question_length, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         batched = not isinstance(question, str)
+        if batched and not isinstance(question, (list, tuple)):
+            raise ValueError(f"question must be a string or a list of strings, got {type(question).__name__}")
         questions = list(question) if batched else [question]
         audios = list(audio) if batched else [audio]
         segments = list(word_segments) if batched else [word_segments]
@@ -82,10 +102,13 @@ class SpeechBertProcessor(ProcessorMixin):
             if values is not None and len(values) != len(questions):
                 raise ValueError(f"got {len(questions)} questions but {len(values)} entries in {name}")
         for i, q in enumerate(questions):
-            if not isinstance(q, str) or not q.strip():
+            if not isinstance(q, str):
+                raise ValueError(f"question {i} must be a string, got {type(q).__name__} {q!r}")
+            if not q.strip():
                 raise ValueError(f"question {i} is empty: expected a non-empty string, got {q!r}")
         if word_lists is not None:
             for i, (w, s) in enumerate(zip(word_lists, segments)):
+                check_words(w, i)
                 if len(w) != len(s):
                     raise ValueError(f"example {i} has {len(s)} word segments but {len(w)} words: one word per segment")
 
@@ -113,13 +136,14 @@ class SpeechBertProcessor(ProcessorMixin):
 
         windows = self.plan_windows([len(q) for q in question_ids], [f.shape[0] for f, _ in extracted], max_length,
                                     stride)
-        width = max_length if padding == "max_length" else None
         data = self.encode_windows(windows, question_ids, times, word_ids, answer_segments, width)
-        features, frame_lengths = self.feature_extractor.pad_segments(
-            [extracted[e][0][a:b] for e, a, b in windows], [extracted[e][1][a:b] for e, a, b in windows]
-        )
-        data["audio_features"], data["audio_feature_lengths"] = features, frame_lengths
-        return BatchFeature(data, tensor_type=return_tensors)
+        return data, windows, extracted
+
+    def gather_audio(self, windows, extracted, start=0, stop=None) -> tuple[np.ndarray, np.ndarray]:
+        """(W, S, T, F) features and (W, S) frame counts of windows `start:stop`, from `prepare`'s output."""
+        chosen = windows[start:stop]
+        return self.feature_extractor.pad_segments([extracted[e][0][a:b] for e, a, b in chosen],
+                                                   [extracted[e][1][a:b] for e, a, b in chosen])
 
     @staticmethod
     def plan_windows(question_lengths, num_segments, max_length, stride) -> list[tuple[int, int, int]]:
@@ -229,14 +253,19 @@ class SpeechBertProcessor(ProcessorMixin):
             For each example a dict `{"text", "start_time", "end_time", "segment_start", "segment_end", "score"}`
             (a list of `top_k` such dicts when `top_k > 1`). With one example, that entry itself; else a list.
         """
-        if max_answer_segments < 1 or top_k < 1:
-            raise ValueError(f"max_answer_segments ({max_answer_segments}) and top_k ({top_k}) must be >= 1")
+        for name, value in (("max_answer_segments", max_answer_segments), ("top_k", top_k)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be >= 1 and an integer, got {value!r}")
         segment_index = _numpy(inputs["segment_index"])
         segment_times = _numpy(inputs["segment_times"])
         mask = _numpy(inputs["attention_mask"]).astype(bool)
         examples = _numpy(inputs["overflow_to_sample_mapping"])
         start_logits = _numpy(outputs["start_logits"]).astype(np.float64)
         end_logits = _numpy(outputs["end_logits"]).astype(np.float64)
+        bad = int((~np.isfinite(start_logits[mask])).sum() + (~np.isfinite(end_logits[mask])).sum())
+        if bad:
+            raise ValueError(f"the model produced {bad} non-finite (NaN or infinite) start/end logits at attended "
+                             "positions: its weights or inputs are broken, no answer can be decoded")
         num_examples = int(examples.max()) + 1
         if words is not None:
             word_lists = [words] if num_examples == 1 and (not words or isinstance(words[0], str)) else list(words)
@@ -274,6 +303,17 @@ class SpeechBertProcessor(ProcessorMixin):
             ]
             results.append(answers if top_k > 1 else answers[0])
         return results[0] if num_examples == 1 else results
+
+
+def check_words(words, example=0):
+    """A passage's words must be a list of strings (one per segment): a None or a number would be joined into an
+    answer silently."""
+    if isinstance(words, (str, bytes)) or not hasattr(words, "__len__"):
+        raise ValueError(f"words of example {example} must be a list of strings, got {type(words).__name__}")
+    for i, word in enumerate(words):
+        if not isinstance(word, str):
+            raise ValueError(f"words[{i}] of example {example} is {word!r} ({type(word).__name__}): expected a string "
+                             "per word segment")
 
 
 def best_spans(start_scores, end_scores, max_length, top_k=1, combine=np.add) -> list[tuple[int, int, float]]:

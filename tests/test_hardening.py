@@ -1,0 +1,240 @@
+"""The public entry points under bad or unusual input (issue 12): every case is a ValueError naming the argument,
+raised before recognition or inference, or a correct answer; never a silent wrong answer."""
+
+import base64
+import io
+import json
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from speechbert import SpeechBertForQuestionAnswering
+from speechbert import pipeline_speechbert
+from speechbert.pipeline_speechbert import SpokenQuestionAnsweringPipeline, load_audio, register
+
+from .conftest import make_passage, seeded
+
+
+@pytest.fixture
+def qa(tester, processor):
+    register()
+    model = seeded(SpeechBertForQuestionAnswering, tester.config())
+    return SpokenQuestionAnsweringPipeline(model=model, processor=processor, task="spoken-question-answering")
+
+
+@pytest.fixture
+def no_asr(monkeypatch):
+    """Recognition must not run: any call fails the test."""
+    def refuse(audio):
+        raise AssertionError("speech recognition ran before the bad input was rejected")
+
+    monkeypatch.setattr(pipeline_speechbert, "recognize_words", refuse)
+
+
+def wav_bytes(audio, rate=16000, subtype="PCM_16"):
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, rate, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------- audio arrays
+def test_int16_audio_is_scaled_like_the_feature_extractor(qa, passage):
+    audio, segments, words = passage
+    pcm = np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16)
+    np.testing.assert_allclose(load_audio(pcm, 16000), pcm / 32767, atol=1e-7)
+    np.testing.assert_allclose(load_audio(pcm, 16000), qa.processor.feature_extractor.to_mono(pcm), atol=1e-7)
+    as_float = qa(pcm.astype(np.float32) / 32767, question="who ruled ?", sampling_rate=16000,
+                  word_segments=segments, words=words)
+    as_int = qa(pcm, question="who ruled ?", sampling_rate=16000, word_segments=segments, words=words)
+    assert as_int["answer"] == as_float["answer"] and as_int["score"] == pytest.approx(as_float["score"], rel=1e-4)
+    uint8 = np.array([0, 128, 255], np.uint8)
+    np.testing.assert_allclose(pipeline_speechbert.to_float_samples(uint8), [-1.0, 0.0, 127 / 128])
+
+
+def test_stereo_arrays_are_down_mixed_in_either_layout(qa, passage):
+    audio, segments, words = passage
+    expected = qa(audio, question="who ruled ?", sampling_rate=16000, word_segments=segments, words=words)
+    for stereo in (np.stack([audio, audio], 1), np.stack([audio, audio], 0), torch.from_numpy(np.stack([audio] * 2))):
+        found = qa(stereo, question="who ruled ?", sampling_rate=16000, word_segments=segments, words=words)
+        assert found["answer"] == expected["answer"]
+        assert found["score"] == pytest.approx(expected["score"], rel=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(3, 16000), (16000, 3), (2, 2), (2, 3, 16000)])
+def test_arrays_that_are_not_one_passage_are_errors(qa, no_asr, shape):
+    with pytest.raises(ValueError, match=rf"audio has shape \({shape[0]}, {shape[1]}"):
+        qa(np.random.default_rng(0).standard_normal(shape).astype(np.float32) * 0.1, question="who?",
+           sampling_rate=16000)
+
+
+@pytest.mark.parametrize("rate", ["16000", 16000.5, 0, -8000, True])
+def test_sampling_rate_type_is_named(qa, passage, no_asr, rate):
+    with pytest.raises(ValueError, match=rf"sampling_rate must be a positive integer .*got {rate!r} "
+                                         rf"\({type(rate).__name__}\)"):
+        qa(passage[0], question="who?", sampling_rate=rate)
+
+
+def test_audio_of_unknown_type_is_named(qa, no_asr):
+    with pytest.raises(ValueError, match="audio must be a path, bytes, a dict or an array of samples, got int"):
+        qa(12345, question="who?", sampling_rate=16000)
+    with pytest.raises(ValueError, match="dtype complex64"):
+        qa(np.ones(16000, np.complex64), question="who?", sampling_rate=16000)
+
+
+def test_a_wav_cut_short_warns_with_the_numbers(tmp_path, passage):
+    data = wav_bytes(passage[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_audio(data)) == len(passage[0])  # a whole file: no warning
+    cut = data[: len(data) // 2]
+    with pytest.warns(UserWarning, match=r"cut short: its WAV header declares \d+ bytes of samples but only \d+ "
+                                         r"are present \((4\d|50)\.\d%\)"):
+        half = load_audio(cut)
+    assert abs(len(half) - len(passage[0]) / 2) < 100
+    (tmp_path / "cut.wav").write_bytes(cut)
+    with pytest.warns(UserWarning, match="cut.wav is cut short"):
+        load_audio(tmp_path / "cut.wav")
+
+
+# ------------------------------------------------------------------------------------------- arguments
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"stride": -300}, r"stride must be >= 0, got -300"),
+        ({"max_length": 0}, r"max_length must be in \[8, 128\] \(the model's position embeddings\), got 0"),
+        ({"max_length": 4096}, r"max_length must be in \[8, 128\]"),
+        ({"max_length": "384"}, r"max_length must be an integer, got '384' \(str\)"),
+        ({"top_k": "3"}, r"top_k must be an integer, got '3' \(str\)"),
+        ({"top_k": 2.5}, r"top_k must be an integer, got 2.5 \(float\)"),
+        ({"top_k": 0}, r"top_k must be >= 1, got 0"),
+        ({"max_answer_segments": 0}, r"max_answer_segments must be >= 1, got 0"),
+        ({"window_batch_size": 0}, r"window_batch_size must be >= 1, got 0"),
+        ({"max_length": 64, "stride": 64}, r"stride \(64\) must be smaller than max_length \(64\)"),
+        ({"max_length": 16, "stride": 12}, r"max_length=16 leaves \d+ audio positions"),
+        ({"words": ["who", None]}, r"words\[1\] of example 0 is None \(NoneType\): expected a string"),
+        ({"words": "who ruled"}, r"words of example 0 must be a list of strings, got str"),
+        ({"word_segments": [(0.1, "x")]}, r"word_segments must hold numbers"),
+        ({"word_segments": [0.1, 0.2]}, r"word_segments must be a non-empty list of \(start, end\) pairs"),
+    ],
+)
+def test_bad_arguments_are_named_before_recognition(qa, passage, no_asr, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        qa(passage[0], question="who ruled ?", sampling_rate=16000, **kwargs)
+
+
+@pytest.mark.parametrize("question, message", [
+    (123, r"question must be a string or a list of strings, got int 123"),
+    ({"a": 1}, r"question must be a string or a list of strings, got dict"),
+    (b"who", r"question must be a string or a list of strings, got bytes"),
+    (["who?", 7], r"question 1 must be a string, got int 7"),
+    (["who?", "  "], r"question 1 is empty"),
+])
+def test_bad_questions_are_named_before_recognition(qa, passage, no_asr, question, message):
+    with pytest.raises(ValueError, match=message):
+        qa(passage[0], question=question, sampling_rate=16000)
+
+
+def test_non_finite_logits_are_named(qa, passage):
+    audio, segments, words = passage
+    with torch.no_grad():
+        qa.model.qa_outputs.weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match=r"the model produced \d+ non-finite \(NaN or infinite\) start/end logits"):
+        qa(audio, question="who ruled ?", sampling_rate=16000, word_segments=segments, words=words)
+
+
+# ------------------------------------------------------------------------------------------- memory
+def test_windows_run_in_batches_with_features_gathered_per_batch(qa, monkeypatch):
+    audio, segments, words = make_passage(300, seed=3)
+    questions = [f"who ruled {i} ?" for i in range(7)]
+    reference = qa(audio, question=questions, sampling_rate=16000, word_segments=segments, words=words,
+                   max_length=64, stride=8, window_batch_size=1000)
+    shapes = []
+    forward = qa.model.forward
+    monkeypatch.setattr(qa.model, "forward", lambda **kw: shapes.append(kw["audio_features"].shape) or forward(**kw))
+    batched = qa(audio, question=questions, sampling_rate=16000, word_segments=segments, words=words, max_length=64,
+                 stride=8, window_batch_size=3)
+    windows = sum(1 for _ in shapes)
+    assert windows > 7 and all(s[0] <= 3 for s in shapes)  # many windows, never more than 3 at once
+    for a, b in zip(reference, batched):
+        assert (a["segment_start"], a["segment_end"]) == (b["segment_start"], b["segment_end"])
+        assert a["score"] == pytest.approx(b["score"], rel=1e-4)
+    # The preprocessed passage holds its features once, not one padded copy per window.
+    prepared = qa.preprocess({"audio": audio, "question": questions}, sampling_rate=16000, word_segments=segments,
+                             max_length=64, stride=8)
+    assert "audio_features" not in prepared["data"] and len(prepared["extracted"]) == len(questions)
+    assert all(f is prepared["extracted"][0] for f in prepared["extracted"])
+
+
+# ------------------------------------------------------------------------------------------- config kwargs
+@pytest.mark.parametrize("kwargs, message", [({"num_mfcc": 0}, "num_mfcc must be a positive number, got 0"),
+                                             ({"audio_encoder_type": "transformer"}, "audio_encoder_type must be")])
+def test_from_pretrained_keyword_overrides_are_checked(tmp_path, tester, kwargs, message):
+    from transformers import AutoConfig, AutoModelForQuestionAnswering
+
+    SpeechBertForQuestionAnswering(tester.config()).save_pretrained(tmp_path)
+    for load in (AutoConfig.from_pretrained, AutoModelForQuestionAnswering.from_pretrained):
+        with pytest.raises(ValueError, match=message):
+            load(tmp_path, trust_remote_code=True, **kwargs)
+    config = tester.config()
+    config.max_frames_per_segment = 0  # changed after construction: the model checks again
+    with pytest.raises(ValueError, match="max_frames_per_segment must be a positive number"):
+        SpeechBertForQuestionAnswering(config)
+
+
+# ------------------------------------------------------------------------------------------- endpoint handler
+@pytest.fixture
+def handler_class(tmp_path, tester, processor, monkeypatch):
+    model = seeded(SpeechBertForQuestionAnswering, tester.config())
+    model.save_pretrained(tmp_path / "ckpt")
+    processor.save_pretrained(tmp_path / "ckpt")
+    monkeypatch.syspath_prepend(str(tmp_path / "ckpt"))
+    import importlib
+
+    import handler
+
+    importlib.reload(handler)
+    return handler.EndpointHandler, tmp_path / "ckpt"
+
+
+def test_handler_names_a_missing_folder(handler_class):
+    EndpointHandler, _ = handler_class
+    with pytest.raises(ValueError, match=r"the checkpoint folder '/no/such/folder' does not exist"):
+        EndpointHandler("/no/such/folder")
+
+
+def test_handler_limits_and_blank_questions_come_before_decoding(handler_class, passage, monkeypatch):
+    EndpointHandler, ckpt = handler_class
+    handler = EndpointHandler(str(ckpt), max_audio_seconds=1, max_questions=2, max_payload_bytes=10**6)
+    calls = []
+    handler.pipeline = lambda *a, **k: calls.append(1) or {"answer": "ok"}
+    audio = base64.b64encode(wav_bytes(passage[0])).decode()  # about 4 s
+    short = base64.b64encode(wav_bytes(passage[0][:8000])).decode()
+    with pytest.raises(ValueError, match=r"question 0 is empty"):
+        handler({"inputs": {"audio": audio, "question": "   "}})
+    with pytest.raises(ValueError, match=r"3 questions in one request; the limit is 2"):
+        handler({"inputs": {"audio": audio, "question": ["a?", "b?", "c?"]}})
+    with pytest.raises(ValueError, match=r"the audio is \d\.\d s long; the limit is 1 s"):
+        handler({"inputs": {"audio": audio, "question": "who?"}})
+    small = EndpointHandler(str(ckpt), max_payload_bytes=100)
+    small.pipeline = handler.pipeline
+    with pytest.raises(ValueError, match=r"'audio' is \d+ bytes of base64; the limit is 100"):
+        small({"inputs": {"audio": audio, "question": "who?"}})
+    assert not calls
+    assert handler({"inputs": {"audio": short, "question": "who?"}}) == {"answer": "ok"} and calls == [1]
+
+
+def test_handler_limits_from_the_environment(handler_class, monkeypatch):
+    EndpointHandler, ckpt = handler_class
+    monkeypatch.setenv("SPEECHBERT_MAX_QUESTIONS", "5")
+    monkeypatch.setenv("SPEECHBERT_MAX_AUDIO_SECONDS", "0")
+    handler = EndpointHandler(str(ckpt))
+    assert handler.max_questions == 5 and handler.max_audio_seconds is None
+    assert handler.max_payload_bytes == 16 * 2**20
+    monkeypatch.setenv("SPEECHBERT_MAX_QUESTIONS", "many")
+    with pytest.raises(ValueError, match="SPEECHBERT_MAX_QUESTIONS='many' is not a number"):
+        EndpointHandler(str(ckpt))
+    with pytest.raises(ValueError, match="max_questions must be a number >= 0"):
+        EndpointHandler(str(ckpt), max_questions=-1)
