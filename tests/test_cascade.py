@@ -1,0 +1,85 @@
+"""The cascade as a public entry point on any recording (sqa_train.cascade)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sqa_train.cascade import CascadeSpokenQA
+from sqa_train.data import segment_times, text_qa_items
+from sqa_train.postprocess import predict_spans, text_word_scores
+
+from .conftest import make_passage
+
+
+@pytest.fixture
+def cascade(tiny_text_bert):
+    return CascadeSpokenQA(str(tiny_text_bert), max_length=32, stride=4)
+
+
+def test_given_transcript_scores_as_run_sqa_does(cascade):
+    audio, segments, words = make_passage(40, seed=1)
+    questions = ["who ruled normandy ?", "what river ?"]
+    answers = cascade(audio, question=questions, sampling_rate=16000, word_segments=segments, words=words)
+    # The benchmark's path for the same rows: text_qa_items -> logits -> text_word_scores -> predict_spans.
+    rows = [{"question": q, "asr_words": words, "asr_starts": [s for s, _ in segments],
+             "asr_ends": [e for _, e in segments]} for q in questions]
+    items, _ = text_qa_items(rows, cascade.tokenizer, "asr", 32, 4)
+    start, end = cascade._logits(items)
+    scores = text_word_scores(items, start, end, {0: 40, 1: 40})
+    expected = predict_spans(scores, {e: words for e in range(2)}, {e: segment_times(rows[e], "asr") for e in range(2)},
+                             30)
+    assert len(items) > 2  # the passage needs several windows
+    for e, answer in enumerate(answers):
+        assert (answer["segment_start"], answer["segment_end"]) == (expected[e]["word_start"], expected[e]["word_end"])
+        assert answer["answer"] == expected[e]["prediction_text"]
+        assert answer["start"] == pytest.approx(expected[e]["start_time"], abs=1e-3)
+        assert 0 < answer["score"] <= 1 and answer["score"] == pytest.approx(np.exp(expected[e]["score"]), rel=1e-5)
+    top = cascade(audio, question=questions[0], sampling_rate=16000, word_segments=segments, words=words, top_k=3)
+    assert len(top) == 3 and top[0]["score"] >= top[1]["score"] >= top[2]["score"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"top_k": "2"}, r"top_k must be an integer >= 1, got '2'"),
+    ({"sampling_rate": "16000"}, r"sampling_rate must be a positive integer"),
+    ({"question": 5}, r"question must be a string or a non-empty list"),
+    ({"question": [" "]}, r"question 0 must be a non-empty string"),
+    ({"words": None}, r"pass word_segments and words together"),
+    ({"words": ["a"]}, r"got 40 word segments but 1 words"),
+])
+def test_bad_arguments_are_named(cascade, kwargs, message):
+    audio, segments, words = make_passage(40, seed=1)
+    call = {"question": "who ?", "sampling_rate": 16000, "word_segments": segments, "words": words, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        cascade(audio, **call)
+
+
+def test_constructor_arguments_are_checked(tiny_text_bert):
+    with pytest.raises(ValueError, match=r"stride \(200\) must be below half of max_length \(384\)"):
+        CascadeSpokenQA(str(tiny_text_bert), stride=200)
+    with pytest.raises(ValueError, match=r"max_length must be an integer >= 8, got '384'"):
+        CascadeSpokenQA(str(tiny_text_bert), max_length="384")
+
+
+@pytest.mark.slow
+def test_cascade_on_a_recording_with_speech_recognition(tmp_path, tiny_text_bert, capsys):
+    import shutil
+    import os
+
+    if shutil.which("flite") is None:
+        if os.environ.get("CI"):
+            pytest.fail("flite is not installed")
+        pytest.skip("flite is not installed")
+    import soundfile as sf
+
+    from sqa_data.speech import synthesize
+    from sqa_train.cascade import main
+
+    speech = synthesize("The Normans gave their name to Normandy, a region in France.")
+    sf.write(tmp_path / "passage.wav", speech, 16000)
+    answers = main(["--model", str(tiny_text_bert), "--audio", str(tmp_path / "passage.wav"), "--question",
+                    "Who gave their name?", "What region?"])
+    assert len(answers) == 2
+    for answer in answers:
+        assert 0 <= answer["start"] < answer["end"] <= len(speech) / 16000 and answer["answer"]
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(answers))
