@@ -42,7 +42,8 @@ demo: setup
 DEMO_AUDIO := audio_frame_stack=3
 
 # The benchmark comparison on the built corpus (data/flite-squad): about 2 hours on 2 CPU cores (results/flite-squad/), less on a GPU.
-# Every step resumes: rerun `make benchmark` after an interruption.
+# Every step resumes: rerun `make benchmark` after an interruption. A finished pre-training step is reused only when its
+# settings match (run_pretraining.py refuses a step folder made with others: delete it to rerun that step).
 BENCH := outputs/benchmark
 BENCH_TRAIN := --report_to none --save_strategy steps --save_steps 200 --save_total_limit 2 --logging_steps 50 \
 	--per_device_train_batch_size 8 --per_device_eval_batch_size 32 --dataloader_num_workers 0 --seed 42 \
@@ -53,10 +54,9 @@ BENCH_AUDIO := audio_frame_stack=3,alignment_loss_weight=10
 benchmark: setup
 	test -f $(BENCH)/dataset/dataset_dict.json || \
 		$(PY) -m sqa_data.dataset --records data/flite-squad --output_dir $(BENCH)/dataset --with_audio --stats --num_proc 2
-	test -f $(BENCH)/pretraining/config.json || \
-		$(PY) run_pretraining.py --output_dir $(BENCH)/pretraining --dataset $(BENCH)/dataset --stage both \
+	$(PY) run_pretraining.py --output_dir $(BENCH)/pretraining --dataset $(BENCH)/dataset --stage both \
 		--stage1_num_train_epochs 10 --num_train_epochs 1 --learning_rate 1e-4 $(BENCH_TRAIN) \
-		--config_overrides $(BENCH_AUDIO)
+		--config_overrides $(BENCH_AUDIO) --codes_eval_splits validation test
 	$(PY) run_sqa.py --output_dir $(BENCH)/sqa --model_name_or_path $(BENCH)/pretraining --dataset $(BENCH)/dataset \
 		--do_train --do_eval --num_train_epochs 2 --learning_rate 1e-4 $(BENCH_TRAIN) \
 		--spoken_squad_text_json ../shared/data/spoken-squad-test/spoken_test-v1.1_42.json

@@ -88,6 +88,14 @@ class PretrainingArguments:
     stride: int = field(default=128, metadata={"help": "segments shared by consecutive step-2 windows"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use only this many training questions"})
     audio_cache_dir: str = field(default="outputs/cache/audio", metadata={"help": "FLAC cache of regenerated audio"})
+    stage1_extra_records: list[str] = field(
+        default_factory=list,
+        metadata={"help": "step-1 speech folders (python -m sqa_data.augment voices|lexicon) whose reference word "
+                          "segments join the train split's in step 1"})
+    exclude_train_voices: list[str] = field(
+        default_factory=list,
+        metadata={"help": "flite voices left out of every training step (train passages and extra step-1 speech "
+                          "read by them are dropped): the voice-robustness run"})
     codes_eval_splits: list[str] = field(
         default_factory=lambda: ["validation"],
         metadata={"help": "splits whose code quality (sqa_train.codes) is measured after each step and written to "
@@ -267,6 +275,18 @@ def main(argv=None):
         raise SystemExit(f"dataset {data_args.dataset!r} has no train split")
     rows = corpus["train"]
     rows = [rows[i] for i in range(min(data_args.max_train_samples or len(rows), len(rows)))]
+    excluded = set(data_args.exclude_train_voices)
+    if excluded:
+        kept = [row for row in rows if row["voice"] not in excluded]
+        logger.info("left out voices %s: %d of %d training questions kept", sorted(excluded), len(kept), len(rows))
+        rows = kept
+    extra_rows = []
+    for folder in data_args.stage1_extra_records:
+        from sqa_data.augment import read_step1_rows
+
+        found = [row for row in read_step1_rows(folder) if row["voice"] not in excluded]
+        logger.info("step 1: %d extra passages from %s", len(found), folder)
+        extra_rows += found
     frames = PassageFrames(processor.feature_extractor, data_args.audio_cache_dir)
     word_ids = {}
 
@@ -280,7 +300,7 @@ def main(argv=None):
     if data_args.stage in ("1", "both"):
         def stage1_items():
             with training_args.main_process_first(desc="passage audio and features"):
-                items = joint_embedding_items(rows, frames, word_ids_of, data_args.segments_per_item)
+                items = joint_embedding_items(rows + extra_rows, frames, word_ids_of, data_args.segments_per_item)
             logger.info("step 1: %d items of up to %d segments", len(items), data_args.segments_per_item)
             return items
 
@@ -288,8 +308,11 @@ def main(argv=None):
             param.requires_grad = name.startswith(("bert.audio_encoder.", "audio_decoder."))
         args = stage_args(training_args, "stage1", num_train_epochs=data_args.stage1_num_train_epochs,
                           learning_rate=data_args.stage1_learning_rate)
+        extra = sorted(row["paragraph_id"] for row in extra_rows)
         fingerprint = stage_fingerprint("stage1", model, args, start, rows,
-                                        segments_per_item=data_args.segments_per_item)
+                                        segments_per_item=data_args.segments_per_item,
+                                        **({"extra_passages": len(extra), "extra_passages_sha1": hashlib.sha1(
+                                            "\n".join(extra).encode()).hexdigest()} if extra else {}))
         trained = run_stage("stage1", model, args, stage1_items, JointEmbeddingCollator(frames), training_args,
                             fingerprint)
         for param in model.parameters():

@@ -132,6 +132,9 @@ class DataTrainingArguments:
     wer_bucket_edges: str = field(default="0.1,0.2,0.3,0.4", metadata={"help": "passage-WER bucket edges"})
     ensemble_weights: str = field(default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1",
                                   metadata={"help": "SpeechBERT weights tried on validation"})
+    exclude_train_voices: list[str] = field(
+        default_factory=list, metadata={"help": "flite voices whose train passages are left out of fine-tuning (the "
+                                                "voice-robustness run); evaluation keeps every voice"})
     spoken_squad_text_json: str | None = field(
         default=None, metadata={"help": "also evaluate the cascade on these real Spoken SQuAD transcripts (text only)"})
 
@@ -162,6 +165,10 @@ def load_splits(data_args):
         if split in corpus:
             rows = corpus[split]
             splits[split] = [rows[i] for i in range(min(limit or len(rows), len(rows)))]
+    if data_args.exclude_train_voices and "train" in splits:
+        excluded = set(data_args.exclude_train_voices)
+        splits["train"] = [row for row in splits["train"] if row["voice"] not in excluded]
+        logger.info("left out voices %s from training", sorted(excluded))
     logger.info("questions per split: %s", {k: len(v) for k, v in splits.items()})
     return splits
 

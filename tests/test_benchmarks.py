@@ -15,6 +15,7 @@ SCRIPTS = {
     "bench_inference.py": ("Inference and feature extraction (quick)", "real time per core"),
     "bench_corpus.py": ("Corpus building (quick)", "paragraphs per hour"),
     "bench_gpu.py": ("GPU training throughput (quick)", "sequences/s"),
+    "bench_pipeline_memory.py": ("Pipeline peak memory against questions (quick)", "more peak RSS per question"),
 }
 
 

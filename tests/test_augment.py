@@ -1,0 +1,105 @@
+"""Extra step-1 speech (sqa_data.augment): other voices reading train passages, a spoken lexicon, and their use in
+run_pretraining.py together with the voice-robustness option."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from sqa_data import augment
+
+
+def test_voice_jobs_skip_the_paragraphs_own_voice_and_failed_ones():
+    records = [{"paragraph_id": "p1", "voice": "awb", "spoken_text": "a b", "ref_words": ["a", "b"]},
+               {"paragraph_id": "p2", "failed": {"stage": "align", "reason": "x"}}]
+    jobs = augment.voice_jobs(records)
+    assert [j["voice"] for j in jobs] == ["rms", "slt", "kal16"]
+    assert all(j["paragraph_id"] == f"p1@{j['voice']}" and j["speed"] in (0.9, 1.0, 1.1) for j in jobs)
+    assert jobs == augment.voice_jobs(records)  # deterministic
+
+
+def test_lexicon_words_are_whole_word_pieces_the_dictionary_knows(tokenizer):
+    words = augment.lexicon_words(tokenizer, {"normandy", "river", "the", "zzz", "a"})
+    assert sorted(words) == ["a", "normandy", "river", "the"]  # no ## pieces, no specials, only dictionary words
+    jobs = augment.lexicon_jobs(words, voices=("slt", "rms"), words_per_passage=3)
+    assert len(jobs) == 4 and jobs[0]["spoken_text"] == ", ".join(words[:3]) + ". And that is all."
+    assert augment.lexicon_words(tokenizer, {"normandy", "river", "the", "zzz", "a"}, max_words=2) == words[:2]
+
+
+def test_dictionary_words_fold_alternative_pronunciations(tmp_path):
+    path = tmp_path / "dict"
+    path.write_text("read R IY D\nread(2) R EH D\nrhine R AY N\n")
+    assert augment.dictionary_words(path) == {"read", "rhine"}
+
+
+@pytest.fixture
+def speech_tools():
+    if shutil.which("flite") is None or shutil.which("espeak-ng") is None:
+        if os.environ.get("CI"):
+            pytest.fail("flite and espeak-ng are needed")
+        pytest.skip("flite / espeak-ng are not installed")
+
+
+@pytest.mark.slow
+def test_lexicon_build_resumes_and_its_audio_regenerates(tmp_path, speech_tools, tiny_text_bert):
+    import numpy as np
+
+    from sqa_data.dataset import passage_audio
+
+    out = tmp_path / "lexicon"
+    args = ["lexicon", "--output_dir", str(out), "--tokenizer", str(tiny_text_bert), "--voices", "slt", "kal16",
+            "--words_per_passage", "8", "--max_words", "12"]
+    jobs = augment.lexicon_jobs(augment.lexicon_words(
+        __import__("transformers").AutoTokenizer.from_pretrained(tiny_text_bert), augment.dictionary_words(), 12),
+        ("slt", "kal16"), 8)
+    assert len(jobs) == 4
+    summary = augment.build(jobs, out, {"test": 1}, chunk_size=2, max_jobs=1)  # rounded up to one shard of 2
+    assert summary["built"] + summary["failed"] == 2
+    again = augment.build(jobs, out, {"test": 1}, chunk_size=2)  # resumes: only the shard not yet built
+    assert again["built"] + again["failed"] == 2
+    assert augment.build(jobs, out, {"test": 1}, chunk_size=2)["built"] == 0
+    with pytest.raises(SystemExit, match="does not hold the jobs"):
+        augment.build(jobs[::-1], out, {"test": 1}, chunk_size=2)
+    shutil.rmtree(out)
+    augment.main(args)
+    rows = augment.read_step1_rows(out)
+    assert len(rows) == 4 and {r["voice"] for r in rows} == {"slt", "kal16"}  # the tail keeps every word
+    for row in rows:
+        assert len(row["ref_words"]) == len(row["ref_starts"]) == len(row["ref_ends"])
+        assert all(s < e for s, e in zip(row["ref_starts"], row["ref_ends"]))
+        assert row["ref_ends"][-1] <= row["audio_duration"] + 0.01
+    audio = passage_audio(rows[0])  # regenerated with flite and checked against audio_sha1
+    assert abs(len(audio) / 16000 - rows[0]["audio_duration"]) < 1e-3 and np.abs(audio).max() > 0.01
+    with pytest.raises(SystemExit, match="other settings"):
+        augment.main(args[:-1] + ["11"])
+
+
+@pytest.mark.slow
+def test_pretraining_with_extra_speech_and_a_voice_left_out(tmp_path, speech_tools, tiny_corpus, tiny_text_bert):
+    import run_pretraining
+    from sqa_data.dataset import read_records
+    from tests.test_training import common_args
+
+    train_voice = read_records(tiny_corpus)["train"][0]["voice"]
+    other = next(v for v in ("rms", "awb", "slt", "kal16") if v != train_voice)
+    voices = tmp_path / "voices"
+    augment.main(["voices", "--records", str(tiny_corpus), "--output_dir", str(voices), "--voices", other,
+                  train_voice])
+    rows = augment.read_step1_rows(voices)
+    assert [r["voice"] for r in rows] == [other]  # a paragraph's own voice is not read again
+    assert rows[0]["ref_words"] == read_records(tiny_corpus)["train"][0]["ref_words"]
+
+    pre = tmp_path / "pre"
+    base = common_args(pre, tiny_corpus, tmp_path / "audio") + [
+        "--text_model_name_or_path", str(tiny_text_bert), "--stage", "1", "--max_steps", "1",
+        "--save_strategy", "no", "--config_overrides", "audio_encoder_hidden_size=8"]
+    run_pretraining.main(base + ["--stage1_extra_records", str(voices)])
+    settings = json.loads((pre / "stage1" / "settings.json").read_text())
+    assert settings["extra_passages"] == 1 and settings["train_questions"] == 2
+    # Leaving the train passage's voice out keeps only the other voice's reading of it.
+    out = tmp_path / "pre_left_out"
+    run_pretraining.main([a if a != str(pre) else str(out) for a in base] +
+                         ["--stage1_extra_records", str(voices), "--exclude_train_voices", train_voice])
+    settings = json.loads((out / "stage1" / "settings.json").read_text())
+    assert settings["train_questions"] == 0 and settings["extra_passages"] == 1
