@@ -132,6 +132,10 @@ class DataTrainingArguments:
     wer_bucket_edges: str = field(default="0.1,0.2,0.3,0.4", metadata={"help": "passage-WER bucket edges"})
     ensemble_weights: str = field(default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1",
                                   metadata={"help": "SpeechBERT weights tried on validation"})
+    codes_eval_splits: list[str] = field(
+        default_factory=lambda: ["validation"],
+        metadata={"help": "splits whose code quality (sqa_train.codes) the fine-tuned SpeechBERT is measured on, "
+                          "into OUTPUT_DIR/speechbert/codes.json; 'none' to skip"})
     exclude_train_voices: list[str] = field(
         default_factory=list, metadata={"help": "flite voices whose train passages are left out of fine-tuning (the "
                                                 "voice-robustness run); evaluation keeps every voice"})
@@ -143,6 +147,7 @@ class DataTrainingArguments:
         unknown = set(self.system_list) - set(SYSTEMS)
         if unknown or not self.system_list:
             raise ValueError(f"--systems {self.systems!r}: expected a comma list of {SYSTEMS}")
+        self.codes_eval_splits = [s for s in self.codes_eval_splits if s.lower() != "none"]
         if self.stride >= self.max_length // 2:
             raise ValueError(f"--stride {self.stride} must be below half of --max_length {self.max_length}")
         try:
@@ -301,6 +306,8 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
         trainer.save_model()
         processor.save_pretrained(trainer.args.output_dir)
         mark_finished(trainer, training_args, len(splits["train"]), **settings)
+    if not oracle and training_args.do_eval and training_args.process_index == 0:
+        measure_codes(model, processor, splits, data_args, trainer.args.output_dir)
     scores = {}
     for split in ("validation", "test"):
         if training_args.do_eval and split in splits:
@@ -310,6 +317,20 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
             counts = {i["example"]: len(rows[i["example"]][f"{segments}_words"]) for i in eval_items}
             scores[split] = speechbert_word_scores(eval_items, start, end, counts)
     return scores
+
+
+def measure_codes(model, processor, splits, data_args, folder):
+    """Code quality of the fine-tuned SpeechBERT (does fine-tuning keep the codes word-like?) into FOLDER/codes.json."""
+    from sqa_train.codes import evaluate_codes, markdown, write_codes_json
+
+    chosen = {s: splits[s] for s in data_args.codes_eval_splits if s in splits}
+    if not chosen:
+        return None
+    results = evaluate_codes(model, processor.feature_extractor, processor.tokenizer, chosen, splits.get("train"),
+                             data_args.audio_cache_dir)
+    write_codes_json(Path(folder) / "codes.json", results)
+    logger.info("speechbert: code quality after fine-tuning:\n%s", markdown(results))
+    return results
 
 
 def run_text(system, model_args, data_args, training_args, splits, tokenizer):

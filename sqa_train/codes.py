@@ -73,11 +73,13 @@ def encode_segments(model, feature_extractor, tokenizer, rows, audio_cache_dir=N
     codes, targets, item_voices = [], [], []
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad():
         for a in range(0, len(items), batch_size):
             batch = collator(items[a : a + batch_size])
             real = batch["audio_feature_lengths"] > 0
-            codes.append(bert.encode_audio(batch["audio_features"], batch["audio_feature_lengths"]).float())
+            codes.append(bert.encode_audio(batch["audio_features"].to(device),
+                                           batch["audio_feature_lengths"].to(device)).float().cpu())
             targets.append(batch["audio_word_ids"][real])
             for item in items[a : a + batch_size]:
                 item_voices += [voices[item["paragraph_id"]]] * (item["seg_end"] - item["seg_start"])
@@ -126,7 +128,7 @@ def evaluate_codes(model, feature_extractor, tokenizer, splits: dict, train_rows
     """{split: accuracy dict} for every split of `splits` ({name: rows})."""
     seen = seen_pieces(tokenizer, train_rows) if train_rows is not None else None
     candidates = word_initial_ids(tokenizer)
-    embeddings = getattr(model, "bert", model).embeddings.word_embeddings.weight.detach()
+    embeddings = getattr(model, "bert", model).embeddings.word_embeddings.weight.detach().float().cpu()
     results = {}
     for name, rows in splits.items():
         codes, targets, voices = encode_segments(model, feature_extractor, tokenizer, rows, audio_cache_dir)

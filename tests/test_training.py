@@ -163,6 +163,9 @@ def test_pretraining_then_sqa_end_to_end(tmp_path, tiny_corpus, tiny_text_bert, 
     model = AutoModelForQuestionAnswering.from_pretrained(sqa / "speechbert", trust_remote_code=True)
     AutoProcessor.from_pretrained(sqa / "speechbert", trust_remote_code=True)
     assert type(model).__name__ == "SpeechBertForQuestionAnswering"
+    codes = json.loads((sqa / "speechbert" / "codes.json").read_text())  # measured after fine-tuning too
+    assert set(codes) == {"validation"} and codes["validation"]["segments"] > 0
+    assert set(json.loads((pre / "codes.json").read_text())) == {"validation"}  # and after pre-training
 
 
 @pytest.mark.slow
