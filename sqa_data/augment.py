@@ -126,11 +126,12 @@ def align_with_tail(recognizer, audio, words):
     return aligned[: len(words)]
 
 
-def _init_worker():
+def _init_worker(in_pool=True):
     global _RECOGNIZER
     from .speech import SpeechRecognizer
 
-    _die_with_parent()
+    if in_pool:  # never in the main process: it would die with the shell that started it (nohup or not)
+        _die_with_parent()
     _RECOGNIZER = SpeechRecognizer()
 
 
@@ -174,7 +175,7 @@ def build(jobs: list[dict], output_dir, config: dict, num_proc=1, chunk_size=16,
         results = pool.imap_unordered(_build_chunk, tasks)
     else:
         pool = None
-        _init_worker()
+        _init_worker(in_pool=False)
         results = map(_build_chunk, tasks)
     try:
         for n, records in enumerate(results, 1):

@@ -65,12 +65,12 @@ def _die_with_parent():
             pass
 
 
-def _init_worker():
+def _init_worker(in_pool=True):
     global _RECOGNIZER
     from .speech import SpeechRecognizer
 
-    _die_with_parent()
-
+    if in_pool:  # never in the main process: it would die with the shell that started it (nohup or not)
+        _die_with_parent()
     _RECOGNIZER = SpeechRecognizer()
 
 
@@ -151,7 +151,7 @@ def build(squad_json, output_dir, splits=("test", "validation", "train"), max_pa
         results = pool.imap_unordered(_build_chunk, tasks)
     else:
         pool = None
-        _init_worker()
+        _init_worker(in_pool=False)
         results = map(_build_chunk, tasks)
     try:
         for records in results:

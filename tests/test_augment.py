@@ -103,3 +103,24 @@ def test_pretraining_with_extra_speech_and_a_voice_left_out(tmp_path, speech_too
                          ["--stage1_extra_records", str(voices), "--exclude_train_voices", train_voice])
     settings = json.loads((out / "stage1" / "settings.json").read_text())
     assert settings["train_questions"] == 0 and settings["extra_passages"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="prctl is Linux's")
+@pytest.mark.parametrize("module", ["sqa_data.build", "sqa_data.augment"])
+def test_a_single_process_build_does_not_die_with_its_parent_shell(module):
+    """With --num_proc 1 the recognizer is made in the main process: it must not ask for SIGTERM when its parent
+    (the shell that started a background build) exits. Checked in a child process, whose flag is then read (the
+    recognizer itself is stubbed: loading it is beside the point)."""
+    import subprocess
+    import sys
+
+    code = (f"import ctypes, sqa_data.speech as sp, {module} as m; sp.SpeechRecognizer = lambda: None\n"
+            "def flag():\n    sig = ctypes.c_int(-1); ctypes.CDLL('libc.so.6').prctl(2, ctypes.byref(sig)); "
+            "return sig.value\n"  # PR_GET_PDEATHSIG
+            "m._init_worker(in_pool=False); print(flag()); m._init_worker(in_pool=True); print(flag())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # 0: the main process keeps running when its shell exits; 15: pool workers still die with the build (SIGTERM).
+    assert out.stdout.split()[-2:] == ["0", "15"]
