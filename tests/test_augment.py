@@ -106,7 +106,6 @@ def test_pretraining_with_extra_speech_and_a_voice_left_out(tmp_path, speech_too
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="prctl is Linux's")
 @pytest.mark.parametrize("module", ["sqa_data.build", "sqa_data.augment"])
 def test_a_single_process_build_does_not_die_with_its_parent_shell(module):
