@@ -54,7 +54,7 @@ from sqa_train.data import (
     text_qa_items,
 )
 from sqa_train.distributed import finish_distributed
-from sqa_train.evaluation import load_metric, markdown_table, plot_buckets, score, write_json
+from sqa_train.evaluation import load_metric, markdown_table, plot_buckets, score, voice_table, write_json
 from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_word_scores, text_word_scores
 from sqa_train.quantization import quantize_int8
 
@@ -401,7 +401,7 @@ def choose_ensemble_weight(data_args, splits, scores, metric):
     for weight in data_args.weights:
         combined = ensemble_scores(scores["speechbert"]["validation"], scores["cascade"]["validation"], weight)
         found = spans("ensemble", splits["validation"], combined, data_args.max_answer_length)
-        tried[weight] = score(metric, splits["validation"], found, data_args.edges)["overall"]["f1"]
+        tried[weight] = score(metric, splits["validation"], found, data_args.edges, per_voice=False)["overall"]["f1"]
     best = max(tried, key=lambda w: (tried[w], -abs(w - 0.5)))
     logger.info("ensemble weight %.2f (validation F1 by weight: %s)", best, tried)
     return best, tried
@@ -414,6 +414,9 @@ def write_reports(output_dir, splits, predictions, metrics):
         if split not in metrics:
             continue
         sections.append(markdown_table(metrics[split], split))
+        by_voice = voice_table(metrics[split], split)
+        if by_voice:
+            sections.append(by_voice)
         if split != "spoken_squad_text":
             plot_buckets(metrics[split], Path(output_dir) / f"wer_buckets_{split}.png", split)
         rows = splits[split]

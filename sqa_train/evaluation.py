@@ -27,12 +27,39 @@ def references(rows) -> list[dict]:
     } for row in rows]
 
 
-def score(metric, rows, predictions: dict[int, dict], wer_bucket_edges) -> dict:
+def score(metric, rows, predictions: dict[int, dict], wer_bucket_edges, per_voice=True) -> dict:
+    """The metric module's result, plus `per_voice` (the overall figures on each voice's questions) when the rows have
+    more than one voice: how a system does on a voice it was not trained on (`--exclude_train_voices`)."""
     preds = [{"id": rows[e]["id"], "prediction_text": p["prediction_text"], "start_time": p["start_time"],
               "end_time": p["end_time"]} for e, p in sorted(predictions.items())]
     scored_ids = {p["id"] for p in preds}
     refs = [r for r in references(rows) if r["id"] in scored_ids]
-    return metric.compute(predictions=preds, references=refs, wer_bucket_edges=list(wer_bucket_edges))
+    result = metric.compute(predictions=preds, references=refs, wer_bucket_edges=list(wer_bucket_edges))
+    voices = {rows[e].get("voice") or "" for e in predictions}
+    if per_voice and len(voices) > 1:
+        result["per_voice"] = {}
+        for voice in sorted(voices):
+            chosen = {e: p for e, p in predictions.items() if (rows[e].get("voice") or "") == voice}
+            result["per_voice"][voice or "unknown"] = score(metric, rows, chosen, wer_bucket_edges,
+                                                            per_voice=False)["overall"]
+    return result
+
+
+def voice_table(metrics: dict[str, dict], split: str) -> str:
+    """F1 / AOS of every system on each voice's questions."""
+    systems = [s for s in ("text", "cascade", "speechbert", "ensemble", "oracle") if s in metrics]
+    if not systems or "per_voice" not in metrics[systems[0]]:
+        return ""
+    voices = list(metrics[systems[0]]["per_voice"])
+    header = ["system"] + [f"F1 / AOS, {v} (n={metrics[systems[0]]['per_voice'][v]['count']})" for v in voices]
+    lines = [f"**{split}, by voice**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for system in systems:
+        cells = [SYSTEM_NAMES[system]]
+        for v in voices:
+            o = metrics[system]["per_voice"][v]
+            cells.append(f"{_cell(o['f1'])} / {_cell(o['aos'])}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _cell(value):

@@ -325,3 +325,23 @@ def test_sqa_with_frozen_audio_encoder_trains_only_the_rest(tmp_path, tiny_corpu
     count = marker["train_questions"]
     assert run_sqa.finished_model(training_args, "speechbert", count, freeze_audio_encoder=True)
     assert run_sqa.finished_model(training_args, "speechbert", count, freeze_audio_encoder=False) is None
+
+
+def test_scores_per_voice(metric):
+    from sqa_train.evaluation import score, voice_table
+
+    def row(qid, voice, answer):
+        return {"id": qid, "voice": voice, "source": "spoken-squad-text", "answers": {
+            "text": [answer], "start_time": [1.0], "end_time": [2.0]}, "wer": 0.1, "answer_has_asr_error": False}
+
+    rows = [row("a", "slt", "normans"), row("b", "awb", "river"), row("c", "awb", "king")]
+    predictions = {0: {"prediction_text": "normans", "start_time": 1.0, "end_time": 2.0},
+                   1: {"prediction_text": "river", "start_time": 1.0, "end_time": 2.0},
+                   2: {"prediction_text": "queen", "start_time": 5.0, "end_time": 6.0}}
+    result = score(metric, rows, predictions, (0.2,))
+    assert result["per_voice"]["slt"]["count"] == 1 and result["per_voice"]["slt"]["f1"] == 100
+    assert result["per_voice"]["awb"]["count"] == 2 and result["per_voice"]["awb"]["f1"] == 50
+    assert result["overall"]["f1"] == pytest.approx(200 / 3)
+    table = voice_table({"speechbert": result}, "test")
+    assert "F1 / AOS, awb (n=2)" in table and "| SpeechBERT | 50.0 / 50.0 | 100.0 / 100.0 |" in table
+    assert "per_voice" not in score(metric, rows[1:], {0: predictions[1], 1: predictions[2]}, (0.2,))
