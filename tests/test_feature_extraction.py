@@ -80,6 +80,8 @@ def test_stereo_is_an_error_unless_downmix_is_asked(extractor, passage):
         downmixed.extract(stereo, segments, sampling_rate=16000)[0],
         extractor.extract(stereo.mean(0), segments, sampling_rate=16000)[0],
     )
+    with pytest.raises(ValueError, match=r"shape \(3, \d+\): downmix=True averages .* stereo, not 3 rows"):
+        downmixed.extract(np.stack([audio] * 3), segments, sampling_rate=16000)  # never 3 passages averaged
 
 
 @pytest.mark.parametrize(

@@ -345,3 +345,50 @@ def test_scores_per_voice(metric):
     table = voice_table({"speechbert": result}, "test")
     assert "F1 / AOS, awb (n=2)" in table and "| SpeechBERT | 50.0 / 50.0 | 100.0 / 100.0 |" in table
     assert "per_voice" not in score(metric, rows[1:], {0: predictions[1], 1: predictions[2]}, (0.2,))
+
+
+def test_audio_encoder_learning_rate_gets_its_own_param_groups(tmp_path, tester):
+    import torch
+    from transformers import TrainingArguments
+
+    import run_sqa
+    from speechbert import SpeechBertForQuestionAnswering
+
+    model = SpeechBertForQuestionAnswering(tester.config())
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, weight_decay=0.01, report_to="none",
+                             use_cpu=True)
+    trainer = run_sqa.SpeechBertTrainer(model=model, args=args, audio_encoder_learning_rate=3e-6)
+    optimizer = trainer.create_optimizer()
+    encoder = {id(p) for n, p in model.named_parameters() if "audio_encoder." in n}
+    seen = []
+    for group in optimizer.param_groups:
+        ids = {id(p) for p in group["params"]}
+        seen += [id(p) for p in group["params"]]
+        assert ids <= encoder or not ids & encoder  # no group mixes the encoder with the rest
+        assert group["lr"] == (3e-6 if ids and ids <= encoder else 1e-4)
+    assert sorted(seen) == sorted(id(p) for p in model.parameters() if p.requires_grad)  # every weight, once
+    assert {g["weight_decay"] for g in optimizer.param_groups if {id(p) for p in g["params"]} <= encoder} == {0.01, 0.0}
+    trainer.create_scheduler(10, optimizer)
+    assert trainer.create_optimizer() is optimizer and len(optimizer.param_groups) == 4
+    with pytest.raises(ValueError, match="exclude each other"):
+        run_sqa.ModelArguments(audio_encoder_learning_rate=1e-5, freeze_audio_encoder=True,
+                               text_model_name_or_path="x")
+    del torch
+
+
+def test_config_overrides_are_applied_and_checked(tmp_path, tester, tokenizer, tiny_text_bert):
+    import run_sqa
+    from speechbert import SpeechBertForQuestionAnswering
+
+    SpeechBertForQuestionAnswering(tester.config()).save_pretrained(tmp_path / "ckpt")
+    tokenizer.save_pretrained(tmp_path / "ckpt")
+    model, _ = run_sqa.build_speechbert(str(tmp_path / "ckpt"), tokenizer,
+                                        "audio_code_mode=soft_word_embedding,alignment_temperature=0.1")
+    assert model.config.audio_code_mode == "soft_word_embedding" and model.config.alignment_temperature == 0.1
+    with pytest.raises(ValueError, match="audio_code_mode must be one of"):
+        run_sqa.build_speechbert(str(tmp_path / "ckpt"), tokenizer, "audio_code_mode=sometimes")
+    with pytest.raises(ValueError, match="key nonsense isn't in the original config"):
+        run_sqa.build_speechbert(str(tmp_path / "ckpt"), tokenizer, "nonsense=1")
+    from_text, _ = run_sqa.build_speechbert(str(tiny_text_bert), tokenizer, "audio_encoder_hidden_size=12")
+    assert from_text.config.audio_encoder_hidden_size == 12
+    assert from_text.bert.audio_encoder.rnn.hidden_size == 12
