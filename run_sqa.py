@@ -403,8 +403,7 @@ def run_text(system, model_args, data_args, training_args, splits, tokenizer):
         return built
 
     train_items = items(splits["train"], True) if training_args.do_train and not done else None
-    trainer = make_trainer(model, training_args, system, train_items, collator, model_args.quantize,
-                           None if oracle else model_args.audio_encoder_learning_rate)
+    trainer = make_trainer(model, training_args, system, train_items, collator, model_args.quantize)
     if training_args.do_train and not done:
         train(trainer, training_args)
         trainer.save_model()
