@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Step-1 (joint embedding) variants with the benchmark's step-1 settings, each measured with sqa_train.codes on
+# validation and test (issue 11, section 2). Resumable: rerun after an interruption. Run from the repository root.
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+TRAIN="--report_to none --save_strategy steps --save_steps 200 --save_total_limit 2 --logging_steps 50
+  --per_device_train_batch_size 8 --dataloader_num_workers 0 --seed 42 --resume_from_checkpoint true
+  --stage 1 --stage1_num_train_epochs ${EPOCHS:-10} --codes_eval_splits validation test --disable_tqdm true"
+declare -A EXTRA=([cos_t005_norm1_lexicon]="--stage1_extra_records data/step1-lexicon")
+declare -A OVERRIDES=(
+  [l1_w10]="audio_frame_stack=3,alignment_loss_weight=10"
+  [cos_t005_norm1]="audio_frame_stack=3,alignment_loss_type=cosine_softmax,alignment_temperature=0.05,norm_loss_weight=1"
+  [cos_t005_norm1_lexicon]="audio_frame_stack=3,alignment_loss_type=cosine_softmax,alignment_temperature=0.05,norm_loss_weight=1"
+  [cos_t005_norm1_2x256]="audio_frame_stack=3,alignment_loss_type=cosine_softmax,alignment_temperature=0.05,norm_loss_weight=1,audio_encoder_num_layers=2,audio_encoder_hidden_size=256"
+)
+for name in ${RUNS:-l1_w10 cos_t005_norm1}; do
+  out=outputs/step1/$name
+  mkdir -p "results/flite-squad/step1/$name"
+  $PY run_pretraining.py --output_dir "$out" --dataset outputs/benchmark/dataset $TRAIN \
+    --config_overrides "${OVERRIDES[$name]}" ${EXTRA[$name]:-} 2>&1 | tee "results/flite-squad/step1/$name/train.log"
+  cp "$out/codes.json" "$out/stage1/settings.json" "results/flite-squad/step1/$name/"
+done
