@@ -20,7 +20,6 @@ written to `codes.json` beside the model (merged with the splits already there) 
 import argparse
 import json
 import logging
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np

@@ -19,6 +19,19 @@ LETTERS = list("abcdefghijklmnopqrstuvwxyz") + ["##" + c for c in "abcdefghijklm
 VOCAB = SPECIAL + WORDS + LETTERS  # 101 entries: indices stay small like BERT's test vocab (99)
 
 
+def need(condition: bool, reason: str):
+    """Skip a test whose tool is missing on this machine; in CI, which installs every tool, fail it instead."""
+    if not condition:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def need_binaries(*names: str):
+    missing = [name for name in names if shutil.which(name) is None]
+    need(not missing, f"{' and '.join(missing)} not installed (apt-get install {' '.join(missing)})")
+
+
 class SpeechBertTester:
     """The tiny configuration every model test uses (hidden 32, 2 layers, 4 heads), as BertModelTester does."""
 
@@ -90,10 +103,7 @@ def seeded(model_class, config, seed=0):
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """Three spoken paragraphs (train / validation / test) built with the real recipe."""
-    if shutil.which("flite") is None or shutil.which("espeak-ng") is None:
-        if os.environ.get("CI"):
-            pytest.fail("flite and espeak-ng are needed")
-        pytest.skip("flite / espeak-ng are not installed")
+    need_binaries("flite", "espeak-ng")
     from sqa_data.recipe import build_paragraph
     from sqa_data.speech import SpeechRecognizer
 

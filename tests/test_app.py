@@ -9,16 +9,11 @@ import pytest
 
 from speechbert import SpeechBertForQuestionAnswering
 
-from .conftest import seeded
+from .conftest import need, seeded
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
-def need(condition, reason):
-    if not condition:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @pytest.fixture

@@ -2,12 +2,13 @@
 run_pretraining.py together with the voice-robustness option."""
 
 import json
-import os
 import shutil
 
 import pytest
 
 from sqa_data import augment
+
+from .conftest import need_binaries
 
 
 def test_voice_jobs_skip_the_paragraphs_own_voice_and_failed_ones():
@@ -35,10 +36,7 @@ def test_dictionary_words_fold_alternative_pronunciations(tmp_path):
 
 @pytest.fixture
 def speech_tools():
-    if shutil.which("flite") is None or shutil.which("espeak-ng") is None:
-        if os.environ.get("CI"):
-            pytest.fail("flite and espeak-ng are needed")
-        pytest.skip("flite / espeak-ng are not installed")
+    need_binaries("flite", "espeak-ng")
 
 
 @pytest.mark.slow

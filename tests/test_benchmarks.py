@@ -2,12 +2,13 @@
 they belong in benchmarks/RESULTS.md, measured by the full runs)."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from .conftest import need_binaries
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {
@@ -22,10 +23,8 @@ SCRIPTS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("script", list(SCRIPTS))
 def test_quick_run_prints_and_records(tmp_path, script):
-    if script == "bench_corpus.py" and shutil.which("flite") is None:
-        if os.environ.get("CI"):
-            pytest.fail("flite is not installed")
-        pytest.skip("flite is not installed")
+    if script == "bench_corpus.py":
+        need_binaries("flite")
     results = tmp_path / "RESULTS.md"
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--results", str(results)],

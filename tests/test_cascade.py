@@ -9,7 +9,7 @@ from sqa_train.cascade import CascadeSpokenQA
 from sqa_train.data import segment_times, text_qa_items
 from sqa_train.postprocess import predict_spans, text_word_scores
 
-from .conftest import make_passage
+from .conftest import make_passage, need_binaries
 
 
 @pytest.fixture
@@ -63,13 +63,7 @@ def test_constructor_arguments_are_checked(tiny_text_bert):
 
 @pytest.mark.slow
 def test_cascade_on_a_recording_with_speech_recognition(tmp_path, tiny_text_bert, capsys):
-    import shutil
-    import os
-
-    if shutil.which("flite") is None:
-        if os.environ.get("CI"):
-            pytest.fail("flite is not installed")
-        pytest.skip("flite is not installed")
+    need_binaries("flite")
     import soundfile as sf
 
     from sqa_data.speech import synthesize

@@ -22,16 +22,14 @@ from sqa_data.pronounce import ipa_to_cmu
 from sqa_data.recipe import asr_error_flags, span_has_asr_error, voice_and_speed
 from sqa_data.speech import FLITE_VOICES, require_binary
 
+from .conftest import need_binaries
+
 ROOT = Path(__file__).resolve().parents[1]
 SPOKEN_SQUAD_TEXT = ROOT.parent / "shared/data/spoken-squad-test/spoken_test-v1.1_42.json"
 
 
 def need_speech_tools():
-    for binary in ("flite", "espeak-ng"):
-        if shutil.which(binary) is None:
-            if os.environ.get("CI"):
-                pytest.fail(f"{binary} is not installed")
-            pytest.skip(f"{binary} is not installed")
+    need_binaries("flite", "espeak-ng")
 
 
 def words_of(text):

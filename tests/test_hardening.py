@@ -3,7 +3,6 @@ raised before recognition or inference, or a correct answer; never a silent wron
 
 import base64
 import io
-import json
 import warnings
 
 import numpy as np

@@ -4,7 +4,6 @@ import base64
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,15 +15,12 @@ import soundfile as sf
 from speechbert import SpeechBertForQuestionAnswering
 from speechbert.pipeline_speechbert import SpokenQuestionAnsweringPipeline, load_audio, register
 
-from .conftest import seeded
+from .conftest import need_binaries, seeded
 
 
 @pytest.fixture(scope="module")
 def speech():
-    if shutil.which("flite") is None:
-        if os.environ.get("CI"):
-            pytest.fail("flite is not installed")
-        pytest.skip("flite is not installed")
+    need_binaries("flite")
     from sqa_data.speech import synthesize
 
     return synthesize("The Normans gave their name to Normandy, a region in France.")

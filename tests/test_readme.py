@@ -2,12 +2,13 @@
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from .conftest import need_binaries
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -21,10 +22,7 @@ def readme_block() -> str:
 
 @pytest.mark.slow
 def test_readme_quick_start_runs(tmp_path):
-    if shutil.which("flite") is None:
-        if os.environ.get("CI"):
-            pytest.fail("flite is not installed (apt-get install flite)")
-        pytest.skip("flite is not installed")
+    need_binaries("flite")
     code = readme_block() + "\nassert answer['text'] and 0 <= answer['start_time'] < answer['end_time']\n"
     code += "assert type(model).__module__.startswith('transformers_modules.')\nprint('README OK')\n"
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(README.parent), HF_HOME=str(tmp_path / "hf"))

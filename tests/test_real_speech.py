@@ -1,7 +1,6 @@
 """Real speech through the real processor and a MiniLM-initialised model: flite speech and a human recording
 (LibriVox, from Debian's pocketsphinx-testdata), word times from pocketsphinx."""
 
-import os
 import shutil
 from pathlib import Path
 
@@ -13,15 +12,11 @@ from transformers import AutoTokenizer
 
 from speechbert import SpeechBertFeatureExtractor, SpeechBertForQuestionAnswering, SpeechBertProcessor
 
+from .conftest import need
+
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav")
 
 
-def need(condition: bool, reason: str):
-    # CI installs every speech tool: there a missing one is a failure, not a skip.
-    if not condition:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
