@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+ROOT = Path(__file__).resolve().parents[1]  # the repository, wherever it is checked out
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
 def median_seconds(function, repeats: int, warmup: int = 1) -> float:
@@ -42,7 +43,13 @@ def machine() -> str:
 
 
 def command() -> str:
-    return "python " + " ".join([Path(sys.argv[0]).as_posix().split("/main/")[-1], *sys.argv[1:]])
+    """The command line that ran, with the script's path relative to the repository."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(ROOT)
+    except ValueError:  # a script outside the repository: keep its path as given
+        script = Path(sys.argv[0])
+    return "python " + " ".join([script.as_posix(), *sys.argv[1:]])
 
 
 def write_section(name: str, body: str, results: Path = RESULTS):

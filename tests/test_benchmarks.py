@@ -46,3 +46,13 @@ def test_sections_are_replaced_not_duplicated(tmp_path):
     write_section("A", "second", results)
     text = results.read_text()
     assert text.count("## A") == 1 and "second" in text and "first" not in text and "## B" in text
+
+
+def test_command_names_the_script_relative_to_the_repository(monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import common
+
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "benchmarks" / "bench_inference.py"), "--quick"])
+    assert common.command() == "python benchmarks/bench_inference.py --quick"
+    monkeypatch.setattr(sys, "argv", ["/elsewhere/main/x.py"])
+    assert common.command() == "python /elsewhere/main/x.py"
