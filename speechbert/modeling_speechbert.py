@@ -483,7 +483,7 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
         placed = self.soft_word_embedding(codes) if self.config.audio_code_mode == "soft_word_embedding" else codes
         if audio_mask is not None:
             mask_embedding = self.embeddings.word_embeddings.weight[self.config.mask_token_id]
-            placed = torch.where(audio_mask[real].bool()[:, None], mask_embedding.to(codes.dtype), codes)
+            placed = torch.where(audio_mask[real].bool()[:, None], mask_embedding.to(placed.dtype), placed)
         # masked_scatter fills positions row-major, the order `codes` were taken in.
         inputs_embeds = inputs_embeds.masked_scatter(audio_positions[..., None], placed.to(inputs_embeds.dtype))
         return inputs_embeds, codes

@@ -436,6 +436,17 @@ def test_soft_word_embedding_mode(tester, processor):
     weights = (torch.nn.functional.normalize(codes, dim=-1) @ torch.nn.functional.normalize(table, dim=-1).T / 0.2)
     torch.testing.assert_close(embeds_soft[audio], weights.softmax(-1) @ table)
     torch.testing.assert_close(embeds_soft[~audio], embeds_direct[~audio])
+    # Masking one segment (the cross-modal MLM) feeds [MASK] there and leaves the others soft.
+    audio_mask = torch.zeros_like(inputs["audio_feature_lengths"], dtype=torch.bool)
+    audio_mask[0, 0] = True
+    with torch.no_grad():
+        embeds_masked, _ = soft.embed_inputs(inputs["input_ids"], inputs["audio_features"],
+                                             inputs["audio_feature_lengths"], audio_mask)
+    first = audio[0].nonzero()[0, 0]
+    torch.testing.assert_close(embeds_masked[0, first], table[soft.config.mask_token_id])
+    keep = audio.clone()
+    keep[0, first] = False
+    torch.testing.assert_close(embeds_masked[keep], embeds_soft[keep])
     # A sure encoder (a code pointing at one word, low temperature) feeds exactly that word's embedding.
     sure = seeded(SpeechBertModel, tester.config(audio_code_mode="soft_word_embedding",
                                                  alignment_temperature=1e-3))
