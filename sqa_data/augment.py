@@ -24,12 +24,11 @@ and a resumed build must use the same settings (`build_config.json`). Audio is n
 import argparse
 import hashlib
 import json
-import multiprocessing
 import sys
 import time
 from pathlib import Path
 
-from .build import _die_with_parent, check_build_config, read_shard, shard_path, write_atomically
+from .build import check_build_config, map_chunks, read_shard, shard_path
 from .recipe import SPEEDS, StageError, Timer, _run_stage, audio_checksum
 from .speech import FLITE_VOICES, require_binary, synthesize
 
@@ -58,7 +57,7 @@ def voice_jobs(records: list[dict], voices=FLITE_VOICES) -> list[dict]:
             jobs.append({"paragraph_id": f"{record['paragraph_id']}@{voice}",
                          "spoken_text": record["spoken_text"].rstrip() + TAIL_TEXT,
                          "words": list(record["ref_words"]), "voice": voice,
-                         "speed": SPEEDS[_stable_hash(key) % len(SPEEDS)], "source": "voices"})
+                         "speed": SPEEDS[_stable_hash(key) % len(SPEEDS)], "source": "voices", "title": "voices"})
     return jobs
 
 
@@ -94,7 +93,8 @@ def lexicon_jobs(words: list[str], voices=FLITE_VOICES, words_per_passage=30) ->
             key = f"lexicon-{index // words_per_passage}|{voice}"
             jobs.append({"paragraph_id": f"lexicon-{index // words_per_passage:05d}@{voice}",
                          "spoken_text": ", ".join(chunk) + "." + TAIL_TEXT, "words": chunk, "voice": voice,
-                         "speed": SPEEDS[_stable_hash(key) % len(SPEEDS)], "source": "lexicon"})
+                         "speed": SPEEDS[_stable_hash(key) % len(SPEEDS)], "source": "lexicon",
+                         "title": "lexicon"})
     return jobs
 
 
@@ -104,48 +104,13 @@ def build_job(job: dict, recognizer) -> dict:
     audio = _run_stage("synthesize", synthesize, job["spoken_text"], voice=job["voice"],
                        duration_stretch=job["speed"])
     timer.lap("synthesize")
-    aligned = _run_stage("align", align_with_tail, recognizer, audio, job["words"])
+    aligned = _run_stage("align", recognizer.align, audio, job["words"], tail=TAIL)
     timer.lap("align")
     return {"paragraph_id": job["paragraph_id"], "title": job["source"], "spoken_text": job["spoken_text"],
             "voice": job["voice"], "speed": job["speed"], "ref_words": job["words"],
             "ref_starts": [s for _, s, _ in aligned], "ref_ends": [e for _, _, e in aligned],
             "audio_duration": round(len(audio) / 16000, 4), "audio_sha1": audio_checksum(audio),
             "source": job["source"], "timings": timer.timings}
-
-
-def align_with_tail(recognizer, audio, words):
-    """Align `words` + TAIL and keep the words' times: the tail may lose its last word, the words may not."""
-    from .speech import AlignmentError
-
-    words = list(words)
-    recognizer.add_missing_words(words + list(TAIL))
-    recognizer.aligner.set_align_text(" ".join(words + list(TAIL)))
-    aligned = recognizer._decode(recognizer.aligner, audio, 16000)
-    if [w for w, _, _ in aligned[: len(words)]] != words:
-        raise AlignmentError(f"alignment returned {min(len(aligned), len(words))} of {len(words)} words")
-    return aligned[: len(words)]
-
-
-def _init_worker(in_pool=True):
-    global _RECOGNIZER
-    from .speech import SpeechRecognizer
-
-    if in_pool:  # never in the main process: it would die with the shell that started it (nohup or not)
-        _die_with_parent()
-    _RECOGNIZER = SpeechRecognizer()
-
-
-def _build_chunk(task):
-    path, jobs = task
-    records = []
-    for job in jobs:
-        try:
-            records.append(build_job(job, _RECOGNIZER))
-        except StageError as error:
-            records.append({"paragraph_id": job["paragraph_id"], "title": job["source"],
-                            "failed": {"stage": error.stage, "reason": error.reason}})
-    write_atomically(Path(path), records)
-    return records
 
 
 def build(jobs: list[dict], output_dir, config: dict, num_proc=1, chunk_size=16, max_jobs=None) -> dict:
@@ -170,13 +135,7 @@ def build(jobs: list[dict], output_dir, config: dict, num_proc=1, chunk_size=16,
             tasks.append((str(path), jobs[index : index + chunk_size]))
     print(f"{output_dir}: {len(jobs) - done} jobs to build, {done} already done", file=sys.stderr, flush=True)
     start, built, failed, seconds = time.perf_counter(), 0, 0, 0.0
-    if num_proc > 1:
-        pool = multiprocessing.get_context("spawn").Pool(num_proc, initializer=_init_worker)
-        results = pool.imap_unordered(_build_chunk, tasks)
-    else:
-        pool = None
-        _init_worker(in_pool=False)
-        results = map(_build_chunk, tasks)
+    results = map_chunks(build_job, tasks, num_proc)
     try:
         for n, records in enumerate(results, 1):
             for record in records:
@@ -189,8 +148,7 @@ def build(jobs: list[dict], output_dir, config: dict, num_proc=1, chunk_size=16,
                 print(f"{n}/{len(tasks)} shards, {built} built, {failed} failed, {seconds / 3600:.2f} h of audio, "
                       f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     finally:
-        if pool is not None:
-            pool.terminate()
+        results.close()  # stops the pool
     return {"built": built, "failed": failed, "audio_hours": round(seconds / 3600, 3),
             "wall_seconds": round(time.perf_counter() - start, 1)}
 

@@ -75,17 +75,34 @@ def _init_worker(in_pool=True):
 
 
 def _build_chunk(task):
-    """Worker: build every paragraph of one chunk and write its shard."""
-    path, paragraphs = task
+    """Worker: build every item of one chunk with `build_one(item, recognizer)` and write its shard. An item that
+    fails a stage becomes a record saying which stage and why."""
+    path, items, build_one = task
     records = []
-    for paragraph in paragraphs:
+    for item in items:
         try:
-            records.append(build_paragraph(paragraph, _RECOGNIZER))
+            records.append(build_one(item, _RECOGNIZER))
         except StageError as error:
-            records.append({"paragraph_id": paragraph["paragraph_id"], "title": paragraph["title"],
+            records.append({"paragraph_id": item["paragraph_id"], "title": item["title"],
                             "failed": {"stage": error.stage, "reason": error.reason}})
     write_atomically(Path(path), records)
     return records
+
+
+def map_chunks(build_one, tasks, num_proc=1):
+    """Build `tasks` ((shard path, items) pairs) with `build_one`, a module-level function, in `num_proc` spawned
+    workers (or in this process), each holding one recognizer; yields each chunk's records as its shard is written.
+    Closing the generator stops the workers."""
+    tasks = [(path, items, build_one) for path, items in tasks]
+    if num_proc <= 1:
+        _init_worker(in_pool=False)
+        yield from map(_build_chunk, tasks)
+        return
+    pool = multiprocessing.get_context("spawn").Pool(num_proc, initializer=_init_worker)
+    try:
+        yield from pool.imap_unordered(_build_chunk, tasks)
+    finally:
+        pool.terminate()
 
 
 def check_build_config(output_dir: Path, config: dict):
@@ -146,13 +163,7 @@ def build(squad_json, output_dir, splits=("test", "validation", "train"), max_pa
              "audio_seconds": 0.0}
     start = time.perf_counter()
     bar = tqdm(total=todo, unit="paragraph", disable=not progress, dynamic_ncols=True)
-    if num_proc > 1:
-        pool = multiprocessing.get_context("spawn").Pool(num_proc, initializer=_init_worker)
-        results = pool.imap_unordered(_build_chunk, tasks)
-    else:
-        pool = None
-        _init_worker(in_pool=False)
-        results = map(_build_chunk, tasks)
+    results = map_chunks(build_paragraph, tasks, num_proc)
     try:
         for records in results:
             for record in records:
@@ -167,8 +178,7 @@ def build(squad_json, output_dir, splits=("test", "validation", "train"), max_pa
             bar.update(len(records))
     finally:
         bar.close()
-        if pool is not None:
-            pool.terminate()
+        results.close()  # stops the workers
     elapsed = time.perf_counter() - start
     built, failed = sum(stats["built"].values()), sum(stats["failed"].values())
     summary = {

@@ -88,19 +88,25 @@ class SpeechRecognizer:
             raise AlignmentError(f"no pronunciation for {unknown}")
         return added
 
-    def align(self, audio: np.ndarray, words: list[str], sampling_rate: int = SAMPLING_RATE):
-        """[(word, start_s, end_s), ...]: the reference `words`, in order, with their times in `audio`."""
+    def align(self, audio: np.ndarray, words: list[str], sampling_rate: int = SAMPLING_RATE, tail=()):
+        """[(word, start_s, end_s), ...]: the reference `words`, in order, with their times in `audio`.
+
+        `tail`: words spoken after `words` (a closing phrase such as "and that is all"), aligned with them but not
+        returned, and allowed to come back incomplete: the aligner tends to lose the last word of a passage, and a
+        tail takes that loss instead of the passage.
+        """
+        words, tail = list(words), list(tail)
         if not words:
             raise AlignmentError("nothing to align: no reference words")
-        self.add_missing_words(words)
-        self.aligner.set_align_text(" ".join(words))
+        self.add_missing_words(words + tail)
+        self.aligner.set_align_text(" ".join(words + tail))
         aligned = self._decode(self.aligner, audio, sampling_rate)
-        if [w for w, _, _ in aligned] != list(words):
+        if [w for w, _, _ in aligned[: len(words)]] != words or (not tail and len(aligned) != len(words)):
             raise AlignmentError(
-                f"alignment returned {len(aligned)} of {len(words)} words"
+                f"alignment returned {min(len(aligned), len(words))} of {len(words)} words"
                 + ("" if aligned else " (no path: audio and text disagree)")
             )
-        return aligned
+        return aligned[: len(words)]
 
     @staticmethod
     def _decode(decoder, audio, sampling_rate):

@@ -40,6 +40,29 @@ def speech_tools():
 
 
 @pytest.mark.slow
+def test_alignment_with_a_tail_returns_the_words_only(speech_tools):
+    from sqa_data.speech import AlignmentError, SpeechRecognizer, synthesize
+
+    words = "the normans gave their name to normandy".split()
+    audio = synthesize("The Normans gave their name to Normandy." + augment.TAIL_TEXT, voice="kal16")
+    recognizer = SpeechRecognizer()
+    aligned = recognizer.align(audio, words, tail=augment.TAIL)
+    assert [w for w, _, _ in aligned] == words
+    assert all(s < e for _, s, e in aligned) and all(a[2] <= b[1] + 1e-6 for a, b in zip(aligned, aligned[1:]))
+    assert aligned[-1][2] < len(audio) / 16000 - 0.3  # the tail's speech is after the last word
+    # What the aligner returns decides: the tail may come back short, the passage may not.
+    timed = [(w, i / 10, (i + 1) / 10) for i, w in enumerate(words + list(augment.TAIL))]
+    recognizer._decode = lambda *args: timed[: len(words) + 1]
+    assert recognizer.align(audio, words, tail=augment.TAIL) == timed[: len(words)]
+    recognizer._decode = lambda *args: timed[: len(words) - 1]
+    with pytest.raises(AlignmentError, match="6 of 7 words"):
+        recognizer.align(audio, words, tail=augment.TAIL)
+    recognizer._decode = lambda *args: timed[: len(words) + 1]
+    with pytest.raises(AlignmentError, match="of 7 words"):
+        recognizer.align(audio, words)  # without a tail every returned word must be a passage word
+
+
+@pytest.mark.slow
 def test_lexicon_build_resumes_and_its_audio_regenerates(tmp_path, speech_tools, tiny_text_bert):
     import numpy as np
 
@@ -105,15 +128,14 @@ def test_pretraining_with_extra_speech_and_a_voice_left_out(tmp_path, speech_too
 
 @pytest.mark.slow
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="prctl is Linux's")
-@pytest.mark.parametrize("module", ["sqa_data.build", "sqa_data.augment"])
-def test_a_single_process_build_does_not_die_with_its_parent_shell(module):
+def test_a_single_process_build_does_not_die_with_its_parent_shell():
     """With --num_proc 1 the recognizer is made in the main process: it must not ask for SIGTERM when its parent
     (the shell that started a background build) exits. Checked in a child process, whose flag is then read (the
     recognizer itself is stubbed: loading it is beside the point)."""
     import subprocess
     import sys
 
-    code = (f"import ctypes, sqa_data.speech as sp, {module} as m; sp.SpeechRecognizer = lambda: None\n"
+    code = ("import ctypes, sqa_data.speech as sp, sqa_data.build as m; sp.SpeechRecognizer = lambda: None\n"
             "def flag():\n    sig = ctypes.c_int(-1); ctypes.CDLL('libc.so.6').prctl(2, ctypes.byref(sig)); "
             "return sig.value\n"  # PR_GET_PDEATHSIG
             "m._init_worker(in_pool=False); print(flag()); m._init_worker(in_pool=True); print(flag())")
