@@ -180,6 +180,13 @@ def pad_tokens(items, pad_token_id) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
 
 
+def span_labels(items) -> dict[str, torch.Tensor]:
+    """The answer span labels of QA training items (`start_positions`, `end_positions`); none for eval items."""
+    if "start_positions" not in items[0]:
+        return {}
+    return {key: torch.tensor([item[key] for item in items]) for key in ("start_positions", "end_positions")}
+
+
 @dataclass
 class SpeechBertQACollator:
     frames: PassageFrames
@@ -188,9 +195,7 @@ class SpeechBertQACollator:
     def __call__(self, items):
         batch = pad_tokens(items, self.pad_token_id)
         batch["audio_features"], batch["audio_feature_lengths"] = self.frames.gather(items)
-        if "start_positions" in items[0]:
-            batch["start_positions"] = torch.tensor([item["start_positions"] for item in items])
-            batch["end_positions"] = torch.tensor([item["end_positions"] for item in items])
+        batch.update(span_labels(items))
         return batch
 
 
@@ -239,9 +244,7 @@ class TextQACollator:
 
     def __call__(self, items):
         batch = pad_tokens(items, self.pad_token_id)
-        if "start_positions" in items[0]:
-            batch["start_positions"] = torch.tensor([item["start_positions"] for item in items])
-            batch["end_positions"] = torch.tensor([item["end_positions"] for item in items])
+        batch.update(span_labels(items))
         return batch
 
 

@@ -14,7 +14,7 @@ import torch
 
 from speechbert.modeling_speechbert import SpeechBertForQuestionAnswering
 
-from .data import pad_tokens
+from .data import pad_tokens, span_labels
 
 ORACLE_MODES = ("first_piece", "mean_pieces")
 
@@ -59,9 +59,7 @@ class OracleQACollator:
     def __call__(self, items):
         batch = pad_tokens(items, self.pad_token_id)
         batch["oracle_pieces"] = self.pieces.gather(items)
-        if "start_positions" in items[0]:
-            batch["start_positions"] = torch.tensor([item["start_positions"] for item in items])
-            batch["end_positions"] = torch.tensor([item["end_positions"] for item in items])
+        batch.update(span_labels(items))
         return batch
 
 
