@@ -17,7 +17,6 @@ trust_remote_code=True)` loads it.
 import hashlib
 import json
 import logging
-import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -32,10 +31,17 @@ from sqa_train.data import (
     PassageFrames,
     joint_embedding_items,
     load_corpus,
-    resume_checkpoint,
     speechbert_qa_items,
 )
 from sqa_train.distributed import finish_distributed
+from sqa_train.stages import (  # noqa: F401  (the fingerprint helpers are part of this script's interface)
+    VOLATILE_CONFIG_KEYS,
+    check_stage_settings,
+    fingerprint_sha1,
+    resume_checkpoint,
+    stage_args,
+    stage_fingerprint,
+)
 
 logger = logging.getLogger("run_pretraining")
 LOSS_PARTS = ("reconstruction_loss", "alignment_loss", "norm_loss", "audio_mlm_loss", "text_mlm_loss")
@@ -147,72 +153,6 @@ def build_model(model_args, tokenizer):
     model, _ = SpeechBertForPreTraining.from_text_bert(model_args.text_model_name_or_path, tokenizer=tokenizer,
                                                        **model_args.overrides())
     return model
-
-
-def stage_args(training_args, subdir, **changes):
-    args = {k: v for k, v in training_args.to_dict().items() if not k.startswith("_")}
-    args.update(output_dir=os.path.join(training_args.output_dir, subdir), remove_unused_columns=False, **changes)
-    return TrainingArguments(**args)
-
-
-# Config fields that say nothing about what a step trains.
-VOLATILE_CONFIG_KEYS = ("architectures", "auto_map", "transformers_version", "_name_or_path", "torch_dtype", "dtype",
-                        "custom_pipelines")
-TRAINING_KEYS = ("num_train_epochs", "max_steps", "learning_rate", "per_device_train_batch_size",
-                 "gradient_accumulation_steps", "weight_decay", "warmup_steps", "lr_scheduler_type", "seed",
-                 "world_size")
-
-
-def stage_fingerprint(name, model, args, start, rows, **settings) -> dict:
-    """Everything that decides what a pre-training step produces: its start, the model config, the training rows and
-    the step's own settings. A finished step is reused only when this matches exactly."""
-    config = {k: v for k, v in model.config.to_dict().items() if k not in VOLATILE_CONFIG_KEYS}
-    paragraphs = sorted({row["paragraph_id"] for row in rows})
-    return {
-        "stage": name,
-        "start": start,
-        "config": config,
-        "train_questions": len(rows),
-        "train_paragraphs_sha1": hashlib.sha1("\n".join(paragraphs).encode()).hexdigest(),
-        "training": {k: str(getattr(args, k, None)) if k == "lr_scheduler_type" else getattr(args, k, None)
-                     for k in TRAINING_KEYS},
-        **settings,
-    }
-
-
-def fingerprint_sha1(fingerprint: dict) -> str:
-    return hashlib.sha1(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _differences(old: dict, new: dict, prefix="") -> list[str]:
-    found = []
-    for key in sorted(old.keys() | new.keys()):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            found += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            found.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return found
-
-
-def check_stage_settings(folder: Path, fingerprint: dict) -> bool:
-    """True when `folder` holds a finished step made with exactly these settings; False when it holds nothing or an
-    unfinished run with them. Raises when the folder was made with other settings (or by a version that did not
-    record them), instead of silently reusing or resuming it."""
-    settings = folder / "settings.json"
-    done = (folder / "DONE").exists()
-    if settings.exists():
-        recorded = json.loads(settings.read_text())
-        # JSON turns tuples into lists: compare as JSON.
-        if json.loads(json.dumps(recorded, default=str)) != json.loads(json.dumps(fingerprint, default=str)):
-            changed = "; ".join(_differences(recorded, json.loads(json.dumps(fingerprint, default=str)))[:8])
-            raise ValueError(f"{folder} was made with other settings ({changed}): delete it to run "
-                             f"{fingerprint['stage']} again with these, or choose another --output_dir")
-    elif done or any(folder.glob("checkpoint-*")):
-        raise ValueError(f"{folder} holds a {'finished' if done else 'started'} step without the settings it was made "
-                         f"with (settings.json; written since this check exists): delete it to run "
-                         f"{fingerprint['stage']} again")
-    return done
 
 
 def run_stage(name, model, args, build_items, collator, training_args, fingerprint):

@@ -46,14 +46,13 @@ from sqa_train.data import (
     PassageFrames,
     SpeechBertQACollator,
     TextQACollator,
-    auto_resume,
     load_corpus,
-    resume_checkpoint,
     segment_times,
     speechbert_qa_items,
     text_qa_items,
 )
 from sqa_train.distributed import finish_distributed
+from sqa_train.stages import auto_resume, resume_checkpoint
 from sqa_train.evaluation import load_metric, markdown_table, plot_buckets, score, voice_table, write_json
 from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_word_scores, text_word_scores
 from sqa_train.quantization import quantize_int8

@@ -10,6 +10,7 @@ from .modeling_speechbert import (
 )
 from .pipeline_speechbert import SpokenQuestionAnsweringPipeline
 from .processing_speechbert import SpeechBertProcessor
+from .segmentation_speechbert import SpeechBertWordSegmenter
 
 __all__ = [
     "SpeechBertConfig",
@@ -19,5 +20,6 @@ __all__ = [
     "SpeechBertModel",
     "SpeechBertPreTrainedModel",
     "SpeechBertProcessor",
+    "SpeechBertWordSegmenter",
     "SpokenQuestionAnsweringPipeline",
 ]

@@ -70,6 +70,15 @@ class SpeechBertConfig(BertConfig):
     audio_token_id (`int`, defaults to 1): id in `input_ids` marking a position filled by an audio segment. 1 is
         `[unused0]` in the uncased BERT vocabulary, so no embedding matrix needs resizing.
     mask_token_id (`int`, defaults to 103): the `[MASK]` id; a masked audio segment is fed as its embedding.
+    word_segmenter (`bool`, defaults to `False`): the model holds a `SpeechBertWordSegmenter`, which finds word
+        segments in the frames without ASR (trained by `run_segmenter.py`; the pipeline uses it when no
+        `word_segments` are given). Checkpoints saved without it load without it.
+    segmenter_hidden_size, segmenter_num_layers, segmenter_kernel_size (`int`, defaults to 64, 4 and 5): channels,
+        dilated layers (dilation 1, 2, 4, ...) and odd kernel width of the segmenter's convolutions.
+    segmenter_begin_frames (`int`, defaults to 2): frames at the start of each word labelled `BEGIN` in training.
+    segmenter_threshold (`float`, defaults to 0.5): `P(BEGIN)` a peak needs to start a word (`run_segmenter.py`
+        chooses it on validation).
+    segmenter_min_word_frames (`int`, defaults to 3): shortest word the decoder keeps, in frames.
     """
 
     model_type = "speechbert"
@@ -100,6 +109,13 @@ class SpeechBertConfig(BertConfig):
     audio_code_mode: str = "direct"
     audio_token_id: int = 1
     mask_token_id: int = 103
+    word_segmenter: bool = False
+    segmenter_hidden_size: int = 64
+    segmenter_num_layers: int = 4
+    segmenter_kernel_size: int = 5
+    segmenter_begin_frames: int = 2
+    segmenter_threshold: float | int = 0.5
+    segmenter_min_word_frames: int = 3
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -124,7 +140,8 @@ class SpeechBertConfig(BertConfig):
         positive = (
             "sampling_rate", "num_mel_bins", "num_mfcc", "feature_size", "window_ms", "hop_ms",
             "max_frames_per_segment", "audio_frame_stack", "audio_encoder_num_layers", "audio_encoder_hidden_size",
-            "audio_decoder_num_layers", "audio_decoder_hidden_size",
+            "audio_decoder_num_layers", "audio_decoder_hidden_size", "segmenter_hidden_size", "segmenter_num_layers",
+            "segmenter_kernel_size", "segmenter_begin_frames", "segmenter_min_word_frames",
         )
         for name in positive:
             value = getattr(self, name)
@@ -156,6 +173,15 @@ class SpeechBertConfig(BertConfig):
         if isinstance(self.alignment_temperature, bool) or not self.alignment_temperature > 0:
             raise ValueError(
                 f"SpeechBertConfig.alignment_temperature must be a positive number, got {self.alignment_temperature!r}"
+            )
+        if self.segmenter_kernel_size % 2 == 0:
+            raise ValueError(
+                f"SpeechBertConfig.segmenter_kernel_size must be odd (centred convolutions), got "
+                f"{self.segmenter_kernel_size!r}"
+            )
+        if isinstance(self.segmenter_threshold, bool) or not 0 < self.segmenter_threshold < 1:
+            raise ValueError(
+                f"SpeechBertConfig.segmenter_threshold must lie in (0, 1), got {self.segmenter_threshold!r}"
             )
         for name in ("audio_token_id", "mask_token_id"):
             value = getattr(self, name)

