@@ -74,17 +74,27 @@ class Demo:
             audio = load_audio(audio_path)
             if str(audio_path) in self.known:
                 words, segments = self.known[str(audio_path)]
+                found = self.qa(audio, question=question, sampling_rate=16000, word_segments=segments, words=words)
+            elif getattr(self.qa.model.config, "word_segmenter", False):
+                # The checkpoint finds the word boundaries itself: no recognition, so no transcript.
+                words = None
+                found = self.qa(audio, question=question, sampling_rate=16000, segmenter="model")
             else:
                 words, segments = recognize_words(self.qa.processor.feature_extractor.to_mono(audio))
-            found = self.qa(audio, question=question, sampling_rate=16000, word_segments=segments, words=words)
+                found = self.qa(audio, question=question, sampling_rate=16000, word_segments=segments, words=words)
         except (ValueError, ImportError) as error:
             raise gr.Error(str(error)) from error
+        clip = audio[int(found["start"] * 16000) : int(found["end"] * 16000)]
+        span = f"{found['start']:.2f} s - {found['end']:.2f} s (score {found['score']:.3f})"
+        clip = (16000, (np.clip(clip, -1, 1) * 32767).astype(np.int16))
+        if words is None:
+            note = (f"(no transcript: the model's word segmenter found the words, no speech recognition ran; the "
+                    f"answer is words {found['segment_start'] + 1}-{found['segment_end'] + 1}, in the clip)", None)
+            return "(listen to the answer clip)", span, [note], clip
         first, last = found["segment_start"], found["segment_end"]
         transcript = [(" ".join(words[:first]) + " ", None), (" ".join(words[first : last + 1]), "answer"),
                       (" " + " ".join(words[last + 1 :]), None)]
-        clip = audio[int(found["start"] * 16000) : int(found["end"] * 16000)]
-        span = f"{found['start']:.2f} s - {found['end']:.2f} s (score {found['score']:.3f})"
-        return found["answer"], span, transcript, (16000, (np.clip(clip, -1, 1) * 32767).astype(np.int16))
+        return found["answer"], span, transcript, clip
 
 
 def build(demo: Demo) -> gr.Blocks:

@@ -5,8 +5,11 @@
     qa("passage.wav", question="Who ruled Normandy?", top_k=3)
 
 Audio is a path, raw bytes, a `{"array", "sampling_rate"}` dict or an array with `sampling_rate=`; it is down-mixed
-and resampled to 16 kHz. Without `word_segments` the passage is recognised with pocketsphinx (an optional dependency:
-`pip install pocketsphinx`) for its word times. Several questions about one passage share its features.
+and resampled to 16 kHz. Word segments come from, in this order: `word_segments` when given; the checkpoint's own
+word segmenter (`config.word_segmenter`, trained by `run_segmenter.py`: no recognition, and no answer words unless
+`words` are given); else pocketsphinx recognition (an optional dependency: `pip install pocketsphinx`), whose words
+become the answer text. `segmenter="asr"` or `"model"` chooses explicitly. Several questions about one passage share
+its features.
 """
 
 import io
@@ -187,11 +190,20 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
 
     def _sanitize_parameters(self, sampling_rate=None, word_segments=None, words=None, top_k=None,
                              max_answer_segments=None, max_length=None, stride=None, window_batch_size=None,
-                             **kwargs):
+                             segmenter=None, **kwargs):
         # Every argument is checked here, before any audio is decoded or recognised.
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
         check_sampling_rate_type(sampling_rate)
+        if segmenter not in (None, "asr", "model"):
+            raise ValueError(f"segmenter must be 'asr' (pocketsphinx word times) or 'model' (the checkpoint's word "
+                             f"segmenter), got {segmenter!r}")
+        if segmenter is not None and word_segments is not None:
+            raise ValueError(f"segmenter={segmenter!r} and word_segments exclude each other: given word_segments are "
+                             "used as they are")
+        if segmenter == "model" and not getattr(self.model.config, "word_segmenter", False):
+            raise ValueError("segmenter='model' but this checkpoint has no word segmenter (config.word_segmenter is "
+                             "False): train one with run_segmenter.py, or use segmenter='asr'")
         limit = self.model.config.max_position_embeddings
         for name, value, low, high in (("top_k", top_k, 1, None), ("max_answer_segments", max_answer_segments, 1, None),
                                        ("max_length", max_length, 8, limit), ("stride", stride, 0, None),
@@ -220,7 +232,8 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
                 raise ValueError(f"word_segments must hold numbers (seconds): {error}") from error
         if words is not None and word_segments is not None and len(words) != len(word_segments):
             raise ValueError(f"got {len(word_segments)} word segments but {len(words)} words")
-        preprocess = {"sampling_rate": sampling_rate, "word_segments": word_segments, "words": words}
+        preprocess = {"sampling_rate": sampling_rate, "word_segments": word_segments, "words": words,
+                      "segmenter": segmenter}
         if max_length is not None:
             preprocess["max_length"] = max_length
         if stride is not None:
@@ -233,7 +246,8 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
             postprocess["max_answer_segments"] = max_answer_segments
         return preprocess, forward, postprocess
 
-    def preprocess(self, inputs, sampling_rate=None, word_segments=None, words=None, max_length=None, stride=None):
+    def preprocess(self, inputs, sampling_rate=None, word_segments=None, words=None, max_length=None, stride=None,
+                   segmenter=None):
         # Windows as run_qa.py cuts them (384 tokens, stride 128), within the model's position embeddings.
         max_length = max_length or min(384, self.model.config.max_position_embeddings)
         stride = stride if stride is not None else min(128, max_length // 3)
@@ -255,8 +269,13 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
         # Empty, silent or non-finite audio fails here, before any recognition is spent on it.
         audio = self.processor.feature_extractor.to_mono(load_audio(inputs["audio"], sampling_rate))
         if word_segments is None:
-            recognised, word_segments = recognize_words(audio)
-            words = words if words is not None else recognised
+            if segmenter is None:
+                segmenter = "model" if getattr(self.model.config, "word_segmenter", False) else "asr"
+            if segmenter == "model":
+                word_segments = self.model_segments(audio)
+            else:
+                recognised, word_segments = recognize_words(audio)
+                words = words if words is not None else recognised
         if words is not None and len(words) != len(word_segments):
             raise ValueError(f"got {len(word_segments)} word segments but {len(words)} words")
         # One passage, many questions: its features are extracted once; `_forward` pads them per window batch.
@@ -265,6 +284,15 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
             max_length=max_length, stride=stride)
         return {"data": data, "windows": windows, "extracted": extracted, "words": words, "single": single,
                 "num_questions": len(questions)}
+
+    def model_segments(self, audio: np.ndarray) -> list[tuple[float, float]]:
+        """Word segments of one mono 16 kHz passage from the checkpoint's word segmenter."""
+        frames = self.processor.feature_extractor.frame_features(audio)
+        base = getattr(self.model, self.model.base_model_prefix, self.model)
+        segments = base.segment_words(frames)[0]
+        if not segments:
+            raise ValueError("the word segmenter found no speech in the audio: is it silent or not speech?")
+        return segments
 
     def _forward(self, inputs, window_batch_size=16):
         """The windows in batches of `window_batch_size`: memory is bounded by the batch whatever the number of

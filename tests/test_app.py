@@ -44,6 +44,30 @@ def test_answer_function_and_its_errors(demo):
         demo.answer(__file__, question)
 
 
+def test_a_segmenter_checkpoint_answers_uploads_without_recognition(tmp_path, tester, processor, monkeypatch):
+    need(shutil.which("flite") is not None, "flite is not installed")
+    pytest.importorskip("gradio")
+    import soundfile as sf
+    import torch
+
+    import app
+    from speechbert import pipeline_speechbert
+    from sqa_data.speech import synthesize
+
+    model = seeded(SpeechBertForQuestionAnswering, tester.config(word_segmenter=True, segmenter_hidden_size=8))
+    model.save_pretrained(tmp_path / "ckpt")
+    processor.save_pretrained(tmp_path / "ckpt")
+    demo = app.Demo(str(tmp_path / "ckpt"))
+    monkeypatch.setattr(pipeline_speechbert, "recognize_words", lambda audio: pytest.fail("recognition ran"))
+    sf.write(tmp_path / "upload.wav", synthesize("The Normans gave their name to Normandy."), 16000)
+    with torch.no_grad():  # a segmenter that starts a word every min_word_frames (3) frames
+        demo.qa.model.bert.word_segmenter.output.weight.zero_()
+        demo.qa.model.bert.word_segmenter.output.bias.copy_(torch.tensor([-10.0, 0.0, 0.0]))
+    answer, span, transcript, (rate, clip) = demo.answer(str(tmp_path / "upload.wav"), "Who?")
+    assert answer == "(listen to the answer clip)" and " s - " in span and rate == 16000 and len(clip) > 0
+    assert "no speech recognition ran" in transcript[0][0]
+
+
 def test_silent_audio_is_named(demo, tmp_path):
     import gradio as gr
     import numpy as np

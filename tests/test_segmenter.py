@@ -156,3 +156,86 @@ def test_run_segmenter_trains_measures_and_saves(tmp_path, tiny_corpus, tiny_tex
         run_segmenter.main(common[:-1] + ["segmenter_hidden_size=8"])
     with pytest.raises(ValueError, match="only segmenter_"):
         run_segmenter.main(common[:-1] + ["audio_frame_stack=2"])
+
+
+# ------------------------------------------------------------------------------------------- the pipeline
+@pytest.fixture
+def segmenting_qa(tester, processor):
+    """A pipeline whose checkpoint has a segmenter that calls every frame the inside of one word."""
+    from speechbert.pipeline_speechbert import SpokenQuestionAnsweringPipeline, register
+
+    register()
+    model = seeded(SpeechBertForQuestionAnswering, tester.config(word_segmenter=True, segmenter_hidden_size=8))
+    with torch.no_grad():
+        model.bert.word_segmenter.output.weight.zero_()
+        model.bert.word_segmenter.output.bias.copy_(torch.tensor([0.0, -10.0, 10.0]))
+    return SpokenQuestionAnsweringPipeline(model=model, processor=processor, task="spoken-question-answering")
+
+
+def test_pipeline_uses_the_checkpoints_segmenter_without_asr(segmenting_qa, passage, monkeypatch):
+    from speechbert import pipeline_speechbert
+
+    audio, segments, words = passage
+
+    def refuse(audio):
+        raise AssertionError("speech recognition ran although the checkpoint has a segmenter")
+
+    monkeypatch.setattr(pipeline_speechbert, "recognize_words", refuse)
+    answer = segmenting_qa(audio, question="who ruled ?", sampling_rate=16000)
+    duration = len(audio) / 16000
+    assert answer["segment_start"] == answer["segment_end"] == 0  # one word: the whole passage
+    assert answer["start"] < 0.01 and abs(answer["end"] - duration) < 0.03  # the first and last frames
+    assert answer["answer"] is None  # no recognition, no words
+    named = segmenting_qa(audio, question="who ruled ?", sampling_rate=16000, words=["everything"])
+    assert named["answer"] == "everything"
+    # Given segments win; segmenter="asr" recognises.
+    given = segmenting_qa(audio, question="who ruled ?", sampling_rate=16000, word_segments=segments, words=words)
+    assert given["answer"] in " ".join(words)
+    monkeypatch.setattr(pipeline_speechbert, "recognize_words", lambda a: (words, segments))
+    recognised = segmenting_qa(audio, question="who ruled ?", sampling_rate=16000, segmenter="asr")
+    assert recognised == given
+
+
+def test_pipeline_segmenter_argument_is_checked_first(segmenting_qa, tester, processor, passage):
+    from speechbert.pipeline_speechbert import SpokenQuestionAnsweringPipeline
+
+    audio, segments, _ = passage
+    plain = SpokenQuestionAnsweringPipeline(model=seeded(SpeechBertForQuestionAnswering, tester.config()),
+                                            processor=processor, task="spoken-question-answering")
+    with pytest.raises(ValueError, match="has no word segmenter"):
+        plain(b"not even audio", question="who ?", segmenter="model")  # before the audio is decoded
+    with pytest.raises(ValueError, match="segmenter must be 'asr'.*'model'.*got 'pocketsphinx'"):
+        segmenting_qa(audio, question="who ?", sampling_rate=16000, segmenter="pocketsphinx")
+    with pytest.raises(ValueError, match="exclude each other"):
+        segmenting_qa(audio, question="who ?", sampling_rate=16000, segmenter="model", word_segments=segments)
+    with pytest.raises(ValueError, match="found no speech"):
+        with torch.no_grad():
+            segmenting_qa.model.bert.word_segmenter.output.bias.copy_(torch.tensor([10.0, -10.0, -10.0]))
+        segmenting_qa(audio, question="who ?", sampling_rate=16000)
+
+
+def test_endpoint_handler_with_a_segmenter_checkpoint(tmp_path, tester, processor, passage, monkeypatch):
+    """The handler, loaded from the folder as Inference Endpoints load it, answers with the checkpoint's segmenter;
+    `"segmenter": "asr"` in the parameters still reaches the pipeline (and its checks)."""
+    import base64
+    import io
+
+    import soundfile as sf
+
+    model = seeded(SpeechBertForQuestionAnswering, tester.config(word_segmenter=True, segmenter_hidden_size=8))
+    with torch.no_grad():
+        model.bert.word_segmenter.output.weight.zero_()
+        model.bert.word_segmenter.output.bias.copy_(torch.tensor([0.0, -10.0, 10.0]))
+    model.save_pretrained(tmp_path / "ckpt")
+    processor.save_pretrained(tmp_path / "ckpt")
+    monkeypatch.syspath_prepend(str(tmp_path / "ckpt"))
+    from handler import EndpointHandler
+
+    buffer = io.BytesIO()
+    sf.write(buffer, passage[0], 16000, format="WAV")
+    audio = base64.b64encode(buffer.getvalue()).decode()
+    handler = EndpointHandler(str(tmp_path / "ckpt"))
+    answer = handler({"inputs": {"audio": audio, "question": "Who?"}})
+    assert answer["answer"] is None and answer["segment_start"] == answer["segment_end"] == 0
+    with pytest.raises(ValueError, match="segmenter must be"):
+        handler({"inputs": {"audio": audio, "question": "Who?"}, "parameters": {"segmenter": "both"}})
