@@ -46,6 +46,7 @@ from sqa_train.data import (
     PassageFrames,
     SpeechBertQACollator,
     TextQACollator,
+    add_model_segments,
     load_corpus,
     segment_times,
     speechbert_qa_items,
@@ -58,7 +59,7 @@ from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_wor
 from sqa_train.quantization import quantize_int8
 
 logger = logging.getLogger("run_sqa")
-SYSTEMS = ("speechbert", "cascade", "text", "oracle")
+SYSTEMS = ("speechbert", "cascade", "text", "oracle", "speechbert_segmenter")
 
 
 def default_text_bert() -> str:
@@ -131,8 +132,10 @@ class DataTrainingArguments:
     dataset: str = field(default="embedded", metadata={"help": "'embedded', a save_to_disk DatasetDict folder, or a "
                                                                "folder of record shards (sqa_data.build)"})
     systems: str = field(default="speechbert,cascade,text",
-                         metadata={"help": "comma list of speechbert, cascade, text (and oracle, a measurement: "
-                                           "--oracle_codes); the ensemble runs when speechbert and cascade both do"})
+                         metadata={"help": "comma list of speechbert, cascade, text, speechbert_segmenter (SpeechBERT "
+                                           "at its own word segmenter's segments, no ASR: needs a checkpoint from "
+                                           "run_segmenter.py) and oracle (a measurement: --oracle_codes); the "
+                                           "ensemble runs when speechbert and cascade both do"})
     max_length: int = field(default=384, metadata={"help": "tokens per window, special tokens included"})
     stride: int = field(default=128, metadata={"help": "overlap of consecutive windows (segments or word pieces)"})
     max_question_length: int = field(default=64, metadata={"help": "question word pieces kept"})
@@ -317,10 +320,11 @@ def build_oracle(path, tokenizer, mode):
 
 
 def run_speechbert(model_args, data_args, training_args, splits, tokenizer, system="speechbert"):
-    """SpeechBERT over the passage audio at the ASR segments, or (`system="oracle"`) its QA path fed BERT's word
-    embeddings of the `--oracle_segments` words instead of audio codes."""
+    """SpeechBERT over the passage audio at the ASR segments; (`system="speechbert_segmenter"`) at the segments of
+    the checkpoint's own word segmenter, no ASR; or (`system="oracle"`) its QA path fed BERT's word embeddings of the
+    `--oracle_segments` words instead of audio codes."""
     oracle = system == "oracle"
-    segments = model_args.oracle_segments if oracle else "asr"
+    segments = model_args.oracle_segments if oracle else "model" if system == "speechbert_segmenter" else "asr"
     settings = {"freeze_audio_encoder": model_args.freeze_audio_encoder,
                 "config_overrides": model_args.config_overrides,
                 "audio_encoder_learning_rate": model_args.audio_encoder_learning_rate}
@@ -344,6 +348,13 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
             model.bert.audio_encoder.requires_grad_(False)
         frames = PassageFrames(processor.feature_extractor, data_args.audio_cache_dir)
         collator = SpeechBertQACollator(frames, tokenizer.pad_token_id)
+        if segments == "model":
+            if not model.config.word_segmenter:
+                raise SystemExit(f"--systems {system}: {done or model_args.model_name_or_path} has no word segmenter "
+                                 "(config.word_segmenter): add one with run_segmenter.py and pass that checkpoint")
+            with training_args.main_process_first(desc="word segments from the model"):
+                passages = sum(add_model_segments(rows, model, frames) for rows in splits.values())
+            logger.info("%s: word segments of %d passages from the model's segmenter", system, passages)
 
     def items(rows, train):
         # The main process regenerates and caches the passage audio first; the other ranks then read the cache.
@@ -423,7 +434,7 @@ def run_text(system, model_args, data_args, training_args, splits, tokenizer):
 
 
 def spans(system, rows, word_scores, max_answer_length, oracle_segments="asr"):
-    key = "ref" if system == "text" else oracle_segments if system == "oracle" else "asr"
+    key = {"text": "ref", "oracle": oracle_segments, "speechbert_segmenter": "model"}.get(system, "asr")
     words = {e: rows[e][f"{key}_words"] for e in word_scores}
     times = {e: segment_times(rows[e], key) for e in word_scores}
     return predict_spans(word_scores, words, times, max_answer_length)
@@ -518,7 +529,7 @@ def main(argv=None):
     scores = {}
     for system in data_args.system_list:
         logger.info("===== %s =====", system)
-        if system in ("speechbert", "oracle"):
+        if system in ("speechbert", "oracle", "speechbert_segmenter"):
             scores[system] = run_speechbert(model_args, data_args, training_args, splits, tokenizer, system)
         else:
             scores[system] = run_text(system, model_args, data_args, training_args, splits, tokenizer)

@@ -64,14 +64,21 @@ class PassageFrames:
         self.num_samples: dict[str, int] = {}
         self.ranges: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
+    def passage(self, row) -> np.ndarray:
+        """(T, feature_size) frames of the row's passage, computed on first use."""
+        key = row["paragraph_id"]
+        if key not in self.frames:
+            fe = self.feature_extractor
+            audio = fe.to_mono(passage_audio(row, cache_dir=self.audio_cache_dir))
+            self.frames[key] = fe.frame_features(audio)
+            self.num_samples[key] = audio.size
+        return self.frames[key]
+
     def add(self, row, kind: str = "asr"):
         """Frames of the row's passage and the (first frame, frame count) of its `kind` segments."""
         key = row["paragraph_id"]
         fe = self.feature_extractor
-        if key not in self.frames:
-            audio = fe.to_mono(passage_audio(row, cache_dir=self.audio_cache_dir))
-            self.frames[key] = fe.frame_features(audio)
-            self.num_samples[key] = audio.size
+        self.passage(row)
         if (key, kind) not in self.ranges:
             first, last = fe.segment_frames(segment_times(row, kind), self.num_samples[key])
             self.ranges[(key, kind)] = first, np.minimum(last - first, fe.max_frames_per_segment)
@@ -98,6 +105,29 @@ class PassageFrames:
             features[i, : len(count)] = block
             lengths[i, : len(count)] = count
         return torch.from_numpy(features), torch.from_numpy(lengths)
+
+
+def add_model_segments(rows, model, frames: PassageFrames):
+    """Give every row `model_starts` / `model_ends`: the word segments the model's word segmenter finds in its passage
+    (one call per passage), and `model_words`: for scoring only, the ASR words whose middle falls in each segment
+    (joined; "" for none), so an answer span's text is the recognised speech inside it, as for the ASR-segment
+    system. Nothing but the audio decides the segments."""
+    base = getattr(model, model.base_model_prefix, model)
+    found = {}
+    for row in rows:
+        key = row["paragraph_id"]
+        if key not in found:
+            segments = base.segment_words(frames.passage(row))[0]
+            starts = np.array([s for s, _ in segments], np.float64)
+            middles = (np.asarray(row["asr_starts"], np.float64) + np.asarray(row["asr_ends"], np.float64)) / 2
+            owner = np.searchsorted(starts, middles, side="right") - 1  # the segment starting last before each middle
+            words = [[] for _ in segments]
+            for word, i, middle in zip(row["asr_words"], owner, middles):
+                if i >= 0 and middle < segments[i][1]:
+                    words[i].append(word)
+            found[key] = ([s for s, _ in segments], [e for _, e in segments], [" ".join(w) for w in words])
+        row["model_starts"], row["model_ends"], row["model_words"] = found[key]
+    return len(found)
 
 
 # ----------------------------------------------------------------------------------------------- SpeechBERT QA

@@ -8,7 +8,9 @@ from .data import spoken_answers
 
 METRIC_PATH = str(Path(__file__).resolve().parents[1] / "metrics" / "spoken_squad_qa")
 SYSTEM_NAMES = {"text": "text upper bound", "cascade": "cascade (ASR + text QA)", "speechbert": "SpeechBERT",
-                "ensemble": "ensemble", "oracle": "oracle codes (BERT's word embeddings at the segments)"}
+                "ensemble": "ensemble", "oracle": "oracle codes (BERT's word embeddings at the segments)",
+                "speechbert_segmenter": "SpeechBERT, own word segmenter (no ASR)"}
+SYSTEM_ORDER = ("text", "cascade", "speechbert", "speechbert_segmenter", "ensemble", "oracle")
 
 
 def load_metric():
@@ -47,7 +49,7 @@ def score(metric, rows, predictions: dict[int, dict], wer_bucket_edges, per_voic
 
 def voice_table(metrics: dict[str, dict], split: str) -> str:
     """F1 / AOS of every system on each voice's questions."""
-    systems = [s for s in ("text", "cascade", "speechbert", "ensemble", "oracle") if s in metrics]
+    systems = [s for s in SYSTEM_ORDER if s in metrics]
     if not systems or "per_voice" not in metrics[systems[0]]:
         return ""
     voices = list(metrics[systems[0]]["per_voice"])
@@ -68,7 +70,7 @@ def _cell(value):
 
 def markdown_table(metrics: dict[str, dict], split: str) -> str:
     """One row per system: EM / F1 / AOS overall, F1 and AOS per WER bucket, and on answers with ASR errors."""
-    systems = [s for s in ("text", "cascade", "speechbert", "ensemble", "oracle") if s in metrics]
+    systems = [s for s in SYSTEM_ORDER if s in metrics]
     if not systems:
         return ""
     buckets = list(metrics[systems[0]]["wer_buckets"])
@@ -96,7 +98,7 @@ def plot_buckets(metrics: dict[str, dict], path, split: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    systems = [s for s in ("text", "cascade", "speechbert", "ensemble", "oracle") if s in metrics]
+    systems = [s for s in SYSTEM_ORDER if s in metrics]
     buckets = list(metrics[systems[0]]["wer_buckets"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key, title in ((axes[0], "f1", "F1"), (axes[1], "aos", "AOS")):

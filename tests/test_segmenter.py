@@ -239,3 +239,61 @@ def test_endpoint_handler_with_a_segmenter_checkpoint(tmp_path, tester, processo
     assert answer["answer"] is None and answer["segment_start"] == answer["segment_end"] == 0
     with pytest.raises(ValueError, match="segmenter must be"):
         handler({"inputs": {"audio": audio, "question": "Who?"}, "parameters": {"segmenter": "both"}})
+
+
+@pytest.mark.slow
+def test_run_sqa_speechbert_at_the_segmenters_segments(tmp_path, tiny_corpus, tiny_text_bert, monkeypatch):
+    """run_segmenter.py's checkpoint fine-tuned and scored at its own segments, beside the ASR-segment system in the
+    same tables; a checkpoint without a segmenter is refused before training."""
+    import run_segmenter
+    import run_sqa
+    from sqa_train import data
+
+    from .test_training import common_args
+
+    seg = tmp_path / "seg"
+    run_segmenter.main(["--model_name_or_path", str(tiny_text_bert), "--dataset", str(tiny_corpus), "--output_dir",
+                        str(seg), "--audio_cache_dir", str(tmp_path / "audio"), "--report_to", "none", "--max_steps",
+                        "3", "--learning_rate", "3e-3", "--save_strategy", "no", "--eval_splits", "none",
+                        "--config_overrides", "segmenter_hidden_size=8"])
+    calls = []
+    original = data.add_model_segments
+    monkeypatch.setattr(run_sqa, "add_model_segments", lambda *a: calls.append(1) or original(*a))
+    sqa = tmp_path / "sqa"
+    run_sqa.main(common_args(sqa, tiny_corpus, tmp_path / "audio") + [
+        "--model_name_or_path", str(seg), "--text_model_name_or_path", str(tiny_text_bert), "--do_train",
+        "--do_eval", "--max_steps", "2", "--save_strategy", "no", "--max_length", "64", "--stride", "8",
+        "--systems", "speechbert,speechbert_segmenter"])
+    assert calls
+    metrics = json.loads((sqa / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        assert set(metrics[split]) == {"speechbert", "speechbert_segmenter"}
+        found = metrics[split]["speechbert_segmenter"]["overall"]
+        assert found["count"] == {"validation": 1, "test": 2}[split] and found["aos"] is not None
+    assert "| SpeechBERT, own word segmenter (no ASR) |" in (sqa / "results.md").read_text()
+    predictions = json.loads((sqa / "predictions_test.json").read_text())["speechbert_segmenter"]
+    for found in predictions.values():
+        assert 0 <= found["start_time"] < found["end_time"]
+    with pytest.raises(SystemExit, match="has no word segmenter"):
+        run_sqa.main(common_args(tmp_path / "plain", tiny_corpus, tmp_path / "audio") + [
+            "--text_model_name_or_path", str(tiny_text_bert), "--do_train", "--do_eval", "--max_steps", "1",
+            "--save_strategy", "no", "--max_length", "64", "--stride", "8", "--systems", "speechbert_segmenter"])
+
+
+def test_model_segments_take_the_asr_words_inside_them_for_scoring():
+    from types import SimpleNamespace
+
+    from sqa_train.data import add_model_segments
+
+    class Base:
+        def segment_words(self, frames):
+            return [[(0.0, 0.5), (0.5, 0.9), (1.2, 2.0)]]
+
+    model = SimpleNamespace(base_model_prefix="bert", bert=Base())
+    frames = SimpleNamespace(passage=lambda row: np.zeros((10, 39)))
+    row = {"paragraph_id": "p", "asr_words": ["a", "b", "c", "d", "e"], "asr_starts": [0.0, 0.3, 0.9, 1.3, 1.6],
+           "asr_ends": [0.2, 0.6, 1.1, 1.5, 1.9]}  # middles 0.1, 0.45, 1.0 (in a pause), 1.4, 1.75
+    twin = dict(row)
+    assert add_model_segments([row, twin], model, frames) == 1  # one passage, segmented once
+    assert row["model_starts"] == [0.0, 0.5, 1.2] and row["model_ends"] == [0.5, 0.9, 2.0]
+    assert row["model_words"] == ["a b", "", "d e"] and twin["model_words"] == row["model_words"]
