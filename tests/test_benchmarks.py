@@ -17,13 +17,14 @@ SCRIPTS = {
     "bench_corpus.py": ("Corpus building (quick)", "paragraphs per hour"),
     "bench_gpu.py": ("GPU training throughput (quick)", "sequences/s"),
     "bench_pipeline_memory.py": ("Pipeline peak memory against questions (quick)", "more peak RSS per question"),
+    "bench_segmenter.py": ("Word segmenter against ASR segments (quick)", "ASR path / this"),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", list(SCRIPTS))
 def test_quick_run_prints_and_records(tmp_path, script):
-    if script == "bench_corpus.py":
+    if script in ("bench_corpus.py", "bench_segmenter.py"):
         need_binaries("flite")
     results = tmp_path / "RESULTS.md"
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))

