@@ -12,7 +12,7 @@ import torchaudio
 from transformers import BatchFeature, SequenceFeatureExtractor
 
 
-# Frames per block of the spectrum computation (`_fast_mfcc`): 500 frames is 5 s of audio, about 0.8 MB per temporary.
+# Frames per block of the spectrum computation (`_fast_mfcc`): 5 s of audio, so each temporary stays small.
 _FRAMES_PER_BLOCK = 500
 
 
@@ -194,17 +194,17 @@ class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
             delta2 = torchaudio.functional.compute_deltas(delta)
             frames = torch.cat([mfcc, delta, delta2], dim=0)  # (3C, T)
             if self.normalize_features:
-                # Per-coefficient mean and (population) standard deviation over time, computed on the centred values:
-                # Tensor.std took 6x longer for the same result.
+                # Per-coefficient mean and (population) standard deviation over time, computed on the centred values,
+                # which is faster than Tensor.std for the same result.
                 frames = frames - frames.mean(1, keepdim=True)
                 frames = frames.div_(frames.square().mean(1, keepdim=True).sqrt_().add_(1e-5))
         return frames.T.contiguous().numpy()  # (T, 3C)
 
     def _fast_mfcc(self, waveform: torch.Tensor) -> torch.Tensor:
         """torchaudio's MFCC (same window, mel filters and DCT), computed faster: the frames are cut with `unfold` and
-        transformed with one `rfft` (`torch.stft` took 5x longer on 2 threads). The mel energies are the squared real
-        and imaginary parts times the filterbank with each row repeated: sum_f (re_f^2 + im_f^2) fb_f in one product
-        (torchaudio's complex `abs()` was a third of the feature time, strided re^2 + im^2 half the product's)."""
+        transformed with one `rfft` instead of `torch.stft`. The mel energies are the squared real and imaginary parts
+        times the filterbank with each row repeated: sum_f (re_f^2 + im_f^2) fb_f in one product, with no complex
+        `abs()` and no strided sum (speed in benchmarks/RESULTS.md, feature extraction)."""
         mel = self._mfcc.MelSpectrogram
         spectrogram = mel.spectrogram
         n_fft, hop = spectrogram.n_fft, spectrogram.hop_length  # the window is n_fft long (frame_features)
@@ -212,8 +212,8 @@ class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
         # torch.stft's center=False framing: frame t is samples [t * hop, t * hop + n_fft), windowed.
         frames = waveform.unfold(0, n_fft, hop)  # (T, n_fft) view
         mels = []
-        # Blocks of frames keep each temporary small: whole-passage spectra (10 MB for 60 s) made the allocator map
-        # fresh pages on every call, and the page faults doubled the feature time.
+        # Blocks of frames keep each temporary small: whole-passage spectra made the allocator map fresh pages on
+        # every call, and the page faults slowed it.
         for block in frames.split(_FRAMES_PER_BLOCK):
             spec = torch.fft.rfft(block * spectrogram.window, n=n_fft, dim=1)  # (t, freq) complex
             parts = torch.view_as_real(spec).square_()  # (t, freq, 2): re^2, im^2, in place

@@ -21,7 +21,7 @@ class SpeechBertWordSegmenter(nn.Module):
     """(B, T, feature_size) frames -> (B, T, 3) logits of `SILENCE`, `BEGIN`, `INSIDE`.
 
     An input convolution, then `segmenter_num_layers` residual convolutions of kernel `segmenter_kernel_size` with
-    dilations 1, 2, 4, ..., so the receptive field grows exponentially with depth (4 layers of kernel 5: 1.2 s).
+    dilations 1, 2, 4, ..., so the receptive field grows exponentially with depth (the default 4 layers of kernel 5 see 65 frames, 0.65 s).
     One batched call per passage, whatever its length.
     """
 

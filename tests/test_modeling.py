@@ -9,13 +9,8 @@ from speechbert import (
     SpeechBertForQuestionAnswering,
     SpeechBertModel,
 )
-from speechbert.modeling_speechbert import (
-    SpeechBertAudioEncoder,
-    _PackedGRUDirection,
-    pack_frames,
-    pad_packed,
-    run_packed_rnn,
-)
+from speechbert.modeling_speechbert import SpeechBertAudioEncoder
+from speechbert.packed_rnn import _PackedGRUDirection, pack_frames, pad_packed, run_packed_rnn
 
 from .conftest import make_passage, seeded
 

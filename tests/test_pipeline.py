@@ -48,9 +48,9 @@ def wav_bytes(audio, rate=16000):
 
 
 def test_checkpoint_holds_all_hub_code_and_the_pipeline_entry(checkpoint):
-    for name in ("configuration", "feature_extraction", "processing", "modeling", "pipeline"):
+    for name in ("configuration", "feature_extraction", "processing", "modeling", "pipeline", "segmentation"):
         assert (checkpoint / f"{name}_speechbert.py").exists()
-    assert (checkpoint / "handler.py").exists()
+    assert (checkpoint / "handler.py").exists() and (checkpoint / "packed_rnn.py").exists()
     config = json.loads((checkpoint / "config.json").read_text())
     assert config["custom_pipelines"]["spoken-question-answering"]["impl"] == \
         "pipeline_speechbert.SpokenQuestionAnsweringPipeline"
