@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 from transformers import BertModel, BertPreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPooling, QuestionAnsweringModelOutput
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 from transformers.utils import ModelOutput, logging
 
@@ -39,14 +40,10 @@ logger = logging.get_logger(__name__)
 PROCESSOR_ONLY_KEYS = ("segment_index", "segment_times", "overflow_to_sample_mapping", "audio_word_ids")
 
 @dataclass
-class SpeechBertModelOutput(ModelOutput):
+class SpeechBertModelOutput(BaseModelOutputWithPooling):
     """`BertModel`'s output plus `audio_codes` (num_segments, hidden_size): one code per real segment of the
     batch, in row-major (example, segment) order."""
 
-    last_hidden_state: torch.FloatTensor | None = None
-    pooler_output: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
     audio_codes: torch.FloatTensor | None = None
 
 
@@ -68,13 +65,8 @@ class SpeechBertForPreTrainingOutput(ModelOutput):
     norm_loss: torch.FloatTensor | None = None
 
 
-@dataclass
-class SpeechBertQuestionAnsweringOutput(ModelOutput):
-    loss: torch.FloatTensor | None = None
-    start_logits: torch.FloatTensor | None = None
-    end_logits: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
+# The question-answering head returns transformers' own output (the name stays for code that imported it).
+SpeechBertQuestionAnsweringOutput = QuestionAnsweringModelOutput
 
 
 class SpeechBertAudioEncoder(nn.Module):
@@ -512,7 +504,7 @@ class SpeechBertForQuestionAnswering(SpeechBertPreTrainedModel):
         start_positions: torch.Tensor | None = None,
         end_positions: torch.Tensor | None = None,
         **kwargs,
-    ) -> SpeechBertQuestionAnsweringOutput:
+    ) -> QuestionAnsweringModelOutput:
         outputs = self.bert(
             input_ids,
             attention_mask=attention_mask,
@@ -534,7 +526,7 @@ class SpeechBertForQuestionAnswering(SpeechBertPreTrainedModel):
                 F.cross_entropy(start_logits, start_positions, ignore_index=ignored)
                 + F.cross_entropy(end_logits, end_positions, ignore_index=ignored)
             ) / 2
-        return SpeechBertQuestionAnsweringOutput(
+        return QuestionAnsweringModelOutput(
             loss=loss,
             start_logits=start_logits,
             end_logits=end_logits,

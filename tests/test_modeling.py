@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -341,10 +343,17 @@ def test_from_text_bert_rejects_other_models(tmp_path):
         SpeechBertForQuestionAnswering.from_text_bert(tmp_path)
 
 
-def test_pinned_output_slice(tester, processor):
-    """Guards the model's arithmetic: a seeded tiny model on fixed inputs gives these logits."""
+FIXTURE = Path(__file__).parent / "fixtures" / "tiny-speechbert-qa"
+
+
+def test_pinned_output_slice(processor):
+    """Guards the model's arithmetic and the checkpoint format: a tiny checkpoint saved by an earlier version
+    (`tests/fixtures/tiny-speechbert-qa`, weights and config only, saved 2026-12-02) still loads, with no key
+    missing, and gives these logits on fixed inputs, whatever the random initialisation does."""
     inputs = batch(processor, num_words=(6,))
-    model = seeded(SpeechBertForQuestionAnswering, tester.config())
+    model, info = SpeechBertForQuestionAnswering.from_pretrained(FIXTURE, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    model.eval()
     with torch.no_grad():
         logits = model(**inputs).start_logits[0, :8]
     expected = torch.tensor(PINNED_START_LOGITS)
@@ -447,3 +456,45 @@ def test_soft_word_embedding_mode(tester, processor):
                                                  alignment_temperature=1e-3))
     word = sure.embeddings.word_embeddings.weight[12:13].detach()
     torch.testing.assert_close(sure.soft_word_embedding(word * 3), word, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("model_class", [SpeechBertModel, SpeechBertForQuestionAnswering, SpeechBertForPreTraining])
+def test_hidden_states_and_attentions_are_returned_on_request(tester, processor, model_class):
+    inputs = batch(processor)
+    config = tester.config()
+    config._attn_implementation = "eager"  # attention weights need the eager kernel
+    model = seeded(model_class, config)
+    with torch.no_grad():
+        plain = model(**inputs)
+        out = model(**inputs, output_hidden_states=True, output_attentions=True)
+    length = inputs["input_ids"].shape[1]
+    assert plain.hidden_states is None and plain.attentions is None
+    assert len(out.hidden_states) == config.num_hidden_layers + 1
+    assert all(h.shape == (2, length, config.hidden_size) for h in out.hidden_states)
+    assert len(out.attentions) == config.num_hidden_layers
+    assert all(a.shape == (2, config.num_attention_heads, length, length) for a in out.attentions)
+    # The first hidden state is the embedding layer's output over the mixed (audio + text) input.
+    base = model if model_class is SpeechBertModel else model.bert
+    embeds, _ = base.embed_inputs(inputs["input_ids"], inputs["audio_features"], inputs["audio_feature_lengths"])
+    expected = base.embeddings(inputs_embeds=embeds, token_type_ids=inputs["token_type_ids"])
+    torch.testing.assert_close(out.hidden_states[0], expected)
+
+
+def test_bf16_autocast_runs_the_audio_encoder_and_keeps_the_answer(tester, processor):
+    """Under CPU bf16 autocast (what `--bf16` does) the RNN and BERT run in reduced precision: the logits stay finite
+    and close to fp32's, and a backward pass reaches the audio encoder."""
+    inputs = batch(processor, answer_times=[(0.5, 1.0), (0.4, 0.8)])
+    model = seeded(SpeechBertForQuestionAnswering, tester.config())
+    with torch.no_grad():
+        reference = model(**inputs).start_logits
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(**inputs)
+    assert torch.isfinite(out.start_logits).all()
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(**inputs).start_logits.float()
+    torch.testing.assert_close(low, reference, atol=0.1, rtol=0.05)
+    out.loss.backward()
+    grads = [p.grad for p in model.bert.audio_encoder.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
