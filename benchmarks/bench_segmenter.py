@@ -54,7 +54,7 @@ def spoken_passage(seconds: float) -> np.ndarray:
 def load_pipeline(model_dir, size):
     from transformers import AutoTokenizer
 
-    from speechbert import SpeechBertFeatureExtractor, SpeechBertForQuestionAnswering, SpeechBertProcessor
+    from speechbert import SpeechBertForQuestionAnswering, SpeechBertProcessor
     from speechbert.pipeline_speechbert import SpokenQuestionAnsweringPipeline, register
 
     register()
@@ -79,7 +79,7 @@ def load_pipeline(model_dir, size):
                                       mask_token_id=tokenizer.mask_token_id)
             model = SpeechBertForQuestionAnswering(config)
         model.eval()
-    processor = SpeechBertProcessor(SpeechBertFeatureExtractor(**model.config.feature_extractor_kwargs()), tokenizer)
+    processor = SpeechBertProcessor.for_config(model.config, tokenizer)
     return SpokenQuestionAnsweringPipeline(model=model, processor=processor, task="spoken-question-answering")
 
 

@@ -27,6 +27,13 @@ class SpeechBertProcessor(ProcessorMixin):
         if self.audio_token_id is None or self.audio_token_id == self.tokenizer.unk_token_id:
             raise ValueError(f"audio_token {audio_token!r} is not in the tokenizer's vocabulary")
 
+    @classmethod
+    def for_config(cls, config, tokenizer, **kwargs) -> "SpeechBertProcessor":
+        """The processor for a SpeechBERT config: a feature extractor with the config's front end, and `tokenizer`."""
+        from .feature_extraction_speechbert import SpeechBertFeatureExtractor
+
+        return cls(SpeechBertFeatureExtractor(**config.feature_extractor_kwargs()), tokenizer, **kwargs)
+
     # ------------------------------------------------------------------ encoding
     def __call__(
         self,

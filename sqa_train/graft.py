@@ -81,15 +81,13 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from transformers import AutoTokenizer
 
-    from speechbert.feature_extraction_speechbert import SpeechBertFeatureExtractor
     from speechbert.processing_speechbert import SpeechBertProcessor
 
     model = graft(args.qa, args.encoder, args.config_overrides)
     out = Path(args.output_dir)
     model.save_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(args.encoder, trust_remote_code=True)
-    SpeechBertProcessor(SpeechBertFeatureExtractor(**model.config.feature_extractor_kwargs()),
-                        tokenizer).save_pretrained(out)
+    SpeechBertProcessor.for_config(model.config, tokenizer).save_pretrained(out)
     logger.info("grafted %s (audio encoder) onto %s (BERT, span head) in %s", args.encoder, args.qa, out)
 
 

@@ -35,6 +35,8 @@ def resume_checkpoint(resume_from_checkpoint, output_dir):
 
 
 def stage_args(training_args, subdir, **changes):
+    """A copy of `training_args` writing to OUTPUT_DIR/`subdir`, with `changes` (and every column kept: the items are
+    plain dicts)."""
     args = {k: v for k, v in training_args.to_dict().items() if not k.startswith("_")}
     args.update(output_dir=os.path.join(training_args.output_dir, subdir), remove_unused_columns=False, **changes)
     return TrainingArguments(**args)

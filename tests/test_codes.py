@@ -55,15 +55,14 @@ def test_write_codes_json_merges_splits(tmp_path):
 def _speechbert_checkpoint(path, tiny_text_bert, **overrides):
     from transformers import AutoTokenizer
 
-    from speechbert import SpeechBertFeatureExtractor, SpeechBertForPreTraining, SpeechBertProcessor
+    from speechbert import SpeechBertForPreTraining, SpeechBertProcessor
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_text_bert)
     torch.manual_seed(0)
     model, _ = SpeechBertForPreTraining.from_text_bert(tiny_text_bert, tokenizer=tokenizer,
                                                        audio_encoder_hidden_size=8, **overrides)
     model.save_pretrained(path)
-    SpeechBertProcessor(SpeechBertFeatureExtractor(**model.config.feature_extractor_kwargs()),
-                        tokenizer).save_pretrained(path)
+    SpeechBertProcessor.for_config(model.config, tokenizer).save_pretrained(path)
     return model
 
 

@@ -392,3 +392,25 @@ def test_config_overrides_are_applied_and_checked(tmp_path, tester, tokenizer, t
     from_text, _ = run_sqa.build_speechbert(str(tiny_text_bert), tokenizer, "audio_encoder_hidden_size=12")
     assert from_text.config.audio_encoder_hidden_size == 12
     assert from_text.bert.audio_encoder.rnn.hidden_size == 12
+
+
+def test_list_options_take_spaces_or_commas():
+    from transformers import HfArgumentParser
+
+    import run_sqa
+
+    parser = HfArgumentParser(run_sqa.DataTrainingArguments)
+    (spaced,) = parser.parse_args_into_dataclasses(
+        ["--systems", "speechbert", "cascade", "--wer_bucket_edges", "0.2", "0.4", "--ensemble_weights", "0", "1"])
+    (commas,) = parser.parse_args_into_dataclasses(
+        ["--systems", "speechbert,cascade", "--wer_bucket_edges", "0.2,0.4", "--ensemble_weights", "0,1"])
+    for args in (spaced, commas):
+        assert args.system_list == ["speechbert", "cascade"] and args.edges == (0.2, 0.4) and args.weights == [0, 1]
+    (default,) = parser.parse_args_into_dataclasses([])
+    assert default.system_list == ["speechbert", "cascade", "text"] and default.edges == (0.1, 0.2, 0.3, 0.4)
+    with pytest.raises(ValueError, match=r"unknown \['bert'\]"):
+        parser.parse_args_into_dataclasses(["--systems", "speechbert", "bert"])
+    with pytest.raises(ValueError, match="increasing"):
+        parser.parse_args_into_dataclasses(["--wer_bucket_edges", "0.4", "0.2"])
+    with pytest.raises(ValueError, match="lists of numbers"):
+        parser.parse_args_into_dataclasses(["--ensemble_weights", "half"])
