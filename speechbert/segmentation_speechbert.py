@@ -120,7 +120,8 @@ def decode_segments(logits, hop_s: float = 0.01, window_s: float = 0.025, thresh
         bounds = kept + [int(run_end)]
         words = [[a, b] for a, b in zip(bounds[:-1], bounds[1:])]
         if len(words) > 1 and words[-1][1] - words[-1][0] < min_word_frames:
-            words[-2][1] = words.pop()[1]
+            last = words.pop()
+            words[-1][1] = last[1]
         segments += words
     if not segments:
         return []

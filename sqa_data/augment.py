@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from .build import check_build_config, map_chunks, read_shard, shard_path
-from .recipe import SPEEDS, StageError, Timer, _run_stage, audio_checksum
+from .recipe import SPEEDS, Timer, _run_stage, audio_checksum
 from .speech import FLITE_VOICES, require_binary, synthesize
 
 AUGMENT_VERSION = 1

@@ -75,6 +75,11 @@ def test_decoder_threshold_short_pieces_and_errors():
     assert len(decode_segments(logits, threshold=0.4, min_word_frames=3)) == 2  # 10 and 12: one peak wins
     assert len(decode_segments(logits, threshold=0.4, min_word_frames=2)) == 3  # 2 frames apart is allowed now
     assert len(decode_segments(logits, threshold=0.95, min_word_frames=3)) == 1  # only the run's own start
+    # A start 2 frames before the end of the speech leaves a last piece too short to be a word: it joins the one before.
+    short = probs.copy()
+    short[28, BEGIN], short[28, INSIDE] = 0.9, 0.1
+    found = decode_segments(torch.log(torch.as_tensor(short) + 1e-6), threshold=0.5, min_word_frames=3)
+    assert len(found) == 2 and found[-1][1] == pytest.approx(frame_time(30, 0.01, 0.025), abs=1e-4)
     with pytest.raises(ValueError, match=r"shape \(frames, 3\)"):
         decode_segments(torch.zeros(5, 2))
     with pytest.raises(ValueError, match="threshold"):
