@@ -9,7 +9,8 @@ embeddings at the audio positions, read from the transcript. Its BERT has learnt
 per spoken word; a step-1 audio encoder whose codes are word-like (`sqa_train.codes`) produces such embeddings from
 the audio. The graft is a `SpeechBertForQuestionAnswering` checkpoint with BERT and the span head from `--qa` and the
 audio encoder (and every audio and feature setting of the config) from `--encoder`: a text-first curriculum, which
-`run_sqa.py --model_name_or_path` can evaluate as it is or fine-tune further on the audio.
+`run_sqa.py --model_name_or_path` can evaluate as it is or fine-tune further on the audio. `--segmenter` also
+takes the word segmenter of a `run_segmenter.py` checkpoint, so any QA checkpoint can be scored at its segments.
 """
 
 import argparse
@@ -37,11 +38,17 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def graft(qa_dir, encoder_dir, config_overrides: str | None = None) -> SpeechBertForQuestionAnswering:
+def graft(qa_dir, encoder_dir, config_overrides: str | None = None, segmenter_dir=None) -> SpeechBertForQuestionAnswering:
     """A `SpeechBertForQuestionAnswering` with BERT and `qa_outputs` from `qa_dir`, the audio encoder from
-    `encoder_dir`. Raises `ValueError` when the two BERTs differ in shape or `qa_dir` has no span head."""
+    `encoder_dir` and, when given, the word segmenter (weights and `segmenter_*` settings) from `segmenter_dir`.
+    Raises `ValueError` when the two BERTs differ in shape, `qa_dir` has no span head or `segmenter_dir` no
+    segmenter."""
     qa_dir, encoder_dir = Path(qa_dir), Path(encoder_dir)
-    for name, folder in (("--qa", qa_dir), ("--encoder", encoder_dir)):
+    folders = [("--qa", qa_dir), ("--encoder", encoder_dir)]
+    if segmenter_dir is not None:
+        segmenter_dir = Path(segmenter_dir)
+        folders.append(("--segmenter", segmenter_dir))
+    for name, folder in folders:
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"{name} {folder}: no config.json (expected a saved SpeechBERT checkpoint folder)")
     qa_config = json.loads((qa_dir / "config.json").read_text())
@@ -49,19 +56,30 @@ def graft(qa_dir, encoder_dir, config_overrides: str | None = None) -> SpeechBer
     differ = {k: (qa_config.get(k), getattr(config, k)) for k in BERT_FIELDS if qa_config.get(k) != getattr(config, k)}
     if differ:
         raise ValueError(f"--qa and --encoder hold different BERTs: {differ} (qa, encoder)")
+    segmenter = {}
+    if segmenter_dir is not None:
+        found = json.loads((segmenter_dir / "config.json").read_text())
+        if not found.get("word_segmenter"):
+            raise ValueError(f"--segmenter {segmenter_dir}: its config has no word segmenter (run_segmenter.py)")
+        for key, value in found.items():
+            if key == "word_segmenter" or key.startswith("segmenter_"):
+                setattr(config, key, value)
+        segmenter = {k: v for k, v in _weights(segmenter_dir).items() if k.startswith("bert.word_segmenter.")}
     if config_overrides:
         config.update_from_string(config_overrides)
-        config._check_audio_fields()
+    config._check_audio_fields()
     config.architectures = ["SpeechBertForQuestionAnswering"]
     model = SpeechBertForQuestionAnswering(config)
     qa_weights, encoder_weights = _weights(qa_dir), _weights(encoder_dir)
     if "qa_outputs.weight" not in qa_weights:
         raise ValueError(f"--qa {qa_dir}: no qa_outputs weights (expected a fine-tuned question-answering checkpoint)")
-    state = {k: v for k, v in qa_weights.items() if not k.startswith("bert.audio_encoder.")}
+    state = {k: v for k, v in qa_weights.items()
+             if not k.startswith("bert.audio_encoder.") and not (segmenter and k.startswith("bert.word_segmenter."))}
     encoder = {k: v for k, v in encoder_weights.items() if k.startswith("bert.audio_encoder.")}
     if not encoder:
         raise ValueError(f"--encoder {encoder_dir}: no bert.audio_encoder weights")
     state.update(encoder)
+    state.update(segmenter)
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Only tied or non-persistent buffers may be missing; every weight comes from one of the two checkpoints.
     missing = [k for k in missing if not k.endswith("position_ids")]
@@ -75,6 +93,8 @@ def main(argv=None):
     parser.add_argument("--qa", required=True, help="fine-tuned QA checkpoint (run_sqa.py's oracle or speechbert)")
     parser.add_argument("--encoder", required=True, help="checkpoint whose audio encoder is taken (run_pretraining.py)")
     parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--segmenter", default=None,
+                        help="checkpoint whose word segmenter is taken too (run_segmenter.py's output)")
     parser.add_argument("--config_overrides", default=None,
                         help="config fields changed in the graft, as config.update_from_string takes them")
     args = parser.parse_args(argv)
@@ -83,7 +103,7 @@ def main(argv=None):
 
     from speechbert.processing_speechbert import SpeechBertProcessor
 
-    model = graft(args.qa, args.encoder, args.config_overrides)
+    model = graft(args.qa, args.encoder, args.config_overrides, args.segmenter)
     out = Path(args.output_dir)
     model.save_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(args.encoder, trust_remote_code=True)

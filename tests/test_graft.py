@@ -50,3 +50,17 @@ def test_graft_refuses_mismatched_or_wrong_checkpoints(checkpoints, tester):
         graft(root / "qa", root / "missing")
     with pytest.raises(ValueError, match="audio_code_mode"):
         graft(root / "qa", root / "pre", "audio_code_mode=loud")
+
+
+def test_graft_takes_a_segmenter_too(checkpoints, tester):
+    root, qa, _ = checkpoints
+    with_segmenter = seeded(SpeechBertForPreTraining, tester.config(word_segmenter=True, segmenter_hidden_size=8,
+                                                                    segmenter_threshold=0.3), seed=3)
+    with_segmenter.save_pretrained(root / "seg")
+    model = graft(root / "qa", root / "pre", segmenter_dir=root / "seg")
+    assert model.config.word_segmenter and model.config.segmenter_threshold == 0.3
+    for key, value in with_segmenter.bert.word_segmenter.state_dict().items():
+        torch.testing.assert_close(model.bert.word_segmenter.state_dict()[key], value)
+    torch.testing.assert_close(model.qa_outputs.weight, qa.qa_outputs.weight)
+    with pytest.raises(ValueError, match="has no word segmenter"):
+        graft(root / "qa", root / "pre", segmenter_dir=root / "pre")
