@@ -168,11 +168,18 @@ def passage_logits(segmenter, frames, rows):
 
 
 def score_segments(rows, logits, config, threshold):
-    """Boundary scores at each tolerance over `rows`, summed over passages, overall and per voice."""
+    """Boundary scores of the segmenter's segments at each tolerance over `rows`, overall and per voice."""
+    return score_rows(rows, lambda row: decode_segments(
+        logits[row["paragraph_id"]], config.hop_ms / 1000, config.window_ms / 1000, threshold,
+        config.segmenter_min_word_frames))
+
+
+def score_rows(rows, predict):
+    """Boundary scores of `predict(row)`'s segments against the reference word times at each tolerance, summed over
+    passages, overall and per voice."""
     counts = {}
     for row in rows:
-        predicted = decode_segments(logits[row["paragraph_id"]], config.hop_ms / 1000, config.window_ms / 1000,
-                                    threshold, config.segmenter_min_word_frames)
+        predicted = predict(row)
         reference = segment_times(row, "ref").tolist()
         for group in ("all", f"voice:{row['voice']}"):
             entry = counts.setdefault(group, {"passages": 0, "predicted_words": 0, "reference_words": 0,
@@ -200,14 +207,16 @@ def summarise(entry):
 
 
 def markdown(results):
-    lines = ["| split | group | passages | P / R / F1 at 20 ms | P / R / F1 at 50 ms | predicted / reference words |",
-             "|---|---|---|---|---|---|"]
-    for split, groups in results["splits"].items():
-        for group, r in sorted(groups.items(), key=lambda kv: (kv[0] != "all", kv[0])):
-            lines.append(f"| {split} | {group.removeprefix('voice:')} | {r['passages']} | "
-                         + " | ".join(f"{r[f'precision_{ms}ms']:.1f} / {r[f'recall_{ms}ms']:.1f} / "
-                                      f"{r[f'f1_{ms}ms']:.1f}" for ms in TOLERANCES_MS)
-                         + f" | {r['word_ratio']:.3f} |")
+    lines = ["| segments | split | group | passages | P / R / F1 at 20 ms | P / R / F1 at 50 ms | predicted / reference "
+             "words |", "|---|---|---|---|---|---|---|"]
+    tables = [("segmenter", results["splits"]), ("pocketsphinx ASR", results.get("asr_splits", {}))]
+    for system, splits in tables:
+        for split, groups in splits.items():
+            for group, r in sorted(groups.items(), key=lambda kv: (kv[0] != "all", kv[0])):
+                lines.append(f"| {system} | {split} | {group.removeprefix('voice:')} | {r['passages']} | "
+                             + " | ".join(f"{r[f'precision_{ms}ms']:.1f} / {r[f'recall_{ms}ms']:.1f} / "
+                                          f"{r[f'f1_{ms}ms']:.1f}" for ms in TOLERANCES_MS)
+                             + f" | {r['word_ratio']:.3f} |")
     return "\n".join(lines)
 
 
@@ -275,9 +284,12 @@ def main(argv=None):
         logger.info("segmenter: threshold %.2f chosen on validation (boundary F1 at 20 ms %.1f)", best,
                     results["thresholds"][str(best)]["f1_20ms"])
     results["threshold"] = config.segmenter_threshold
+    results["asr_splits"] = {}
     for split, split_rows in splits.items():
         logits = passage_logits(module.segmenter, frames, split_rows)
         results["splits"][split] = score_segments(split_rows, logits, config, config.segmenter_threshold)
+        # What the segmenter replaces: pocketsphinx's word times, scored the same way.
+        results["asr_splits"][split] = score_rows(split_rows, lambda row: segment_times(row, "asr").tolist())
     out = Path(training_args.output_dir)
     model.save_pretrained(out)
     processor.save_pretrained(out)

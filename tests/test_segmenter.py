@@ -151,6 +151,9 @@ def test_run_segmenter_trains_measures_and_saves(tmp_path, tiny_corpus, tiny_tex
     row = results["splits"]["test"]["all"]
     assert row["passages"] == 1 and 0 <= row["f1_20ms"] <= row["f1_50ms"] <= 100
     assert any(k.startswith("voice:") for k in results["splits"]["test"])
+    assert set(results["asr_splits"]) == {"validation", "test"}  # pocketsphinx's word times, scored the same way
+    asr = results["asr_splits"]["test"]["all"]
+    assert asr["passages"] == 1 and 0 < asr["f1_50ms"] <= 100 and asr["word_ratio"] > 0
     model = AutoModelForQuestionAnswering.from_pretrained(out, trust_remote_code=True)
     assert model.config.word_segmenter and model.config.segmenter_hidden_size == 16
     assert model.config.segmenter_threshold == results["threshold"]
