@@ -25,6 +25,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .recipe import SPEEDS, StageError, build_paragraph
+from .schema import failed_record
 from .speech import FLITE_VOICES, require_binary
 from .splits import split_paragraphs
 
@@ -83,8 +84,7 @@ def _build_chunk(task):
         try:
             records.append(build_one(item, _RECOGNIZER))
         except StageError as error:
-            records.append({"paragraph_id": item["paragraph_id"], "title": item["title"],
-                            "failed": {"stage": error.stage, "reason": error.reason}})
+            records.append(failed_record(item["paragraph_id"], item["title"], error.stage, error.reason))
     write_atomically(Path(path), records)
     return records
 

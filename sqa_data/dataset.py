@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .schema import features, question_row  # noqa: F401  (features is part of this module's interface)
+
 SPLITS = ("train", "validation", "test")
 
 
@@ -64,48 +66,8 @@ def question_rows(record: dict, source: str = "flite") -> list[dict]:
             answers["start_time"].append(float(start_time))
             answers["end_time"].append(float(end_time))
             answers["has_asr_error"].append(bool(answer.get("has_asr_error")))
-        rows.append({
-            "id": qa["id"],
-            "title": record["title"],
-            "paragraph_id": record["paragraph_id"],
-            "question": qa["question"],
-            "context": record["context"],
-            "answers": answers,
-            "answer_has_asr_error": answers["has_asr_error"][0] if answers["text"] else False,
-            "ref_words": record["ref_words"],
-            "ref_starts": [float(x) for x in record["ref_starts"]],
-            "ref_ends": [float(x) for x in record["ref_ends"]],
-            "asr_words": record["asr_words"],
-            "asr_starts": [float(x) for x in record["asr_starts"]],
-            "asr_ends": [float(x) for x in record["asr_ends"]],
-            "wer": float(record["wer"]),
-            "voice": record.get("voice", ""),
-            "speed": float(record.get("speed", 1.0)),
-            "audio_duration": float(record["audio_duration"]),
-            "spoken_text": record.get("spoken_text", ""),
-            "audio_sha1": record.get("audio_sha1", ""),
-            "audio_paths": record.get("audio_paths", []),
-            "source": record.get("source", source),
-        })
+        rows.append(question_row(record, qa, answers, source))
     return rows
-
-
-def features():
-    from datasets import Features, Sequence, Value
-
-    floats, strings = Sequence(Value("float32")), Sequence(Value("string"))
-    return Features({
-        "id": Value("string"), "title": Value("string"), "paragraph_id": Value("string"),
-        "question": Value("string"), "context": Value("string"),
-        "answers": {"text": strings, "answer_start": Sequence(Value("int32")), "start_time": floats,
-                    "end_time": floats, "has_asr_error": Sequence(Value("bool"))},
-        "answer_has_asr_error": Value("bool"),
-        "ref_words": strings, "ref_starts": floats, "ref_ends": floats,
-        "asr_words": strings, "asr_starts": floats, "asr_ends": floats,
-        "wer": Value("float32"), "voice": Value("string"), "speed": Value("float32"),
-        "audio_duration": Value("float32"), "spoken_text": Value("string"), "audio_sha1": Value("string"),
-        "audio_paths": strings, "source": Value("string"),
-    })
 
 
 def to_dataset_dict(records: dict[str, list[dict]], source: str = "flite"):

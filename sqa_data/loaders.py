@@ -29,13 +29,10 @@ import numpy as np
 
 from .normalize import answer_word_span, normalize
 from .recipe import StageError, Timer, _run_stage, audio_checksum, score_paragraph
+from .schema import failed_record, paragraph_record
 from .speech import read_audio
 
 _SENTENCE_WAV = re.compile(r"^(\d+)_(\d+)_(\d+)\.wav$")
-
-
-def _failed(paragraph_id, title, stage, reason):
-    return {"paragraph_id": paragraph_id, "title": title, "failed": {"stage": stage, "reason": reason}}
 
 
 # ------------------------------------------------------------------------------------------- Spoken SQuAD
@@ -55,7 +52,7 @@ def spoken_squad_records(json_path, audio_dir, recognizer) -> list[dict]:
             paragraph_id = f"{article['title']}-{p}"
             files = [wav for _, wav in sorted(sentences.get((t, p), []))]
             if not files:
-                records.append(_failed(paragraph_id, article["title"], "audio", f"no wav files {t}_{p}_*.wav"))
+                records.append(failed_record(paragraph_id, article["title"], "audio", f"no wav files {t}_{p}_*.wav"))
                 continue
             try:
                 audio = np.concatenate([read_audio(f) for f in files])
@@ -63,7 +60,7 @@ def spoken_squad_records(json_path, audio_dir, recognizer) -> list[dict]:
                                                   audio_paths=[str(f) for f in files]))
             except (StageError, ValueError) as error:
                 stage = getattr(error, "stage", "audio")
-                records.append(_failed(paragraph_id, article["title"], stage, getattr(error, "reason", str(error))))
+                records.append(failed_record(paragraph_id, article["title"], stage, getattr(error, "reason", str(error))))
     return records
 
 
@@ -85,14 +82,9 @@ def _transcript_record(paragraph_id, title, paragraph, audio, recognizer, audio_
                 "end_time": aligned[span[1]][2] if span else -1.0,
             })
         qas.append({"id": qa["id"], "question": qa["question"], "answers": answers})
-    return {
-        "paragraph_id": paragraph_id, "title": title, "context": paragraph["context"], "spoken_text": "",
-        "voice": "", "speed": 1.0, "ref_words": [], "ref_char_spans": [], "ref_starts": [], "ref_ends": [],
-        "ref_asr_correct": [], "asr_words": [w for w, _, _ in aligned], "asr_starts": [s for _, s, _ in aligned],
-        "asr_ends": [e for _, _, e in aligned], "wer": -1.0, "audio_duration": round(len(audio) / 16000, 4),
-        "audio_sha1": audio_checksum(audio), "audio_paths": audio_paths, "qas": qas, "timings": timer.timings,
-        "source": "spoken-squad",
-    }
+    return paragraph_record(paragraph_id=paragraph_id, title=title, context=paragraph["context"], asr=aligned,
+                            audio_duration=round(len(audio) / 16000, 4), audio_sha1=audio_checksum(audio),
+                            audio_paths=audio_paths, qas=qas, timings=timer.timings, source="spoken-squad")
 
 
 def spoken_squad_text_records(json_path) -> list[dict]:
@@ -105,14 +97,9 @@ def spoken_squad_text_records(json_path) -> list[dict]:
                 {"text": a["text"], "answer_start": a["answer_start"], "word_start": -1, "word_end": -1,
                  "has_asr_error": None, "start_time": -1.0, "end_time": -1.0} for a in qa["answers"]]}
                 for qa in paragraph["qas"]]
-            records.append({
-                "paragraph_id": f"{article['title']}-{p}", "title": article["title"],
-                "context": paragraph["context"], "spoken_text": "", "voice": "", "speed": 1.0,
-                "ref_words": [], "ref_char_spans": [], "ref_starts": [], "ref_ends": [], "ref_asr_correct": [],
-                "asr_words": [w.text for w in normalize(paragraph["context"])], "asr_starts": [], "asr_ends": [],
-                "wer": -1.0, "audio_duration": 0.0, "audio_sha1": "", "audio_paths": [], "qas": qas,
-                "source": "spoken-squad-text",
-            })
+            records.append(paragraph_record(
+                paragraph_id=f"{article['title']}-{p}", title=article["title"], context=paragraph["context"],
+                asr_words=[w.text for w in normalize(paragraph["context"])], qas=qas, source="spoken-squad-text"))
     return records
 
 
@@ -149,7 +136,7 @@ def nmsqa_records(table_path, audio_root, recognizer) -> list[dict]:
             audio = read_audio(Path(audio_root) / key)
             record = score_paragraph(passage, normalize(passage["context"]), audio, recognizer)
         except (StageError, ValueError) as error:
-            records.append(_failed(passage["paragraph_id"], passage["title"], getattr(error, "stage", "audio"),
+            records.append(failed_record(passage["paragraph_id"], passage["title"], getattr(error, "stage", "audio"),
                                    getattr(error, "reason", str(error))))
             continue
         for qa in record["qas"]:
@@ -184,17 +171,13 @@ def custom_records(json_path, recognizer) -> list[dict]:
                 record = score_paragraph(paragraph, normalize(item["context"]), audio, recognizer)
             else:
                 asr = _run_stage("recognize", recognizer.recognize, audio)
-                record = {
-                    "paragraph_id": paragraph_id, "title": title, "context": " ".join(w for w, _, _ in asr),
-                    "spoken_text": "", "voice": "", "speed": 1.0, "ref_words": [], "ref_char_spans": [],
-                    "ref_starts": [], "ref_ends": [], "ref_asr_correct": [], "asr_words": [w for w, _, _ in asr],
-                    "asr_starts": [s for _, s, _ in asr], "asr_ends": [e for _, _, e in asr], "wer": -1.0,
-                    "audio_duration": round(duration, 4), "audio_sha1": audio_checksum(audio),
-                    "qas": [{**qa, "answers": [{**a, "word_start": -1, "word_end": -1, "has_asr_error": None}
-                                               for a in qa["answers"]]} for qa in qas],
-                }
+                record = paragraph_record(
+                    paragraph_id=paragraph_id, title=title, context=" ".join(w for w, _, _ in asr), asr=asr,
+                    audio_duration=round(duration, 4), audio_sha1=audio_checksum(audio),
+                    qas=[{**qa, "answers": [{**a, "word_start": -1, "word_end": -1, "has_asr_error": None}
+                                            for a in qa["answers"]]} for qa in qas])
         except (StageError, ValueError, KeyError) as error:
-            records.append(_failed(paragraph_id, title, getattr(error, "stage", "input"),
+            records.append(failed_record(paragraph_id, title, getattr(error, "stage", "input"),
                                    getattr(error, "reason", str(error))))
             continue
         for qa, q in zip(record["qas"], item["questions"]):

@@ -13,6 +13,7 @@ import jiwer
 import numpy as np
 
 from .normalize import answer_word_span, normalize, spoken_text
+from .schema import paragraph_record
 from .speech import FLITE_VOICES, synthesize
 
 SPEEDS = (0.9, 1.0, 1.1)  # flite duration_stretch: slower and faster readers
@@ -121,24 +122,9 @@ def score_paragraph(paragraph: dict, words: list, audio: np.ndarray, recognizer,
             })
         qas.append({"id": qa["id"], "question": qa["question"], "answers": answers})
     timer.lap("score")
-    return {
-        "paragraph_id": paragraph["paragraph_id"],
-        "title": paragraph["title"],
-        "context": paragraph["context"],
-        "spoken_text": " ".join(reference),
-        "voice": "",
-        "speed": 1.0,
-        "ref_words": reference,
-        "ref_char_spans": [[w.char_start, w.char_end] for w in words],
-        "ref_starts": [s for _, s, _ in aligned],
-        "ref_ends": [e for _, _, e in aligned],
-        "ref_asr_correct": correct,
-        "asr_words": hypothesis,
-        "asr_starts": [s for _, s, _ in asr],
-        "asr_ends": [e for _, _, e in asr],
-        "wer": round(wer, 6),
-        "audio_duration": round(len(audio) / 16000, 4),
-        "audio_sha1": audio_checksum(audio),
-        "qas": qas,
-        "timings": timer.timings,
-    }
+    return paragraph_record(
+        paragraph_id=paragraph["paragraph_id"], title=paragraph["title"], context=paragraph["context"],
+        spoken_text=" ".join(reference), ref=aligned, ref_char_spans=[[w.char_start, w.char_end] for w in words],
+        ref_asr_correct=correct, asr=asr, wer=round(wer, 6), audio_duration=round(len(audio) / 16000, 4),
+        audio_sha1=audio_checksum(audio), qas=qas, timings=timer.timings,
+    )

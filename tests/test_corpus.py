@@ -428,3 +428,19 @@ def test_dataset_cli_writes_audio_in_parallel(tmp_path, tiny_corpus):
     assert load_from_disk(str(tmp_path / "ds"))["test"][0]["audio_paths"] == dataset["test"][0]["audio_paths"]
     with pytest.raises(SystemExit):
         dataset_main(["--records", str(tiny_corpus), "--output_dir", str(tmp_path / "x"), "--num_proc", "0"])
+
+
+def test_one_record_definition():
+    """Every record comes from sqa_data.schema.paragraph_record: all fields, in one order, defaults filled, unknown
+    fields refused; the row schema and the datasets Features come from one table."""
+    from sqa_data.schema import RECORD_FIELDS, ROW_FIELDS, features, paragraph_record
+
+    record = paragraph_record(paragraph_id="p", title="t", context="c", asr=[("a", 0.0, 0.5), ("b", 0.5, 1.0)],
+                              qas=[], source="custom")
+    assert list(record)[: len(RECORD_FIELDS)] == list(RECORD_FIELDS) and record["source"] == "custom"
+    assert record["asr_words"] == ["a", "b"] and record["asr_ends"] == [0.5, 1.0] and record["ref_words"] == []
+    with pytest.raises(TypeError, match="unknown record fields"):
+        paragraph_record(paragraph_id="p", title="t", context="c", colour="red")
+    with pytest.raises(TypeError, match="needs"):
+        paragraph_record(title="t", context="c")
+    assert list(features()) == list(ROW_FIELDS)
