@@ -57,6 +57,21 @@ class SpeechBertTester:
         kwargs.update(overrides)
         return SpeechBertConfig(**kwargs)
 
+    @classmethod
+    def inputs(cls, processor, num_words=(12, 7), **processor_kwargs):
+        """Processor outputs (tensors) for one noise passage per entry of `num_words`, with their words and
+        questions: what `model(**inputs)` takes."""
+        passages = [make_passage(n, seed=i) for i, n in enumerate(num_words)]
+        return processor(question=["who ruled normandy ?", "what is the city"][: len(passages)],
+                         audio=[p[0] for p in passages], word_segments=[p[1] for p in passages],
+                         words=[p[2] for p in passages], sampling_rate=16000, return_tensors="pt",
+                         **processor_kwargs)
+
+    @classmethod
+    def prepare_config_and_inputs(cls, processor, num_words=(12, 7), **config_overrides):
+        """`(config, inputs)`, as `BertModelTester.prepare_config_and_inputs` gives them."""
+        return cls.config(**config_overrides), cls.inputs(processor, num_words)
+
 
 @pytest.fixture
 def tester():

@@ -14,7 +14,7 @@ from speechbert import (
 from speechbert.modeling_speechbert import SpeechBertAudioEncoder
 from speechbert.packed_rnn import _PackedGRUDirection, pack_frames, pad_packed, run_packed_rnn
 
-from .conftest import make_passage, seeded
+from .conftest import SpeechBertTester, seeded
 
 
 def stack_frames(features, lengths, k):
@@ -31,16 +31,7 @@ MODELS = [SpeechBertModel, SpeechBertForPreTraining, SpeechBertForQuestionAnswer
 
 
 def batch(processor, num_words=(12, 7), **kwargs):
-    passages = [make_passage(n, seed=i) for i, n in enumerate(num_words)]
-    return processor(
-        question=["who ruled normandy ?", "what is the city"][: len(passages)],
-        audio=[p[0] for p in passages],
-        word_segments=[p[1] for p in passages],
-        words=[p[2] for p in passages],
-        sampling_rate=16000,
-        return_tensors="pt",
-        **kwargs,
-    )
+    return SpeechBertTester.inputs(processor, num_words, **kwargs)
 
 
 @pytest.mark.parametrize("model_class", MODELS)
@@ -460,8 +451,7 @@ def test_soft_word_embedding_mode(tester, processor):
 
 @pytest.mark.parametrize("model_class", [SpeechBertModel, SpeechBertForQuestionAnswering, SpeechBertForPreTraining])
 def test_hidden_states_and_attentions_are_returned_on_request(tester, processor, model_class):
-    inputs = batch(processor)
-    config = tester.config()
+    config, inputs = tester.prepare_config_and_inputs(processor)
     config._attn_implementation = "eager"  # attention weights need the eager kernel
     model = seeded(model_class, config)
     with torch.no_grad():
