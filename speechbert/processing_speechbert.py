@@ -60,8 +60,9 @@ class SpeechBertProcessor(ProcessorMixin):
                 segments and turned into `audio_word_ids` (first word piece of each word, per window segment), the
                 target of the alignment and audio MLM losses.
             answer_times (*optional*): `(start_s, end_s)` of the answer (or a list, one per example). Adds
-                `start_positions` / `end_positions`: the audio positions of the first and last answer segment, or 0
-                (`[CLS]`) in a window that does not hold the whole answer.
+                `start_positions` / `end_positions`: the audio positions of the first and last answer segment (the
+                segments whose midpoint lies in the span or, for an answer shorter than a word, the one it overlaps
+                most), or 0 (`[CLS]`) in a window that does not hold the whole answer, as in `run_qa.py`.
             max_length (`int`): tokens per window, special tokens included.
             stride (`int`): segments shared by consecutive windows of one passage.
             max_question_length (`int`): question word pieces kept (the rest is cut).
