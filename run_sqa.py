@@ -355,25 +355,41 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
             logger.warning("%s: %d questions without usable segments or answer times skipped", system, skipped)
         return built
 
-    train_items = items(splits["train"], True) if training_args.do_train and not done else None
-    trainer = make_trainer(model, training_args, system, train_items, collator, model_args.quantize,
-                           None if oracle else model_args.audio_encoder_learning_rate)
+    def scores(eval_items, start, end, rows, split):
+        counts = {i["example"]: len(rows[i["example"]][f"{segments}_words"]) for i in eval_items}
+        return speechbert_word_scores(eval_items, start, end, counts)
+
+    def after(trainer):
+        if not oracle and training_args.do_eval and training_args.process_index == 0:
+            measure_codes(model, processor, splits, data_args, trainer.args.output_dir)
+
+    return run_system(system, model, collator, lambda rows, train, split: items(rows, train), scores, processor,
+                      {s: splits[s] for s in ("validation", "test") if s in splits}, training_args, splits, done,
+                      settings, model_args.quantize, None if oracle else model_args.audio_encoder_learning_rate,
+                      after)
+
+
+def run_system(system, model, collator, items, scores, saved_with_model, eval_sets, training_args, splits, done,
+               settings, quantize=None, audio_encoder_learning_rate=None, after_training=None):
+    """What every system does: train unless its training `done` already (then the model is evaluated as loaded),
+    save the model with `saved_with_model` (its processor or tokenizer) and its fingerprint, then predict every eval
+    split. `items(rows, train, split)` builds window items, `scores(items, start, end, rows, split)` the word scores."""
+    train_items = items(splits["train"], True, "train") if training_args.do_train and not done else None
+    trainer = make_trainer(model, training_args, system, train_items, collator, quantize, audio_encoder_learning_rate)
     if training_args.do_train and not done:
         train(trainer, training_args)
         trainer.save_model()
-        processor.save_pretrained(trainer.args.output_dir)
+        saved_with_model.save_pretrained(trainer.args.output_dir)
         mark_finished(trainer, training_args, len(splits["train"]), **settings)
-    if not oracle and training_args.do_eval and training_args.process_index == 0:
-        measure_codes(model, processor, splits, data_args, trainer.args.output_dir)
-    scores = {}
-    for split in ("validation", "test"):
-        if training_args.do_eval and split in splits:
-            rows = splits[split]
-            eval_items = items(rows, False)
+    if after_training is not None:
+        after_training(trainer)
+    found = {}
+    if training_args.do_eval:
+        for split, rows in eval_sets.items():
+            eval_items = items(rows, False, split)
             start, end = predict_logits(trainer, eval_items, collator)
-            counts = {i["example"]: len(rows[i["example"]][f"{segments}_words"]) for i in eval_items}
-            scores[split] = speechbert_word_scores(eval_items, start, end, counts)
-    return scores
+            found[split] = scores(eval_items, start, end, rows, split)
+    return found
 
 
 def measure_codes(model, processor, splits, data_args, folder):
@@ -402,25 +418,19 @@ def run_text(system, model_args, data_args, training_args, splits, tokenizer):
             logger.warning("%s: %d questions without words or answer times skipped", system, skipped)
         return built
 
-    train_items = items(splits["train"], True) if training_args.do_train and not done else None
-    trainer = make_trainer(model, training_args, system, train_items, collator, model_args.quantize)
-    if training_args.do_train and not done:
-        train(trainer, training_args)
-        trainer.save_model()
-        tokenizer.save_pretrained(trainer.args.output_dir)
-        mark_finished(trainer, training_args, len(splits["train"]))
-    scores = {}
     eval_sets = {s: splits[s] for s in ("validation", "test") if s in splits}
     if "spoken_squad_text" in splits and system == "cascade":
         eval_sets["spoken_squad_text"] = splits["spoken_squad_text"]
-    for split, rows in eval_sets.items():
-        if training_args.do_eval:
-            key = "asr" if split == "spoken_squad_text" else words_key
-            eval_items = items(rows, False, key)
-            start, end = predict_logits(trainer, eval_items, collator)
-            counts = {i["example"]: len(rows[i["example"]][f"{key}_words"]) for i in eval_items}
-            scores[split] = text_word_scores(eval_items, start, end, counts)
-    return scores
+
+    def key_of(split):
+        return "asr" if split == "spoken_squad_text" else words_key
+
+    def scores(eval_items, start, end, rows, split):
+        counts = {i["example"]: len(rows[i["example"]][f"{key_of(split)}_words"]) for i in eval_items}
+        return text_word_scores(eval_items, start, end, counts)
+
+    return run_system(system, model, collator, lambda rows, train, split: items(rows, train, key_of(split)), scores,
+                      tokenizer, eval_sets, training_args, splits, done, {}, model_args.quantize)
 
 
 def spans(system, rows, word_scores, max_answer_length, oracle_segments="asr"):
