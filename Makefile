@@ -26,8 +26,9 @@ $(VENV)/.installed: requirements.txt | system-deps
 quickstart: setup
 	$(PY) examples/quickstart.py
 
-# The main job on the embedded default corpus: regenerate its audio, pre-train (both steps) and fine-tune SpeechBERT
-# from all-MiniLM-L6-v2, train the cascade and the text upper bound, evaluate all four systems by WER bucket.
+# The main job on the embedded default corpus: regenerate its audio, pre-train (both steps) SpeechBERT from
+# all-MiniLM-L6-v2, train its word segmenter, fine-tune it at ASR segments and at its own segments, train the cascade
+# and the text upper bound, evaluate every system by WER bucket.
 DEMO := outputs/demo
 DEMO_TRAIN := --report_to none --save_strategy no --logging_steps 10 --per_device_train_batch_size 8 \
 	--per_device_eval_batch_size 16 --dataloader_num_workers 0 --seed 42
@@ -36,8 +37,11 @@ demo: setup
 	$(PY) run_pretraining.py --output_dir $(DEMO)/pretraining --dataset $(DEMO)/dataset --stage both \
 		--stage1_num_train_epochs 4 --num_train_epochs 2 --learning_rate 1e-4 $(DEMO_TRAIN) \
 		--config_overrides $(DEMO_AUDIO)
-	$(PY) run_sqa.py --output_dir $(DEMO)/sqa --model_name_or_path $(DEMO)/pretraining --dataset $(DEMO)/dataset \
-		--do_train --do_eval --num_train_epochs 3 --learning_rate 1e-4 $(DEMO_TRAIN)
+	$(PY) run_segmenter.py --model_name_or_path $(DEMO)/pretraining --dataset $(DEMO)/dataset \
+		--output_dir $(DEMO)/segmenter --num_train_epochs 10 --learning_rate 1e-3 $(DEMO_TRAIN)
+	$(PY) run_sqa.py --output_dir $(DEMO)/sqa --model_name_or_path $(DEMO)/segmenter --dataset $(DEMO)/dataset \
+		--do_train --do_eval --num_train_epochs 3 --learning_rate 1e-4 $(DEMO_TRAIN) \
+		--systems speechbert speechbert_segmenter cascade text
 	@echo "results: $(DEMO)/sqa/results.md, plot: $(DEMO)/sqa/wer_buckets_test.png"
 DEMO_AUDIO := audio_frame_stack=3
 
