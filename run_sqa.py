@@ -274,6 +274,32 @@ def finished_model(training_args, system, num_train, **settings) -> str | None:
     return folder
 
 
+# What may change between a run and its resumption: the length of the schedule (a run can be extended).
+RESUMABLE_CHANGES = ("max_steps", "num_train_epochs")
+
+
+def check_started(folder, training_args, num_train, **settings):
+    """Refuse to resume (or, with --resume_from_checkpoint, to reuse the checkpoints of) a system's training made with
+    other settings; record this run's settings in FOLDER/training_started.json otherwise."""
+    from sqa_train.stages import _differences
+
+    wanted = {k: v for k, v in training_fingerprint(training_args, num_train, **settings).items()
+              if k not in RESUMABLE_CHANGES}
+    path = Path(folder) / "training_started.json"
+    if path.exists():
+        recorded = json.loads(path.read_text())
+        if recorded != wanted:
+            changed = "; ".join(_differences(recorded, wanted))
+            raise ValueError(f"{folder} holds a training started with other settings ({changed}): delete it to train "
+                             "with these, or choose another --output_dir")
+    elif resume_checkpoint(training_args.resume_from_checkpoint, folder) is not None:
+        raise ValueError(f"{folder} holds checkpoints without the settings they were made with (training_started.json,"
+                         " written since this check exists), so they cannot be resumed safely: delete the folder")
+    if training_args.process_index == 0:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(wanted, indent=1) + "\n")
+
+
 def mark_finished(trainer, training_args, num_train, **settings):
     if trainer.is_world_process_zero():
         with open(os.path.join(trainer.args.output_dir, "training_finished.json"), "w") as f:
@@ -377,6 +403,7 @@ def run_system(system, model, collator, items, scores, saved_with_model, eval_se
     train_items = items(splits["train"], True, "train") if training_args.do_train and not done else None
     trainer = make_trainer(model, training_args, system, train_items, collator, quantize, audio_encoder_learning_rate)
     if training_args.do_train and not done:
+        check_started(trainer.args.output_dir, training_args, len(splits["train"]), **settings)
         train(trainer, training_args)
         trainer.save_model()
         saved_with_model.save_pretrained(trainer.args.output_dir)

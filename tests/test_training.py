@@ -217,6 +217,13 @@ def test_sqa_resumes_from_its_last_checkpoint(tmp_path, tiny_corpus, tiny_text_b
     assert final.stat().st_mtime_ns == saved
     assert not (tmp_path / "sqa" / "speechbert" / "checkpoint-4").exists()
     assert json.loads((tmp_path / "sqa" / "metrics.json").read_text())["test"]["speechbert"]["overall"]["count"] == 1
+    # Other settings must not resume (or reuse) these checkpoints: refused, naming what changed.
+    with pytest.raises(ValueError, match=r"other settings \(learning_rate: 5e-05 -> 0.001\)"):
+        run_sqa.main(args + ["--max_steps", "4", "--resume_from_checkpoint", "true", "--learning_rate", "1e-3"])
+    assert not (tmp_path / "sqa" / "speechbert" / "checkpoint-4").exists()
+    (tmp_path / "sqa" / "speechbert" / "training_started.json").unlink()  # as a folder from before the check
+    with pytest.raises(ValueError, match="without the settings they were made with"):
+        run_sqa.main(args + ["--max_steps", "4", "--resume_from_checkpoint", "true", "--learning_rate", "1e-3"])
 
 
 @pytest.mark.slow
