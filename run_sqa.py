@@ -368,8 +368,10 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
             if not model.config.word_segmenter:
                 raise SystemExit(f"--systems {system}: {done or model_args.model_name_or_path} has no word segmenter "
                                  "(config.word_segmenter): add one with run_segmenter.py and pass that checkpoint")
+            used = [s for s in splits if (s == "train" and training_args.do_train and not done)
+                    or (s in ("validation", "test") and training_args.do_eval)]
             with training_args.main_process_first(desc="word segments from the model"):
-                passages = sum(add_model_segments(rows, model, frames) for rows in splits.values())
+                passages = sum(add_model_segments(splits[s], model, frames) for s in used)
             logger.info("%s: word segments of %d passages from the model's segmenter", system, passages)
 
     def items(rows, train):
