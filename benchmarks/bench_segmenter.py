@@ -60,7 +60,7 @@ def load_pipeline(model_dir, size):
     register()
     if model_dir:
         model = SpeechBertForQuestionAnswering.from_pretrained(model_dir).eval()
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
         if not model.config.word_segmenter:
             raise SystemExit(f"--model {model_dir} has no word segmenter: train one with run_segmenter.py")
     else:
