@@ -137,10 +137,10 @@ def passage_rows(rows, limit=None):
 
 def reference_frames(frames: PassageFrames, row):
     """Frame ranges [first, last) of the row's reference words and the passage's frame count."""
-    frames.add(row, "ref")
-    key = row["paragraph_id"]
-    first, last = frames.feature_extractor.segment_frames(segment_times(row, "ref"), frames.num_samples[key])
-    return first, last, len(frames.frames[key])
+    passage = frames.passage(row)
+    first, last = frames.feature_extractor.segment_frames(segment_times(row, "ref"),
+                                                          frames.num_samples[row["paragraph_id"]])
+    return first, last, len(passage)
 
 
 def training_items(rows, frames, labels, begin_frames, max_frames):
@@ -161,8 +161,7 @@ def passage_logits(segmenter, frames, rows):
     segmenter.eval()
     with torch.no_grad():
         for row in rows:
-            frames.add(row, "ref")
-            x = torch.from_numpy(frames.frames[row["paragraph_id"]])[None].to(parameter.device, parameter.dtype)
+            x = torch.from_numpy(frames.passage(row))[None].to(parameter.device, parameter.dtype)
             out[row["paragraph_id"]] = segmenter(x)[0].float().cpu()
     return out
 

@@ -24,6 +24,8 @@ from safetensors.torch import load_file
 from speechbert.configuration_speechbert import SpeechBertConfig
 from speechbert.modeling_speechbert import SpeechBertForQuestionAnswering
 
+from .models import overridden_config
+
 logger = logging.getLogger(__name__)
 
 # Config fields that describe BERT itself: the two checkpoints must agree on them.
@@ -65,9 +67,8 @@ def graft(qa_dir, encoder_dir, config_overrides: str | None = None, segmenter_di
             if key == "word_segmenter" or key.startswith("segmenter_"):
                 setattr(config, key, value)
         segmenter = {k: v for k, v in _weights(segmenter_dir).items() if k.startswith("bert.word_segmenter.")}
-    if config_overrides:
-        config.update_from_string(config_overrides)
-    config._check_audio_fields()
+    overridden_config(config, config_overrides)
+    config._check_audio_fields()  # the segmenter's settings too, when no overrides follow
     config.architectures = ["SpeechBertForQuestionAnswering"]
     model = SpeechBertForQuestionAnswering(config)
     qa_weights, encoder_weights = _weights(qa_dir), _weights(encoder_dir)
