@@ -63,6 +63,11 @@ class SpeechBertConfig(BertConfig):
         objectives leave free.
     alignment_temperature (`float`, defaults to 0.05): temperature of the cosine softmax (alignment loss and
         `audio_code_mode="soft_word_embedding"`).
+    alignment_num_negatives (`int`, defaults to 0): with `alignment_loss_type="cosine_softmax"`, while training,
+        run the softmax over the batch's words plus this many other pieces drawn uniformly from the vocabulary each
+        step, with the sampled-softmax correction (each drawn piece's logit raised by log(others / drawn)), so
+        the loss estimates the full softmax's at a fraction of its cost. 0 (the default): the whole vocabulary.
+        Evaluation always uses the whole vocabulary.
     audio_code_mode (`str`, defaults to `"direct"`): what BERT reads at an audio position: `"direct"`, the code
         itself; `"soft_word_embedding"`, the expected word embedding under the code's word distribution,
         `softmax(cos(code, E) / alignment_temperature) @ E` over BERT's input embeddings `E` (exactly a word
@@ -106,6 +111,7 @@ class SpeechBertConfig(BertConfig):
     norm_loss_weight: float | int = 0.0
     alignment_loss_type: str = "l1"
     alignment_temperature: float | int = 0.05
+    alignment_num_negatives: int = 0
     audio_code_mode: str = "direct"
     audio_token_id: int = 1
     mask_token_id: int = 103
@@ -173,6 +179,17 @@ class SpeechBertConfig(BertConfig):
         if isinstance(self.alignment_temperature, bool) or not self.alignment_temperature > 0:
             raise ValueError(
                 f"SpeechBertConfig.alignment_temperature must be a positive number, got {self.alignment_temperature!r}"
+            )
+        negatives = self.alignment_num_negatives
+        if isinstance(negatives, bool) or not isinstance(negatives, int) or negatives < 0:
+            raise ValueError(
+                f"SpeechBertConfig.alignment_num_negatives must be a non-negative integer (0: the whole vocabulary), "
+                f"got {negatives!r}"
+            )
+        if negatives and self.alignment_loss_type != "cosine_softmax":
+            raise ValueError(
+                f"SpeechBertConfig.alignment_num_negatives={negatives!r} samples the vocabulary of the "
+                f"'cosine_softmax' alignment loss, but alignment_loss_type is {self.alignment_loss_type!r}"
             )
         if self.segmenter_kernel_size % 2 == 0:
             raise ValueError(

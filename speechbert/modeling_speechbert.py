@@ -9,6 +9,7 @@ The transformer is transformers' own `BertModel`, fed through `inputs_embeds`, s
 plus `audio_encoder.*` (and `audio_decoder.*` in pre-training): any BERT checkpoint loads into it directly.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -464,13 +465,33 @@ class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
         embeddings = self.bert.embeddings.word_embeddings.weight.detach()
         if kind == "l1":
             return (codes.float() - embeddings[words].float()).abs().mean()
-        if kind == "cosine_softmax":
+        correction = None
+        if kind == "cosine_softmax" and self.training and self.config.alignment_num_negatives:
+            table, labels, correction = self._sampled_classes(embeddings, words)
+        elif kind == "cosine_softmax":
             table, labels = embeddings, words
         else:  # info_nce: the distinct words of the batch are the classes
             classes, labels = torch.unique(words, return_inverse=True)
             table = embeddings[classes]
         logits = F.normalize(codes.float(), dim=-1) @ F.normalize(table.float(), dim=-1).T
-        return F.cross_entropy(logits / self.config.alignment_temperature, labels)
+        logits = logits / self.config.alignment_temperature
+        if correction is not None:
+            logits = logits + correction
+        return F.cross_entropy(logits, labels)
+
+    def _sampled_classes(self, embeddings, words):
+        """The batch's distinct words plus `alignment_num_negatives` others drawn uniformly without replacement;
+        each drawn piece stands for (others / drawn) pieces, so its logit gets log(others / drawn) added."""
+        vocabulary = embeddings.shape[0]
+        classes, labels = torch.unique(words, return_inverse=True)
+        others = vocabulary - len(classes)
+        wanted = min(self.config.alignment_num_negatives, others)
+        draw = torch.randperm(vocabulary, device=words.device)[: wanted + len(classes)]
+        drawn = draw[~torch.isin(draw, classes)][:wanted]
+        correction = torch.zeros(len(classes) + len(drawn), device=words.device)
+        if len(drawn):
+            correction[len(classes):] = math.log(others / len(drawn))
+        return embeddings[torch.cat([classes, drawn])], labels, correction
 
     def _weighted(self, parts):
         weights = {

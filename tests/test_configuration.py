@@ -26,6 +26,7 @@ from speechbert.configuration_speechbert import SPEECHBERT_AUTO_MAP
         ("alignment_temperature", 0.0),
         ("audio_code_mode", "soft"),
         ("norm_loss_weight", -1.0),
+        ("alignment_num_negatives", -1),
     ],
 )
 def test_invalid_values_name_field_and_value(field, value):
@@ -33,6 +34,12 @@ def test_invalid_values_name_field_and_value(field, value):
         SpeechBertConfig(**{field: value})
     message = str(error.value)
     assert field in message and str(value) in message
+
+
+def test_sampled_negatives_need_the_cosine_softmax():
+    with pytest.raises(ValueError, match=r"alignment_num_negatives=64 .* alignment_loss_type is 'l1'"):
+        SpeechBertConfig(alignment_num_negatives=64)
+    assert SpeechBertConfig(alignment_loss_type="cosine_softmax", alignment_num_negatives=64).alignment_num_negatives == 64
 
 
 def test_defaults_match_the_paper_front_end():

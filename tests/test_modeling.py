@@ -1,3 +1,4 @@
+import math
 from pathlib import Path
 
 import pytest
@@ -403,6 +404,45 @@ def test_alignment_loss_types_by_hand(tester, processor, kind):
     out.loss.backward()
     assert model.bert.audio_encoder.rnn.weight_ih_l0.grad.abs().sum() > 0
     assert model.bert.embeddings.word_embeddings.weight.grad is None  # the targets stay fixed
+
+
+def test_sampled_cosine_softmax(tester, processor):
+    inputs = batch(processor)
+    kwargs = dict(audio_features=inputs["audio_features"], audio_feature_lengths=inputs["audio_feature_lengths"],
+                  audio_word_ids=inputs["audio_word_ids"])
+    config = tester.config(alignment_loss_type="cosine_softmax", alignment_temperature=0.1,
+                           reconstruction_loss_weight=0.0, alignment_num_negatives=5)
+    model = seeded(SpeechBertForPreTraining, config)
+    real = inputs["audio_feature_lengths"] > 0
+    words = inputs["audio_word_ids"][real]
+    table = model.bert.embeddings.word_embeddings.weight.detach()
+    cos = lambda a, b: torch.nn.functional.normalize(a, dim=-1) @ torch.nn.functional.normalize(b, dim=-1).T  # noqa
+    model.train()
+    torch.manual_seed(3)
+    out = model(**kwargs)
+    codes = out.audio_codes.detach()
+    # By hand: the batch's words, then 5 other pieces of the same draw, each standing for (V - P) / 5 pieces.
+    torch.manual_seed(3)
+    classes = sorted(set(words.tolist()))
+    draw = torch.randperm(table.shape[0])[: 5 + len(classes)].tolist()
+    drawn = [w for w in draw if w not in classes][:5]
+    others = table.shape[0] - len(classes)
+    logits = cos(codes, table[classes + drawn]) / 0.1
+    logits[:, len(classes):] += math.log(others / 5)
+    labels = torch.tensor([classes.index(w) for w in words.tolist()])
+    expected = torch.nn.functional.cross_entropy(logits, labels)
+    torch.testing.assert_close(out.alignment_loss.detach(), expected, rtol=1e-5, atol=1e-6)
+    out.loss.backward()
+    assert model.bert.audio_encoder.rnn.weight_ih_l0.grad.abs().sum() > 0
+    # Evaluation scores against the whole vocabulary, as does a sample that covers it.
+    full = torch.nn.functional.cross_entropy(cos(codes, table) / 0.1, words)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(**kwargs).alignment_loss, full, rtol=1e-5, atol=1e-6)
+    model.train()
+    model.config.alignment_num_negatives = table.shape[0]
+    with torch.no_grad():
+        torch.testing.assert_close(model(**kwargs).alignment_loss, full, rtol=1e-5, atol=1e-6)
 
 
 def test_cosine_softmax_prefers_the_right_word(tester):

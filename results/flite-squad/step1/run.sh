@@ -5,18 +5,30 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 TRAIN="--report_to none --save_strategy steps --save_steps 200 --save_total_limit 2 --logging_steps 50
   --per_device_train_batch_size 8 --dataloader_num_workers 0 --seed 42 --resume_from_checkpoint true
-  --stage 1 --stage1_num_train_epochs ${EPOCHS:-10} --codes_eval_splits validation test --disable_tqdm true"
-declare -A EXTRA=([cos_t005_norm1_lexicon]="--stage1_extra_records data/step1-lexicon")
+  --stage 1 --codes_eval_splits validation test --disable_tqdm true"
+COS="audio_frame_stack=3,alignment_loss_type=cosine_softmax,alignment_temperature=0.05,norm_loss_weight=1"
+BIG="audio_encoder_num_layers=2,audio_encoder_hidden_size=256"
+VOICES="--stage1_extra_records data/step1-voices"
+declare -A EXTRA=([cos_t005_norm1_lexicon]="--stage1_extra_records data/step1-lexicon"
+  [cos_neg2048_voices]="$VOICES" [cos_neg2048_voices_2x256]="$VOICES")
+# Epochs of step 1 per run (EPOCHS, if set, overrides them all).
+declare -A EPOCHS_OF=([l1_w10]=10 [cos_t005_norm1]=5 [cos_t005_norm1_lexicon]=3 [cos_t005_norm1_2x256]=2
+  [cos_neg2048]=5 [cos_neg2048_voices]=3 [cos_neg2048_voices_2x256]=2)
 declare -A OVERRIDES=(
   [l1_w10]="audio_frame_stack=3,alignment_loss_weight=10"
   [cos_t005_norm1]="audio_frame_stack=3,alignment_loss_type=cosine_softmax,alignment_temperature=0.05,norm_loss_weight=1"
   [cos_t005_norm1_lexicon]="audio_frame_stack=3,alignment_loss_type=cosine_softmax,alignment_temperature=0.05,norm_loss_weight=1"
-  [cos_t005_norm1_2x256]="audio_frame_stack=3,alignment_loss_type=cosine_softmax,alignment_temperature=0.05,norm_loss_weight=1,audio_encoder_num_layers=2,audio_encoder_hidden_size=256"
+  [cos_t005_norm1_2x256]="$COS,$BIG"
+  # The same softmax estimated from the batch's words and 2,048 drawn pieces (alignment_num_negatives).
+  [cos_neg2048]="$COS,alignment_num_negatives=2048"
+  [cos_neg2048_voices]="$COS,alignment_num_negatives=2048"
+  [cos_neg2048_voices_2x256]="$COS,$BIG,alignment_num_negatives=2048"
 )
 for name in ${RUNS:-l1_w10 cos_t005_norm1}; do
   out=outputs/step1/$name
   mkdir -p "results/flite-squad/step1/$name"
   $PY run_pretraining.py --output_dir "$out" --dataset outputs/benchmark/dataset $TRAIN \
-    --config_overrides "${OVERRIDES[$name]}" ${EXTRA[$name]:-} 2>&1 | tee "results/flite-squad/step1/$name/train.log"
+    --stage1_num_train_epochs "${EPOCHS:-${EPOCHS_OF[$name]}}" \
+    --config_overrides "${OVERRIDES[$name]}" ${EXTRA[$name]:-} 2>&1 | tee -a "results/flite-squad/step1/$name/train.log"
   cp "$out/codes.json" "$out/stage1/settings.json" "results/flite-squad/step1/$name/"
 done
