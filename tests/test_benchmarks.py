@@ -18,6 +18,7 @@ SCRIPTS = {
     "bench_gpu.py": ("GPU training throughput (quick)", "sequences/s"),
     "bench_pipeline_memory.py": ("Pipeline peak memory against questions (quick)", "more peak RSS per question"),
     "bench_segmenter.py": ("Word segmenter against ASR segments (quick)", "ASR path / this"),
+    "bench_step1.py": ("Step-1 step: whole vocabulary against sampled softmax (quick)", "speed-up"),
 }
 
 

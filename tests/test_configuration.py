@@ -39,7 +39,8 @@ def test_invalid_values_name_field_and_value(field, value):
 def test_sampled_negatives_need_the_cosine_softmax():
     with pytest.raises(ValueError, match=r"alignment_num_negatives=64 .* alignment_loss_type is 'l1'"):
         SpeechBertConfig(alignment_num_negatives=64)
-    assert SpeechBertConfig(alignment_loss_type="cosine_softmax", alignment_num_negatives=64).alignment_num_negatives == 64
+    config = SpeechBertConfig(alignment_loss_type="cosine_softmax", alignment_num_negatives=64)
+    assert config.alignment_num_negatives == 64
 
 
 def test_defaults_match_the_paper_front_end():
