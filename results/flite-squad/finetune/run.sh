@@ -6,36 +6,46 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 TRAIN="--report_to none --save_strategy steps --save_steps 200 --save_total_limit 2 --logging_steps 50
   --per_device_train_batch_size 8 --per_device_eval_batch_size 32 --dataloader_num_workers 0 --seed 42
-  --resume_from_checkpoint true --num_train_epochs ${EPOCHS:-2} --learning_rate 1e-4 --disable_tqdm true
-  --codes_eval_splits validation test"
-COS=outputs/step1/cos_t005_norm1
+  --resume_from_checkpoint true --learning_rate 1e-4 --disable_tqdm true --codes_eval_splits validation test"
+# Step-1 encoders (../step1/) by short name; a graft graft_<encoder>_<mode> is the oracle's QA BERT (../oracle/)
+# with that encoder, reading its codes soft (audio_code_mode=soft_word_embedding) or direct.
+declare -A ENCODER=([cos]=outputs/step1/cos_t005_norm1 [v128]=outputs/step1/cos_neg2048_voices
+  [v2x256]=outputs/step1/cos_neg2048_voices_2x256)
+COS=${ENCODER[cos]}
 declare -A MODEL=(
   [cos_soft_frozen]=$COS [cos_direct_frozen]=$COS [cos_direct]=$COS
-  [graft_soft_frozen]=outputs/finetune/graft_cos_soft [graft_direct_frozen]=outputs/finetune/graft_cos_direct
-  [zeroshot_graft_cos_soft]=outputs/finetune/graft_cos_soft [zeroshot_graft_cos_direct]=outputs/finetune/graft_cos_direct
+  [graft_soft_frozen]=graft_cos_soft [graft_direct_frozen]=graft_cos_direct
+  [zeroshot_graft_cos_soft]=graft_cos_soft [zeroshot_graft_cos_direct]=graft_cos_direct
+  [zeroshot_graft_v128_soft]=graft_v128_soft [graft_v128_soft_frozen]=graft_v128_soft
+  [zeroshot_graft_v2x256_soft]=graft_v2x256_soft [graft_v2x256_soft_frozen]=graft_v2x256_soft
 )
 declare -A ARGS=(
   [cos_soft_frozen]="--config_overrides audio_code_mode=soft_word_embedding --freeze_audio_encoder"
   [cos_direct_frozen]="--freeze_audio_encoder"
-  [cos_direct]=""
-  [graft_soft_frozen]="--freeze_audio_encoder"
-  [graft_direct_frozen]="--freeze_audio_encoder"
-  [zeroshot_graft_cos_soft]="" [zeroshot_graft_cos_direct]=""
+  [graft_soft_frozen]="--freeze_audio_encoder" [graft_direct_frozen]="--freeze_audio_encoder"
+  [graft_v128_soft_frozen]="--freeze_audio_encoder" [graft_v2x256_soft_frozen]="--freeze_audio_encoder"
 )
-# The grafts: the oracle's QA BERT (../oracle/) with the cosine step-1 encoder, read soft or direct.
-for mode in soft direct; do
-  test -f outputs/finetune/graft_cos_$mode/config.json && continue
-  overrides=(); [ $mode = soft ] && overrides=(--config_overrides audio_code_mode=soft_word_embedding)
-  $PY -m sqa_train.graft --qa outputs/oracle/asr_first_piece/oracle --encoder $COS \
-    --output_dir outputs/finetune/graft_cos_$mode "${overrides[@]}"
-done
+# Epochs per run (EPOCHS, if set, overrides them all); zero-shot runs are evaluated as grafted.
+declare -A EPOCHS_OF=([cos_soft_frozen]=2 [cos_direct_frozen]=2 [cos_direct]=2 [graft_soft_frozen]=1
+  [graft_direct_frozen]=1 [graft_v128_soft_frozen]=1 [graft_v2x256_soft_frozen]=1)
 for name in ${RUNS:-cos_soft_frozen}; do
   out=outputs/finetune/$name
   test -f "$out/metrics.json" && continue
+  model=${MODEL[$name]}
+  if [[ $model == graft_* ]]; then
+    IFS=_ read -r _ encoder mode <<< "$model"
+    model=outputs/finetune/$model
+    if [ ! -f "$model/config.json" ]; then
+      overrides=(); [ "$mode" = soft ] && overrides=(--config_overrides audio_code_mode=soft_word_embedding)
+      $PY -m sqa_train.graft --qa outputs/oracle/asr_first_piece/oracle --encoder "${ENCODER[$encoder]}" \
+        --output_dir "$model" "${overrides[@]}"
+    fi
+  fi
   mkdir -p "results/flite-squad/finetune/$name"
-  train=--do_train; [[ $name == zeroshot_* ]] && train=""  # zero-shot: evaluated as grafted
+  train="--do_train --num_train_epochs ${EPOCHS:-${EPOCHS_OF[$name]:-2}}"
+  [[ $name == zeroshot_* ]] && train=""
   $PY run_sqa.py --output_dir "$out" --dataset outputs/benchmark/dataset --systems speechbert \
-    --model_name_or_path "${MODEL[$name]}" ${ARGS[$name]} $train --do_eval $TRAIN \
-    2>&1 | tee "results/flite-squad/finetune/$name/train.log"
+    --model_name_or_path "$model" ${ARGS[$name]:-} $train --do_eval $TRAIN \
+    2>&1 | tee -a "results/flite-squad/finetune/$name/train.log"
   cp "$out/metrics.json" "$out/results.md" "$out/speechbert/codes.json" "results/flite-squad/finetune/$name/"
 done
