@@ -226,10 +226,18 @@ class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
         self.check_sampling_rate(sampling_rate)
         return self.extract_checked(self.to_mono(audio), word_segments)
 
-    def extract_checked(self, audio: np.ndarray, word_segments) -> tuple[np.ndarray, np.ndarray]:
-        """`extract` for a waveform that `to_mono` already returned (the processor checks each passage once)."""
+    def extract_checked(self, audio: np.ndarray, word_segments, frames: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """`extract` for a waveform that `to_mono` already returned (the processor checks each passage once).
+        `frames`: the waveform's `frame_features`, where the caller has them already (not computed again)."""
         first, last = self.segment_frames(word_segments, audio.size)
-        frames = self.frame_features(audio)
+        if frames is None:
+            frames = self.frame_features(audio)
+        else:
+            expected = (1 + (audio.size - self.win_samples) // self.hop_samples, self.feature_size)
+            if tuple(frames.shape) != expected:
+                raise ValueError(f"frames of shape {tuple(frames.shape)} do not belong to {audio.size} samples: "
+                                 f"expected {expected}")
         lengths = np.minimum(last - first, self.max_frames_per_segment)
         steps = np.arange(lengths.max())
         index = np.minimum(first[:, None] + steps[None, :], frames.shape[0] - 1)  # (S, T)

@@ -268,11 +268,14 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
         self.processor.plan_windows([min(longest, 64)], [1], max_length, stride)
         # Empty, silent or non-finite audio fails here, before any recognition is spent on it.
         audio = self.processor.feature_extractor.to_mono(load_audio(inputs["audio"], sampling_rate))
+        frames = None
         if word_segments is None:
             if segmenter is None:
                 segmenter = "model" if getattr(self.model.config, "word_segmenter", False) else "asr"
             if segmenter == "model":
-                word_segments = self.model_segments(audio)
+                # The segmenter's frames are the passage's features: extracted once for both.
+                frames = self.processor.feature_extractor.frame_features(audio)
+                word_segments = self.model_segments(audio, frames)
             else:
                 recognised, word_segments = recognize_words(audio)
                 words = words if words is not None else recognised
@@ -281,13 +284,15 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
         # One passage, many questions: its features are extracted once; `_forward` pads them per window batch.
         data, windows, extracted = self.processor.prepare(
             questions, [audio] * len(questions), [word_segments] * len(questions), SAMPLING_RATE,
-            max_length=max_length, stride=stride)
+            max_length=max_length, stride=stride, frame_features=None if frames is None else [frames] * len(questions))
         return {"data": data, "windows": windows, "extracted": extracted, "words": words, "single": single,
                 "num_questions": len(questions)}
 
-    def model_segments(self, audio: np.ndarray) -> list[tuple[float, float]]:
-        """Word segments of one mono 16 kHz passage from the checkpoint's word segmenter."""
-        frames = self.processor.feature_extractor.frame_features(audio)
+    def model_segments(self, audio: np.ndarray, frames: np.ndarray | None = None) -> list[tuple[float, float]]:
+        """Word segments of one mono 16 kHz passage from the checkpoint's word segmenter (`frames`: the passage's
+        `frame_features`, if already computed)."""
+        if frames is None:
+            frames = self.processor.feature_extractor.frame_features(audio)
         base = getattr(self.model, self.model.base_model_prefix, self.model)
         segments = base.segment_words(frames)[0]
         if not segments:

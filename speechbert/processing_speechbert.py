@@ -85,12 +85,13 @@ class SpeechBertProcessor(ProcessorMixin):
         return BatchFeature(data, tensor_type=return_tensors)
 
     def prepare(self, question, audio, word_segments, sampling_rate=None, words=None, answer_times=None,
-                max_length=384, stride=128, max_question_length=64, width=None):
+                max_length=384, stride=128, max_question_length=64, width=None, frame_features=None):
         """Everything `__call__` does but padding the audio features of every window: returns `(data, windows,
         extracted)`, the token-level arrays of `__call__`'s output, the `(example, first, end)` segment range of
         each window and each example's `(features, lengths)` of all its segments. `gather_audio` pads the features
         of any subset of the windows, so a caller can run the windows in batches with memory bounded by the batch,
-        not by the number of windows."""
+        not by the number of windows. `frame_features`: each passage's `feature_extractor.frame_features` (one per
+        example, like `audio`), where the caller has computed them already (the pipeline's word segmenter has)."""
         if question is None or audio is None or word_segments is None:
             raise ValueError("question, audio and word_segments are all required")
         for name, value, low in (("max_length", max_length, 4), ("stride", stride, 0),
@@ -105,8 +106,9 @@ class SpeechBertProcessor(ProcessorMixin):
         segments = list(word_segments) if batched else [word_segments]
         word_lists = (list(words) if batched else [words]) if words is not None else None
         answers = (list(answer_times) if batched else [answer_times]) if answer_times is not None else None
+        given_frames = (list(frame_features) if batched else [frame_features]) if frame_features is not None else None
         for name, values in (("audio", audios), ("word_segments", segments), ("words", word_lists),
-                             ("answer_times", answers)):
+                             ("answer_times", answers), ("frame_features", given_frames)):
             if values is not None and len(values) != len(questions):
                 raise ValueError(f"got {len(questions)} questions but {len(values)} entries in {name}")
         for i, q in enumerate(questions):
@@ -125,11 +127,12 @@ class SpeechBertProcessor(ProcessorMixin):
         self.feature_extractor.check_sampling_rate(sampling_rate)
         # Several questions about one passage (the same audio and segment objects) share one extraction.
         cache, extracted, mono = {}, [], []
-        for a, s in zip(audios, segments):
+        for i, (a, s) in enumerate(zip(audios, segments)):
             key = (id(a), id(s))
             if key not in cache:
                 waveform = self.feature_extractor.to_mono(a)
-                cache[key] = waveform, self.feature_extractor.extract_checked(waveform, s)
+                frames = given_frames[i] if given_frames is not None else None
+                cache[key] = waveform, self.feature_extractor.extract_checked(waveform, s, frames)
             mono.append(cache[key][0])
             extracted.append(cache[key][1])
         audios = mono

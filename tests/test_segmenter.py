@@ -204,6 +204,35 @@ def test_pipeline_uses_the_checkpoints_segmenter_without_asr(segmenting_qa, pass
     assert recognised == given
 
 
+def test_segmenter_path_extracts_the_passage_features_once(segmenting_qa, passage, monkeypatch):
+    audio, _, _ = passage
+    extractor = segmenting_qa.processor.feature_extractor
+    calls, original = [], extractor.frame_features
+    monkeypatch.setattr(extractor, "frame_features", lambda a: calls.append(1) or original(a))
+    answers = segmenting_qa(audio, question=["who ruled ?", "where ?"], sampling_rate=16000)
+    assert len(calls) == 1 and len(answers) == 2  # the segmenter's frames serve the QA features too
+    # The same answer as when those segments are given and the features extracted afresh.
+    calls.clear()
+    found = segmenting_qa(audio, question="who ruled ?", sampling_rate=16000)
+    segments = segmenting_qa.model_segments(extractor.to_mono(audio))
+    assert segmenting_qa(audio, question="who ruled ?", sampling_rate=16000, word_segments=segments) == found
+    assert len(calls) == 3  # once with the segmenter, once for model_segments, once for the given segments
+
+
+def test_given_frames_must_belong_to_the_audio(processor, passage):
+    audio, segments, _ = passage
+    extractor = processor.feature_extractor
+    frames = extractor.frame_features(extractor.to_mono(audio))
+    expected = extractor.extract_checked(extractor.to_mono(audio), segments)
+    given = extractor.extract_checked(extractor.to_mono(audio), segments, frames)
+    np.testing.assert_array_equal(given[0], expected[0])
+    np.testing.assert_array_equal(given[1], expected[1])
+    with pytest.raises(ValueError, match=r"frames of shape \(\d+, 39\) do not belong to \d+ samples"):
+        extractor.extract_checked(extractor.to_mono(audio), segments, frames[:-5])
+    with pytest.raises(ValueError, match="1 questions but 2 entries in frame_features"):
+        processor.prepare(["who ?"], [audio], [segments], 16000, frame_features=[frames, frames])
+
+
 def test_pipeline_segmenter_argument_is_checked_first(segmenting_qa, tester, processor, passage):
     from speechbert.pipeline_speechbert import SpokenQuestionAnsweringPipeline
 
