@@ -227,9 +227,24 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
         return self.audio_encoder(audio_features.reshape(batch * segments, frames, size), lengths, rows)  # (N, hidden)
 
     def word_similarities(self, codes: torch.Tensor) -> torch.Tensor:
-        """(N, V) cosine between each code and every input word embedding, divided by `alignment_temperature`."""
-        table = F.normalize(self.embeddings.word_embeddings.weight.float(), dim=-1)
-        return F.normalize(codes.float(), dim=-1) @ table.T / self.config.alignment_temperature
+        """(N, V) cosine between each code and every input word embedding, divided by `alignment_temperature`
+        (applied to the N codes, not to the N x V scores: the same values, a fraction of the work)."""
+        scaled = F.normalize(codes.float(), dim=-1) / self.config.alignment_temperature
+        return scaled @ self._unit_word_embeddings().T
+
+    def _unit_word_embeddings(self) -> torch.Tensor:
+        """(V, H) float32 input word embeddings scaled to unit norm. Without autograd (inference) they are kept
+        until the embedding weights change (a new tensor, device, dtype or an in-place update)."""
+        weight = self.embeddings.word_embeddings.weight
+        if torch.is_grad_enabled() and weight.requires_grad:
+            return F.normalize(weight.float(), dim=-1)
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, tuple(weight.shape))
+        cached = getattr(self, "_unit_embeddings_cache", None)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, F.normalize(weight.float(), dim=-1))
+            self._unit_embeddings_cache = cached
+        return cached[1]
 
     def soft_word_embedding(self, codes: torch.Tensor) -> torch.Tensor:
         """(N, H) expected input word embedding under each code's word distribution (`audio_code_mode`)."""
@@ -473,8 +488,8 @@ class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
         else:  # info_nce: the distinct words of the batch are the classes
             classes, labels = torch.unique(words, return_inverse=True)
             table = embeddings[classes]
-        logits = F.normalize(codes.float(), dim=-1) @ F.normalize(table.float(), dim=-1).T
-        logits = logits / self.config.alignment_temperature
+        scaled = F.normalize(codes.float(), dim=-1) / self.config.alignment_temperature  # (K, H): cheaper than (K, V)
+        logits = scaled @ F.normalize(table.float(), dim=-1).T
         if correction is not None:
             logits = logits + correction
         return F.cross_entropy(logits, labels)

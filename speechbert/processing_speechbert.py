@@ -131,8 +131,10 @@ class SpeechBertProcessor(ProcessorMixin):
             key = (id(a), id(s))
             if key not in cache:
                 waveform = self.feature_extractor.to_mono(a)
-                frames = given_frames[i] if given_frames is not None else None
-                cache[key] = waveform, self.feature_extractor.extract_checked(waveform, s, frames)
+                extract = self.feature_extractor.extract_checked
+                # Without frames, called as before they were an argument (a checkpoint's own extractor may predate it).
+                cache[key] = waveform, (extract(waveform, s) if given_frames is None else
+                                        extract(waveform, s, given_frames[i]))
             mono.append(cache[key][0])
             extracted.append(cache[key][1])
         audios = mono

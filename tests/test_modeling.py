@@ -455,6 +455,28 @@ def test_cosine_softmax_prefers_the_right_word(tester):
     assert right < 0.5 < wrong
 
 
+def test_unit_embeddings_are_cached_only_while_the_weights_stay(tester):
+    model = seeded(SpeechBertModel, tester.config(audio_code_mode="soft_word_embedding", alignment_temperature=0.2))
+    codes = torch.randn(5, model.config.hidden_size)
+    weight = model.embeddings.word_embeddings.weight
+
+    def by_hand():
+        table = F.normalize(weight.detach().float(), dim=-1)
+        return (F.normalize(codes, dim=-1) @ table.T / 0.2).softmax(-1) @ weight.detach().float()
+
+    with torch.no_grad():
+        torch.testing.assert_close(model.soft_word_embedding(codes), by_hand())
+        weight.mul_(-1.5)  # an in-place update (as load_state_dict or an optimizer step makes)
+        torch.testing.assert_close(model.soft_word_embedding(codes), by_hand())
+    model.embeddings.word_embeddings.weight = torch.nn.Parameter(torch.randn_like(weight))
+    weight = model.embeddings.word_embeddings.weight
+    with torch.no_grad():
+        torch.testing.assert_close(model.soft_word_embedding(codes), by_hand())
+    # With autograd nothing is cached: the gradient reaches the embeddings.
+    model.soft_word_embedding(codes).sum().backward()
+    assert weight.grad is not None and weight.grad.abs().sum() > 0
+
+
 def test_soft_word_embedding_mode(tester, processor):
     inputs = batch(processor)
     direct = seeded(SpeechBertModel, tester.config())
