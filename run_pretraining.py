@@ -39,6 +39,8 @@ from sqa_train.stages import (  # noqa: F401  (the fingerprint helpers are part 
     VOLATILE_CONFIG_KEYS,
     check_stage_settings,
     fingerprint_sha1,
+    mark_done,
+    record_settings,
     resume_checkpoint,
     stage_args,
     stage_fingerprint,
@@ -155,9 +157,7 @@ def run_stage(name, model, args, build_items, collator, training_args, fingerpri
                                f"{missing}, unexpected {unexpected}): delete the folder to run {name} again")
         logger.info("%s already finished with these settings (%s): skipped, its weights loaded", name, folder)
         return False
-    if training_args.process_index == 0:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "settings.json").write_text(json.dumps(fingerprint, indent=1, default=str) + "\n")
+    record_settings(folder, fingerprint, training_args.process_index)
     items = build_items()
     trainer = LossPartsTrainer(model=model, args=args, train_dataset=items, data_collator=collator)
     checkpoint = resume_checkpoint(training_args.resume_from_checkpoint, args.output_dir)
@@ -165,7 +165,7 @@ def run_stage(name, model, args, build_items, collator, training_args, fingerpri
     trainer.log_metrics(name, result.metrics)
     if trainer.is_world_process_zero():
         model.save_pretrained(args.output_dir)
-        (folder / "DONE").write_text("finished\n")
+        mark_done(folder)
     return True
 
 

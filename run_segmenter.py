@@ -35,7 +35,8 @@ from speechbert.segmentation_speechbert import boundary_scores, decode_segments,
 from sqa_train.data import PassageFrames, load_corpus, segment_times
 from sqa_train.distributed import finish_distributed
 from sqa_train.models import config_overrides, default_text_bert
-from sqa_train.stages import check_stage_settings, resume_checkpoint, stage_args, stage_fingerprint
+from sqa_train.stages import (check_stage_settings, mark_done, record_settings, resume_checkpoint, stage_args,
+                              stage_fingerprint)
 
 logger = logging.getLogger("run_segmenter")
 TOLERANCES_MS = (20, 50)
@@ -254,9 +255,7 @@ def main(argv=None):
         module.load_state_dict(load_file(folder / "model.safetensors"))
         logger.info("segmenter already trained with these settings in %s: its weights loaded", folder)
     else:
-        if training_args.process_index == 0:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "settings.json").write_text(json.dumps(fingerprint, indent=1, default=str) + "\n")
+        record_settings(folder, fingerprint, training_args.process_index)
         labels = {}
         with training_args.main_process_first(desc="passage audio and features"):
             items = training_items(rows, frames, labels, config.segmenter_begin_frames, args.max_frames_per_item)
@@ -268,7 +267,7 @@ def main(argv=None):
         trainer.log_metrics("segmenter", result.metrics)
         if trainer.is_world_process_zero():
             trainer.save_model(step_args.output_dir)
-            (folder / "DONE").write_text("finished\n")
+            mark_done(folder)
     if training_args.process_index != 0:
         return
     results = {"thresholds": {}, "splits": {}}

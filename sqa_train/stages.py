@@ -100,3 +100,16 @@ def check_stage_settings(folder: Path, fingerprint: dict) -> bool:
                          f"with (settings.json; written since this check exists): delete it to run "
                          f"{fingerprint['stage']} again")
     return done
+
+
+def record_settings(folder: Path, fingerprint: dict, process_index: int = 0):
+    """Write `folder/settings.json` as a step starts (main process only), so that an interrupted step is resumed
+    only with the same settings."""
+    if process_index == 0:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "settings.json").write_text(json.dumps(fingerprint, indent=1, default=str) + "\n")
+
+
+def mark_done(folder: Path):
+    """Mark a step finished (after its weights are saved): `check_stage_settings` then reports it done."""
+    (folder / "DONE").write_text("finished\n")
