@@ -117,6 +117,17 @@ def main(argv=None):
         "pipeline, given ASR segments (features + model)": median_seconds(
             lambda: qa(audio, question=question, sampling_rate=16000, word_segments=asr_segments), args.repeats),
     }
+    if qa.model.config.audio_code_mode == "soft_word_embedding":
+        # Where the model's time goes: the same call with the codes fed directly (time only; these answers are not
+        # the checkpoint's), and the soft word embeddings alone (two products with the whole vocabulary).
+        qa.model.config.audio_code_mode = "direct"
+        timings["pipeline, given ASR segments, codes fed directly (time only)"] = median_seconds(
+            lambda: qa(audio, question=question, sampling_rate=16000, word_segments=asr_segments), args.repeats)
+        qa.model.config.audio_code_mode = "soft_word_embedding"
+        codes = torch.randn(len(asr_segments), qa.model.config.hidden_size)
+        with torch.no_grad():
+            timings[f"soft word embeddings of {len(asr_segments)} codes (x {qa.model.config.vocab_size} pieces)"] = \
+                median_seconds(lambda: base.soft_word_embedding(codes), args.repeats)
     if args.model:
         timings["pipeline, model segmenter (segmenter + features + model)"] = median_seconds(
             lambda: qa(audio, question=question, sampling_rate=16000, segmenter="model"), args.repeats)
