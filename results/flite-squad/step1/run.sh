@@ -10,10 +10,12 @@ COS="audio_frame_stack=3,alignment_loss_type=cosine_softmax,alignment_temperatur
 BIG="audio_encoder_num_layers=2,audio_encoder_hidden_size=256"
 VOICES="--stage1_extra_records data/step1-voices"
 declare -A EXTRA=([cos_t005_norm1_lexicon]="--stage1_extra_records data/step1-lexicon"
-  [cos_neg2048_voices]="$VOICES" [cos_neg2048_voices_2x256]="$VOICES")
+  [cos_neg2048_voices]="$VOICES" [cos_neg2048_voices_2x256]="$VOICES"
+  # Voice robustness (issue 11, section 4): slt left out of step 1, corpus and voices data alike.
+  [cos_neg2048_voices_2x256_no_slt]="$VOICES --exclude_train_voices slt")
 # Epochs of step 1 per run (EPOCHS, if set, overrides them all).
 declare -A EPOCHS_OF=([l1_w10]=10 [cos_t005_norm1]=5 [cos_t005_norm1_lexicon]=3 [cos_t005_norm1_2x256]=2
-  [cos_neg2048]=5 [cos_neg2048_voices]=3 [cos_neg2048_voices_2x256]=2)
+  [cos_neg2048]=5 [cos_neg2048_voices]=3 [cos_neg2048_voices_2x256]=2 [cos_neg2048_voices_2x256_no_slt]=2)
 declare -A OVERRIDES=(
   [l1_w10]="audio_frame_stack=3,alignment_loss_weight=10"
   [cos_t005_norm1]="audio_frame_stack=3,alignment_loss_type=cosine_softmax,alignment_temperature=0.05,norm_loss_weight=1"
@@ -23,6 +25,7 @@ declare -A OVERRIDES=(
   [cos_neg2048]="$COS,alignment_num_negatives=2048"
   [cos_neg2048_voices]="$COS,alignment_num_negatives=2048"
   [cos_neg2048_voices_2x256]="$COS,$BIG,alignment_num_negatives=2048"
+  [cos_neg2048_voices_2x256_no_slt]="$COS,$BIG,alignment_num_negatives=2048"
 )
 for name in ${RUNS:-l1_w10 cos_t005_norm1}; do
   out=outputs/step1/$name
