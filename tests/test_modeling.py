@@ -472,9 +472,16 @@ def test_unit_embeddings_are_cached_only_while_the_weights_stay(tester):
     weight = model.embeddings.word_embeddings.weight
     with torch.no_grad():
         torch.testing.assert_close(model.soft_word_embedding(codes), by_hand())
-    # With autograd nothing is cached: the gradient reaches the embeddings.
+    # With autograd and trained embeddings nothing is cached: the gradient reaches them. With frozen embeddings a
+    # table cached under inference_mode (as a pipeline call leaves it) still lets the codes be trained.
     model.soft_word_embedding(codes).sum().backward()
     assert weight.grad is not None and weight.grad.abs().sum() > 0
+    with torch.inference_mode():
+        model.soft_word_embedding(codes)
+    weight.requires_grad_(False)
+    trained = codes.clone().requires_grad_()
+    model.soft_word_embedding(trained).sum().backward()
+    assert trained.grad is not None
 
 
 def test_soft_word_embedding_mode(tester, processor):
