@@ -4,7 +4,7 @@
 # fine-tuning (codes.json). Resumable: rerun after an interruption. Run from the repository root.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
-TRAIN="--report_to none --save_strategy steps --save_steps 200 --save_total_limit 2 --logging_steps 50
+TRAIN="--report_to none --save_strategy steps --save_steps ${SAVE_STEPS:-200} --save_total_limit 2 --logging_steps 50
   --per_device_train_batch_size 8 --per_device_eval_batch_size 32 --dataloader_num_workers 0 --seed 42
   --resume_from_checkpoint true --learning_rate 1e-4 --disable_tqdm true --codes_eval_splits validation test"
 # Step-1 encoders (../step1/) by short name; a graft graft_<encoder>_<mode> is the oracle's QA BERT (../oracle/)
