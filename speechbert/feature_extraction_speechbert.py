@@ -129,6 +129,10 @@ class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
             )
         return audio
 
+    def num_frames(self, num_samples: int) -> int:
+        """Feature frames of a waveform of `num_samples` samples (whole windows only, no centring)."""
+        return 1 + (num_samples - self.win_samples) // self.hop_samples
+
     def segment_frames(self, word_segments, num_samples: int) -> tuple[np.ndarray, np.ndarray]:
         """Frame range [first, last) of every (start, end) segment in seconds, after checking the segments."""
         segments = np.asarray(word_segments, dtype=np.float64)
@@ -157,7 +161,7 @@ class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
                 f"word segment {i} starts at {starts[i]:.3f} s before segment {i - 1} ends at {ends[i - 1]:.3f} s: "
                 "segments must be in time order and must not overlap"
             )
-        num_frames = 1 + (num_samples - self.win_samples) // self.hop_samples
+        num_frames = self.num_frames(num_samples)
         # Frame f is centred at f * hop + win / 2 samples; a segment owns the centres inside [start, end).
         half = self.win_samples / 2
         first = np.ceil((np.round(starts * self.sampling_rate) - half) / self.hop_samples).astype(np.int64)
@@ -234,7 +238,7 @@ class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
         if frames is None:
             frames = self.frame_features(audio)
         else:
-            expected = (1 + (audio.size - self.win_samples) // self.hop_samples, self.feature_size)
+            expected = (self.num_frames(audio.size), self.feature_size)
             if tuple(frames.shape) != expected:
                 raise ValueError(f"frames of shape {tuple(frames.shape)} do not belong to {audio.size} samples: "
                                  f"expected {expected}")
