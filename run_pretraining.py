@@ -80,10 +80,18 @@ class PretrainingArguments:
     stride: int = field(default=128, metadata={"help": "segments shared by consecutive step-2 windows"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use only this many training questions"})
     audio_cache_dir: str = field(default="outputs/cache/audio", metadata={"help": "FLAC cache of regenerated audio"})
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "threads that regenerate passage audio and compute its features before a step "
+                                        "(flite and sox run outside the GIL); default one by one"})
     stage1_extra_records: list[str] = field(
         default_factory=list,
         metadata={"help": "step-1 speech folders (python -m sqa_data.augment voices|lexicon) whose reference word "
                           "segments join the train split's in step 1"})
+    stage1_pitch_cents: list[int] = field(
+        default_factory=list,
+        metadata={"help": "pitch shifts in cents (100 a semitone): every step-1 passage (train split and extra "
+                          "speech) is heard once more, shifted by sox by one of them drawn per passage, duration "
+                          "kept (e.g. 300 500 makes the male flite voices sound smaller)"})
     exclude_train_voices: list[str] = field(
         default_factory=list,
         metadata={"help": "flite voices left out of every training step (train passages and extra step-1 speech "
@@ -100,6 +108,11 @@ class PretrainingArguments:
         for name in ("text_mask_probability", "audio_mask_probability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"--{name} must lie in [0, 1], got {getattr(self, name)}")
+        bad = [c for c in self.stage1_pitch_cents if c == 0 or not -1200 <= c <= 1200]
+        if bad:
+            raise ValueError(f"--stage1_pitch_cents must be non-zero shifts in [-1200, 1200] cents, got {bad}")
+        if self.preprocessing_num_workers is not None and self.preprocessing_num_workers < 1:
+            raise ValueError(f"--preprocessing_num_workers must be >= 1, got {self.preprocessing_num_workers}")
         if self.segments_per_item < 1:
             raise ValueError(f"--segments_per_item must be >= 1, got {self.segments_per_item}")
 
@@ -177,7 +190,7 @@ def measure_codes(model, processor, corpus, data_args, train_rows, folders):
     if not splits:
         return None
     results = evaluate_codes(model, processor.feature_extractor, processor.tokenizer, splits, train_rows,
-                             data_args.audio_cache_dir)
+                             data_args.audio_cache_dir, num_workers=data_args.preprocessing_num_workers)
     for folder in folders:
         write_codes_json(Path(folder) / "codes.json", results)
     logger.info("code quality:\n%s", markdown(results))
@@ -211,6 +224,12 @@ def main(argv=None):
         found = [row for row in read_step1_rows(folder) if row["voice"] not in excluded]
         logger.info("step 1: %d extra passages from %s", len(found), folder)
         extra_rows += found
+    if data_args.stage1_pitch_cents:
+        from sqa_data.augment import pitch_rows
+
+        extra_rows += pitch_rows(rows + extra_rows, data_args.stage1_pitch_cents)
+        logger.info("step 1: every passage once more at a pitch shift drawn from %s cents (%d passages in all)",
+                    data_args.stage1_pitch_cents, len(rows) + len(extra_rows))
     frames = PassageFrames(processor.feature_extractor, data_args.audio_cache_dir)
     word_ids = {}
 
@@ -224,6 +243,7 @@ def main(argv=None):
     if data_args.stage in ("1", "both"):
         def stage1_items():
             with training_args.main_process_first(desc="passage audio and features"):
+                frames.prefetch(rows + extra_rows, data_args.preprocessing_num_workers)
                 items = joint_embedding_items(rows + extra_rows, frames, word_ids_of, data_args.segments_per_item)
             logger.info("step 1: %d items of up to %d segments", len(items), data_args.segments_per_item)
             return items

@@ -10,6 +10,8 @@ Usage:
 
 - `voices`: every built train paragraph of `--records` read again by each flite voice but its own, at a speed drawn
   from the recipe's (0.9, 1.0, 1.1) by a hash of the paragraph and voice.
+- `pitch_rows` (no command: `run_pretraining.py --stage1_pitch_cents 300 500`): every step-1 passage once more with
+  its pitch and formants shifted by sox (duration kept, word times exact).
 - `lexicon`: the words of the tokenizer's vocabulary that are whole words (one word piece) and in pocketsphinx's
   dictionary, in a hashed order, read `--words_per_passage` at a time as a comma-separated list ("north, basel,
   ...") by every voice: SpeechBERT meets words its training passages never say, so that words are not "unseen" only
@@ -151,6 +153,26 @@ def build(jobs: list[dict], output_dir, config: dict, num_proc=1, chunk_size=16,
         results.close()  # stops the pool
     return {"built": built, "failed": failed, "audio_hours": round(seconds / 3600, 3),
             "wall_seconds": round(time.perf_counter() - start, 1)}
+
+
+def pitch_rows(rows: list[dict], cents_choices) -> list[dict]:
+    """One pitch-shifted copy of every row (`pitch_cents` drawn from `cents_choices` by a hash of its paragraph id;
+    id `PARAGRAPH~pitch+CENTS`), for step 1: sox moves pitch and formants and keeps the duration, so the reference
+    word times hold. Flite has one female voice (slt); the copies let the encoder hear other voice sizes."""
+    choices = [int(c) for c in cents_choices]
+    bad = [c for c in choices if c == 0 or not -1200 <= c <= 1200]
+    if not choices or bad:
+        raise ValueError(f"pitch shifts must be non-zero cents in [-1200, 1200], got {list(cents_choices)}")
+    copies, seen = [], set()
+    for row in rows:
+        if row["paragraph_id"] in seen:  # the corpus has one row per question
+            continue
+        seen.add(row["paragraph_id"])
+        if row.get("pitch_cents"):
+            raise ValueError(f"row {row['paragraph_id']!r} is already pitch-shifted ({row['pitch_cents']} cents)")
+        cents = choices[_stable_hash(f"{row['paragraph_id']}|pitch") % len(choices)]
+        copies.append({**row, "paragraph_id": f"{row['paragraph_id']}~pitch{cents:+d}", "pitch_cents": cents})
+    return copies
 
 
 def read_step1_rows(folder) -> list[dict]:

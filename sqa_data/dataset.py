@@ -131,7 +131,40 @@ def statistics_markdown(stats: dict) -> str:
 # ---------------------------------------------------------------------------------------------------- audio
 def passage_audio(example: dict, cache_dir=None) -> np.ndarray:
     """The passage audio of a row (or record): read from `audio_paths` (concatenated), else regenerated with flite from
-    `spoken_text`, `voice` and `speed` and checked against `audio_sha1`; cached as FLAC in `cache_dir` if given."""
+    `spoken_text`, `voice` and `speed` and checked against `audio_sha1`; cached as FLAC in `cache_dir` if given.
+    A row with a non-zero `pitch_cents` (step-1 augmentation, `sqa_data.augment.pitch_rows`) gets that audio
+    pitch-shifted by sox, duration kept, cached beside it."""
+    import soundfile as sf
+
+    cents = int(example.get("pitch_cents") or 0)
+    if cents:
+        from .speech import shift_pitch
+
+        cached = (Path(cache_dir) / f"{example['audio_sha1']}.pitch{cents:+d}.flac"
+                  if cache_dir and example.get("audio_sha1") else None)
+        if cached is not None and cached.exists():
+            audio, _ = sf.read(cached, dtype="float32")
+            return audio
+        audio = shift_pitch(passage_audio({**example, "pitch_cents": 0}, cache_dir), cents)
+        if cached is not None:
+            _write_flac_atomically(cached, audio)
+            audio, _ = sf.read(cached, dtype="float32")  # the 16-bit samples every later read gets
+        return audio
+    return _unshifted_passage_audio(example, cache_dir)
+
+
+def _write_flac_atomically(path: Path, audio: np.ndarray):
+    """Several processes (DDP ranks, dataloader workers) may fill the cache at once: each writes its own temporary
+    file and renames it atomically."""
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.flac")
+    sf.write(tmp, audio, 16000, subtype="PCM_16")
+    os.replace(tmp, path)
+
+
+def _unshifted_passage_audio(example: dict, cache_dir=None) -> np.ndarray:
     import soundfile as sf
 
     from .recipe import audio_checksum
@@ -152,12 +185,7 @@ def passage_audio(example: dict, cache_dir=None) -> np.ndarray:
             "on (another flite version?): rebuild the corpus with sqa_data.build"
         )
     if cached is not None:
-        # Several processes (DDP ranks, dataloader workers) may fill the cache at once: each writes its own
-        # temporary file and renames it atomically.
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.stem}.{os.getpid()}.{threading.get_ident()}.tmp.flac")
-        sf.write(tmp, audio, 16000, subtype="PCM_16")
-        os.replace(tmp, cached)
+        _write_flac_atomically(cached, audio)
     return audio
 
 

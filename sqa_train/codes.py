@@ -57,9 +57,11 @@ def seen_pieces(tokenizer, rows) -> set[int]:
 
 
 def encode_segments(model, feature_extractor, tokenizer, rows, audio_cache_dir=None, segments_per_item=64,
-                    batch_size=8):
-    """Codes of the reference word segments of every passage of `rows`: (codes (N, H), first pieces (N,), voices)."""
+                    batch_size=8, num_workers=None):
+    """Codes of the reference word segments of every passage of `rows`: (codes (N, H), first pieces (N,), voices).
+    `num_workers` threads prepare the passages' audio and frames first (`PassageFrames.prefetch`)."""
     frames = PassageFrames(feature_extractor, audio_cache_dir)
+    frames.prefetch(rows, num_workers)
     voices = {}
 
     def word_ids_of(row):
@@ -123,14 +125,16 @@ def code_accuracy(codes, targets, embeddings, candidates, seen=None, voices=None
     return result
 
 
-def evaluate_codes(model, feature_extractor, tokenizer, splits: dict, train_rows=None, audio_cache_dir=None) -> dict:
+def evaluate_codes(model, feature_extractor, tokenizer, splits: dict, train_rows=None, audio_cache_dir=None,
+                   num_workers=None) -> dict:
     """{split: accuracy dict} for every split of `splits` ({name: rows})."""
     seen = seen_pieces(tokenizer, train_rows) if train_rows is not None else None
     candidates = word_initial_ids(tokenizer)
     embeddings = getattr(model, "bert", model).embeddings.word_embeddings.weight.detach().float().cpu()
     results = {}
     for name, rows in splits.items():
-        codes, targets, voices = encode_segments(model, feature_extractor, tokenizer, rows, audio_cache_dir)
+        codes, targets, voices = encode_segments(model, feature_extractor, tokenizer, rows, audio_cache_dir,
+                                                 num_workers=num_workers)
         results[name] = code_accuracy(codes, targets, embeddings, candidates, seen, voices)
     return results
 

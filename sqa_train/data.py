@@ -74,6 +74,18 @@ class PassageFrames:
             self.num_samples[key] = audio.size
         return self.frames[key]
 
+    def prefetch(self, rows, num_workers: int | None = None):
+        """Compute the frames of every row's passage not yet held, `num_workers` passages at a time: flite, sox and
+        libsndfile run outside the GIL, so threads use every core. `None` or 1 computes them one by one on first use."""
+        if not num_workers or num_workers < 2:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        todo = {row["paragraph_id"]: row for row in rows if row["paragraph_id"] not in self.frames}
+        with ThreadPoolExecutor(max_workers=num_workers) as pool:
+            for _ in pool.map(self.passage, todo.values()):
+                pass
+
     def add(self, row, kind: str = "asr"):
         """Frames of the row's passage and the (first frame, frame count) of its `kind` segments."""
         key = row["paragraph_id"]

@@ -126,6 +126,72 @@ def test_pretraining_with_extra_speech_and_a_voice_left_out(tmp_path, speech_too
     assert settings["train_questions"] == 0 and settings["extra_passages"] == 1
 
 
+def test_pitch_rows_copy_each_passage_once_with_a_drawn_shift():
+    rows = [{"paragraph_id": "p1", "voice": "rms", "ref_words": ["a"]},
+            {"paragraph_id": "p1", "voice": "rms", "ref_words": ["a"]},  # a second question of the same passage
+            {"paragraph_id": "p2@awb", "voice": "awb", "ref_words": ["b"]}]
+    copies = augment.pitch_rows(rows, [300, 500])
+    assert [c["paragraph_id"].split("~")[0] for c in copies] == ["p1", "p2@awb"]
+    assert all(c["paragraph_id"] == f"{r}~pitch+{c['pitch_cents']}" for c, r in zip(copies, ["p1", "p2@awb"]))
+    assert {c["pitch_cents"] for c in copies} <= {300, 500} and copies == augment.pitch_rows(rows, [300, 500])
+    assert "pitch_cents" not in rows[0]  # the originals are left as they were
+    for bad in ([], [0], [1300]):
+        with pytest.raises(ValueError, match="non-zero cents"):
+            augment.pitch_rows(rows, bad)
+    with pytest.raises(ValueError, match="already pitch-shifted"):
+        augment.pitch_rows(copies, [300])
+
+
+def test_shift_pitch_keeps_the_length_and_raises_the_pitch():
+    need_binaries("sox")
+    import numpy as np
+
+    from sqa_data.speech import shift_pitch
+
+    t = np.arange(16000) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    up = shift_pitch(tone, 1200)  # one octave
+    assert up.shape == tone.shape and up.dtype == np.float32
+    peak = lambda x: np.argmax(np.abs(np.fft.rfft(x[2000:-2000])))  # noqa: E731
+    assert peak(up) == pytest.approx(2 * peak(tone), rel=0.05)
+    for bad in (0, 1500, -1300):
+        with pytest.raises(ValueError, match="non-zero shift"):
+            shift_pitch(tone, bad)
+
+
+def test_pitch_shifted_passage_audio_is_cached_beside_the_original(tmp_path, speech_tools, tiny_corpus):
+    need_binaries("sox")
+    from sqa_data.dataset import passage_audio, read_records
+
+    record = read_records(tiny_corpus)["train"][0]
+    plain = passage_audio(record, tmp_path)
+    shifted = passage_audio({**record, "pitch_cents": 400}, tmp_path)
+    assert shifted.shape == plain.shape and not (shifted == plain).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"{record['audio_sha1']}.flac", f"{record['audio_sha1']}.pitch+400.flac"])
+    assert (passage_audio({**record, "pitch_cents": 400}, tmp_path) == shifted).all()  # read back, bit-exact
+
+
+def test_pretraining_hears_every_passage_again_pitch_shifted(tmp_path, speech_tools, tiny_corpus, tiny_text_bert):
+    need_binaries("sox")
+    import run_pretraining
+    from tests.test_training import common_args
+
+    pre = tmp_path / "pre"
+    args = common_args(pre, tiny_corpus, tmp_path / "audio") + [
+        "--text_model_name_or_path", str(tiny_text_bert), "--stage", "1", "--max_steps", "1", "--save_strategy", "no",
+        "--config_overrides", "audio_encoder_hidden_size=8", "--preprocessing_num_workers", "2"]
+    run_pretraining.main(args + ["--stage1_pitch_cents", "300", "500"])
+    settings = json.loads((pre / "stage1" / "settings.json").read_text())
+    assert settings["train_questions"] == 2 and settings["extra_passages"] == 1  # the one train passage, shifted
+    assert len(list((tmp_path / "audio").glob("*.pitch+*.flac"))) == 1
+    # Another set of shifts is another step 1: the finished one is not reused.
+    with pytest.raises(ValueError, match="other settings"):
+        run_pretraining.main(args + ["--stage1_pitch_cents", "-300"])
+    with pytest.raises(ValueError, match="stage1_pitch_cents"):
+        run_pretraining.main(args + ["--stage1_pitch_cents", "0"])
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="prctl is Linux's")
 def test_a_single_process_build_does_not_die_with_its_parent_shell():
