@@ -9,7 +9,9 @@ Usage:
     python run_pretraining.py ... --stage1_extra_records outputs/step1-speech/voices outputs/step1-speech/lexicon
 
 - `voices`: every built train paragraph of `--records` read again by each flite voice but its own, at a speed drawn
-  from the recipe's (0.9, 1.0, 1.1) by a hash of the paragraph and voice.
+  from the recipe's (0.9, 1.0, 1.1) by a hash of the paragraph and voice. `--voices` may name espeak-ng voices
+  (`espeak:en-us+f3`), another synthesiser altogether; `--evaluation --split validation` reads an evaluation split,
+  for measurement only (`python -m sqa_train.codes --speech DIR`).
 - `pitch_rows` (no command: `run_pretraining.py --stage1_pitch_cents 300 500`): every step-1 passage once more with
   its pitch and formants shifted by sox (duration kept, word times exact).
 - `lexicon`: the words of the tokenizer's vocabulary that are whole words (one word piece) and in pocketsphinx's
@@ -32,7 +34,7 @@ from pathlib import Path
 
 from .build import check_build_config, map_chunks, read_shard, shard_path
 from .recipe import SPEEDS, Timer, _run_stage, audio_checksum
-from .speech import FLITE_VOICES, require_binary, synthesize
+from .speech import ESPEAK_PREFIX, FLITE_VOICES, require_binary, synthesize
 
 AUGMENT_VERSION = 1
 _RECOGNIZER = None
@@ -175,12 +177,19 @@ def pitch_rows(rows: list[dict], cents_choices) -> list[dict]:
     return copies
 
 
-def read_step1_rows(folder) -> list[dict]:
-    """The built records of a step-1 speech folder as rows `run_pretraining.py` reads (reference words only)."""
+def read_step1_rows(folder, evaluation: bool = False) -> list[dict]:
+    """The built records of a step-1 speech folder as rows `run_pretraining.py` reads (reference words only). A
+    folder built with `--evaluation` (validation or test passages) is refused unless `evaluation` is true, and the
+    other way round."""
     folder = Path(folder)
     shards = sorted((folder / "shards").glob("step1-*.jsonl.gz"))
     if not shards:
         raise FileNotFoundError(f"{folder} holds no step-1 speech shards (shards/step1-*.jsonl.gz)")
+    config_path = folder / "build_config.json"
+    built_for_evaluation = bool(config_path.exists() and json.loads(config_path.read_text()).get("evaluation"))
+    if built_for_evaluation != evaluation:
+        raise ValueError(f"{folder} holds {'evaluation' if built_for_evaluation else 'training'} passages (its "
+                         f"build_config.json): it cannot be used for {'evaluation' if evaluation else 'training'}")
     rows = []
     for shard in shards:
         for record in read_shard(shard):
@@ -195,25 +204,40 @@ def main(argv=None):
     parser.add_argument("source", choices=["voices", "lexicon"])
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--records", default="data/flite-squad", help="voices: the corpus whose train split is read")
-    parser.add_argument("--split", default="train", help="voices: the split read again (never an evaluation split)")
+    parser.add_argument("--split", default="train", help="voices: the split read again (an evaluation split only with "
+                                                        "--evaluation)")
+    parser.add_argument("--evaluation", action="store_true",
+                        help="voices: read a validation or test split again, for measurement only (e.g. in an "
+                             "espeak-ng voice no training step heard: `sqa_train.codes --speech DIR`); "
+                             "run_pretraining.py refuses such a folder")
     parser.add_argument("--tokenizer", default=None, help="lexicon: the tokenizer whose vocabulary is spoken "
                                                           "(default: all-MiniLM-L6-v2's, uncased BERT)")
     parser.add_argument("--max_words", type=int, default=None, help="lexicon: speak only this many words")
     parser.add_argument("--words_per_passage", type=int, default=30)
-    parser.add_argument("--voices", nargs="+", default=list(FLITE_VOICES), choices=list(FLITE_VOICES))
+    parser.add_argument("--voices", nargs="+", default=list(FLITE_VOICES),
+                        help=f"flite voices {FLITE_VOICES} or espeak-ng ones, 'espeak:en-us+f3'")
     parser.add_argument("--max_jobs", type=int, default=None,
                         help="build only the first N jobs, rounded up to whole shards of 16 (resume later)")
     parser.add_argument("--num_proc", type=int, default=1)
     args = parser.parse_args(argv)
+    bad = [v for v in args.voices if v not in FLITE_VOICES and not (v.startswith(ESPEAK_PREFIX) and len(v) > 7)]
+    if bad:
+        parser.error(f"--voices: {bad} are neither flite voices {FLITE_VOICES} nor 'espeak:NAME'")
     if args.source == "voices":
-        if args.split != "train":
-            raise SystemExit(f"--split {args.split!r}: only train passages may be read again for training")
+        if (args.split == "train") == args.evaluation:
+            raise SystemExit(f"--split {args.split!r}" + (" with --evaluation: evaluation folders read validation or "
+                                                          "test" if args.evaluation else
+                                                          ": only train passages may be read again for training "
+                                                          "(--evaluation reads an evaluation split for measurement)"))
         from .dataset import read_records
 
-        records = read_records(args.records)[args.split]
+        records = read_records(args.records)
+        if args.split not in records:
+            raise SystemExit(f"--split {args.split!r}: {args.records} has {sorted(records)}")
+        records = records[args.split]
         jobs = voice_jobs(records, args.voices)
         config = {"source": "voices", "records": str(Path(args.records).resolve().name), "split": args.split,
-                  "voices": args.voices, "paragraphs": len(records)}
+                  "voices": args.voices, "paragraphs": len(records), **({"evaluation": True} if args.evaluation else {})}
     else:
         from transformers import AutoTokenizer
 

@@ -16,6 +16,8 @@ import soundfile as sf
 from speechbert.pipeline_speechbert import SAMPLING_RATE, decode_words, load_audio
 
 FLITE_VOICES = ("rms", "awb", "slt", "kal16")
+ESPEAK_PREFIX = "espeak:"
+ESPEAK_WORDS_PER_MINUTE = 175  # espeak-ng's default rate, at duration_stretch 1
 
 
 def require_binary(name: str, package: str) -> str:
@@ -26,13 +28,17 @@ def require_binary(name: str, package: str) -> str:
 
 
 def synthesize(text: str, voice: str = "slt", duration_stretch: float = 1.0) -> np.ndarray:
-    """Speak `text` with flite: float32 mono samples at 16 kHz. `duration_stretch` > 1 speaks slower."""
-    if voice not in FLITE_VOICES:
-        raise ValueError(f"voice must be one of {FLITE_VOICES}, got {voice!r}")
+    """Speak `text`: float32 mono samples at 16 kHz. `voice` is a flite voice (`FLITE_VOICES`) or `espeak:NAME`, an
+    espeak-ng voice (`espeak-ng --voices=en`; `NAME+VARIANT` such as `en-us+f3` too), a formant synthesiser quite
+    unlike flite's, resampled to 16 kHz by sox. `duration_stretch` > 1 speaks slower. Both are deterministic."""
     if not 0.5 <= duration_stretch <= 2.0:
         raise ValueError(f"duration_stretch must be in [0.5, 2.0], got {duration_stretch}")
     if not text.strip():
         raise ValueError("cannot synthesise empty text")
+    if voice.startswith(ESPEAK_PREFIX):
+        return _espeak(text, voice[len(ESPEAK_PREFIX):], duration_stretch)
+    if voice not in FLITE_VOICES:
+        raise ValueError(f"voice must be one of {FLITE_VOICES} or 'espeak:NAME', got {voice!r}")
     flite = require_binary("flite", "flite")
     with tempfile.TemporaryDirectory() as tmp:
         wav, txt = Path(tmp) / "out.wav", Path(tmp) / "in.txt"
@@ -44,6 +50,25 @@ def synthesize(text: str, voice: str = "slt", duration_stretch: float = 1.0) -> 
         audio, rate = sf.read(wav, dtype="float32")
     if rate != SAMPLING_RATE:
         raise RuntimeError(f"flite voice {voice} produced {rate} Hz audio, expected {SAMPLING_RATE} Hz")
+    return audio
+
+
+def _espeak(text: str, name: str, duration_stretch: float) -> np.ndarray:
+    espeak, sox = require_binary("espeak-ng", "espeak-ng"), require_binary("sox", "sox")
+    if not name or any(c.isspace() for c in name):
+        raise ValueError(f"espeak-ng voice name must be non-empty without spaces, got {name!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        raw, wav, txt = Path(tmp) / "raw.wav", Path(tmp) / "out.wav", Path(tmp) / "in.txt"
+        txt.write_text(text)
+        run = subprocess.run([espeak, "-v", name, "-s", str(round(ESPEAK_WORDS_PER_MINUTE / duration_stretch)),
+                              "-f", str(txt), "-w", str(raw)], capture_output=True, text=True)
+        if run.returncode != 0 or not raw.exists() or raw.stat().st_size <= 44:
+            raise ValueError(f"espeak-ng could not speak with voice {name!r} (see `espeak-ng --voices=en`): "
+                             f"{run.stderr.strip() or 'no audio'}")
+        # -D: no dither, so that the same text gives the same samples (the records keep their checksum).
+        subprocess.run([sox, "-q", "-D", str(raw), "-r", str(SAMPLING_RATE), "-c", "1", "-b", "16", str(wav)],
+                       check=True, capture_output=True)
+        audio, rate = sf.read(wav, dtype="float32")
     return audio
 
 

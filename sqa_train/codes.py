@@ -2,7 +2,7 @@
 
 Usage:
     python -m sqa_train.codes --model outputs/pretraining --dataset outputs/benchmark/dataset \
-        --split validation test [--output codes.json]
+        --split validation test [--output codes.json] [--speech outputs/espeak-validation]
 
 For every reference word segment of a split, the code the audio encoder gives it is compared (cosine) with BERT's
 input embedding of every word-initial piece of the vocabulary (no `##` continuations, no special or `[unused]`
@@ -192,6 +192,10 @@ def main(argv=None):
     parser.add_argument("--output", default=None, help="JSON file to merge into (default: MODEL/codes.json)")
     parser.add_argument("--audio_cache_dir", default="outputs/cache/audio")
     parser.add_argument("--max_paragraphs", type=int, default=None, help="evaluate only this many passages a split")
+    parser.add_argument("--speech", nargs="+", default=[],
+                        help="also evaluate these evaluation speech folders (python -m sqa_data.augment voices "
+                             "--evaluation), each as a split named after its folder")
+    parser.add_argument("--num_workers", type=int, default=None, help="threads preparing the audio and frames")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
 
@@ -199,18 +203,26 @@ def main(argv=None):
     for split in args.split + [args.train_split]:
         if split not in corpus:
             raise SystemExit(f"dataset {args.dataset!r} has no split {split!r} (it has {sorted(corpus)})")
+    from sqa_data.augment import read_step1_rows
+
+    sources = {split: corpus[split] for split in args.split}
+    for folder in args.speech:
+        name = Path(folder).resolve().name
+        if name in sources:
+            raise SystemExit(f"--speech {folder}: a split named {name!r} is already evaluated")
+        sources[name] = read_step1_rows(folder, evaluation=True)
     model, feature_extractor = load_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     splits = {}
-    for split in args.split:
+    for split, source in sources.items():
         rows, paragraphs = [], set()
-        for row in corpus[split]:
+        for row in source:
             if args.max_paragraphs is None or len(paragraphs) < args.max_paragraphs or row["paragraph_id"] in paragraphs:
                 paragraphs.add(row["paragraph_id"])
                 rows.append(row)
         splits[split] = rows
     results = evaluate_codes(model, feature_extractor, tokenizer, splits, corpus[args.train_split],
-                             args.audio_cache_dir)
+                             args.audio_cache_dir, num_workers=args.num_workers)
     write_codes_json(args.output or Path(args.model) / "codes.json", results)
     print(markdown(results))
     return results

@@ -126,6 +126,55 @@ def test_pretraining_with_extra_speech_and_a_voice_left_out(tmp_path, speech_too
     assert settings["train_questions"] == 0 and settings["extra_passages"] == 1
 
 
+def test_espeak_voices_speak_deterministically_at_16_khz():
+    need_binaries("espeak-ng", "sox")
+    import numpy as np
+
+    from sqa_data.speech import synthesize
+
+    text = "The Normans gave their name to Normandy."
+    audio = synthesize(text, "espeak:en-us+f3")
+    assert audio.dtype == np.float32 and audio.ndim == 1 and 1.0 < audio.size / 16000 < 5.0
+    assert (synthesize(text, "espeak:en-us+f3") == audio).all()  # records keep their checksum
+    assert synthesize(text, "espeak:en-us+f3", duration_stretch=1.5).size > 1.3 * audio.size
+    with pytest.raises(ValueError, match="'zz-no-such-voice'"):
+        synthesize(text, "espeak:zz-no-such-voice")
+    with pytest.raises(ValueError, match="flite voices|'espeak:NAME'"):
+        synthesize(text, "nobody")
+
+
+def test_an_evaluation_speech_folder_is_refused_for_training_and_measured_by_codes(tmp_path, speech_tools, tiny_corpus,
+                                                                                  tiny_text_bert, capsys):
+    need_binaries("sox")
+    with pytest.raises(SystemExit, match="only train passages"):
+        augment.main(["voices", "--records", str(tiny_corpus), "--split", "validation", "--output_dir",
+                      str(tmp_path / "x"), "--voices", "rms"])
+    with pytest.raises(SystemExit):
+        augment.main(["voices", "--records", str(tiny_corpus), "--output_dir", str(tmp_path / "y"), "--voices",
+                      "bob"])
+    assert "['bob'] are neither flite voices" in capsys.readouterr().err
+    folder = tmp_path / "espeak-validation"
+    summary = augment.main(["voices", "--records", str(tiny_corpus), "--split", "validation", "--evaluation",
+                            "--voices", "espeak:en-us+f3", "--output_dir", str(folder)])
+    assert summary["built"] == 1
+    rows = augment.read_step1_rows(folder, evaluation=True)
+    assert rows[0]["voice"] == "espeak:en-us+f3" and len(rows[0]["ref_starts"]) == len(rows[0]["ref_words"])
+    with pytest.raises(ValueError, match="evaluation passages"):
+        augment.read_step1_rows(folder)
+    # Code quality on it, as a split named after the folder, beside the corpus's.
+    from sqa_train.codes import main as codes_main
+
+    from .test_codes import _speechbert_checkpoint
+
+    model_dir = tmp_path / "model"
+    _speechbert_checkpoint(model_dir, tiny_text_bert)
+    results = codes_main(["--model", str(model_dir), "--dataset", str(tiny_corpus), "--split", "validation",
+                          "--speech", str(folder), "--audio_cache_dir", str(tmp_path / "audio")])
+    assert set(results) == {"validation", "espeak-validation"}
+    assert results["espeak-validation"]["segments"] == len(rows[0]["ref_words"])
+    assert set(results["espeak-validation"]["per_voice"]) == {"espeak:en-us+f3"}
+
+
 def test_pitch_rows_copy_each_passage_once_with_a_drawn_shift():
     rows = [{"paragraph_id": "p1", "voice": "rms", "ref_words": ["a"]},
             {"paragraph_id": "p1", "voice": "rms", "ref_words": ["a"]},  # a second question of the same passage
