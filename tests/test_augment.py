@@ -239,6 +239,8 @@ def test_pretraining_hears_every_passage_again_pitch_shifted(tmp_path, speech_to
         run_pretraining.main(args + ["--stage1_pitch_cents", "-300"])
     with pytest.raises(ValueError, match="stage1_pitch_cents"):
         run_pretraining.main(args + ["--stage1_pitch_cents", "0"])
+    with pytest.raises(ValueError, match="preprocessing_num_workers must be >= 1, got 0"):
+        run_pretraining.main(args + ["--preprocessing_num_workers", "0"])
 
 
 @pytest.mark.slow
