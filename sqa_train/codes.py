@@ -212,7 +212,7 @@ def main(argv=None):
             raise SystemExit(f"--speech {folder}: a split named {name!r} is already evaluated")
         sources[name] = read_step1_rows(folder, evaluation=True)
     model, feature_extractor = load_model(args.model)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=True)  # as its config: no prompt
     splits = {}
     for split, source in sources.items():
         rows, paragraphs = [], set()

@@ -11,7 +11,7 @@ $PY -m sqa_data.augment voices --records data/flite-squad --split validation --e
   --voices espeak:en-us+f3 espeak:en-us+m1 --output_dir "$SPEECH" --max_jobs "${MAX_JOBS:-64}" --num_proc "${WORKERS:-1}"
 for name in ${RUNS:-cos_neg2048_voices_no_slt cos_neg2048_voices_pitch_no_slt}; do
   out=outputs/step1/$name
-  $PY -m sqa_train.codes --model "$out/stage1" --dataset "${DATASET:-outputs/benchmark/dataset}" --split validation \
+  $PY -m sqa_train.codes --model "$out" --dataset "${DATASET:-outputs/benchmark/dataset}" --split validation \
     --speech "$SPEECH" --num_workers "${WORKERS:-1}" --output "$out/codes.json"
   cp "$out/codes.json" "results/flite-squad/step1/$name/"
 done
