@@ -34,7 +34,7 @@ from pathlib import Path
 
 from .build import check_build_config, map_chunks, read_shard, shard_path
 from .recipe import SPEEDS, Timer, _run_stage, audio_checksum
-from .speech import ESPEAK_PREFIX, FLITE_VOICES, require_binary, synthesize
+from .speech import FLITE_VOICES, is_pitch_shift, is_voice, require_binary, synthesize
 
 AUGMENT_VERSION = 1
 _RECOGNIZER = None
@@ -162,7 +162,7 @@ def pitch_rows(rows: list[dict], cents_choices) -> list[dict]:
     id `PARAGRAPH~pitch+CENTS`), for step 1: sox moves pitch and formants and keeps the duration, so the reference
     word times hold. Flite has one female voice (slt); the copies let the encoder hear other voice sizes."""
     choices = [int(c) for c in cents_choices]
-    bad = [c for c in choices if c == 0 or not -1200 <= c <= 1200]
+    bad = [c for c in choices if not is_pitch_shift(c)]
     if not choices or bad:
         raise ValueError(f"pitch shifts must be non-zero cents in [-1200, 1200], got {list(cents_choices)}")
     copies, seen = [], set()
@@ -220,7 +220,7 @@ def main(argv=None):
                         help="build only the first N jobs, rounded up to whole shards of 16 (resume later)")
     parser.add_argument("--num_proc", type=int, default=1)
     args = parser.parse_args(argv)
-    bad = [v for v in args.voices if v not in FLITE_VOICES and not (v.startswith(ESPEAK_PREFIX) and len(v) > 7)]
+    bad = [v for v in args.voices if not is_voice(v)]
     if bad:
         parser.error(f"--voices: {bad} are neither flite voices {FLITE_VOICES} nor 'espeak:NAME'")
     if args.source == "voices":

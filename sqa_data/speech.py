@@ -18,6 +18,17 @@ from speechbert.pipeline_speechbert import SAMPLING_RATE, decode_words, load_aud
 FLITE_VOICES = ("rms", "awb", "slt", "kal16")
 ESPEAK_PREFIX = "espeak:"
 ESPEAK_WORDS_PER_MINUTE = 175  # espeak-ng's default rate, at duration_stretch 1
+MAX_PITCH_CENTS = 1200  # one octave either way
+
+
+def is_voice(voice: str) -> bool:
+    """Whether `synthesize` can be asked for `voice`: a flite voice or `espeak:NAME`."""
+    return voice in FLITE_VOICES or (voice.startswith(ESPEAK_PREFIX) and len(voice) > len(ESPEAK_PREFIX))
+
+
+def is_pitch_shift(cents) -> bool:
+    """Whether `shift_pitch` takes `cents`: a non-zero shift of at most an octave."""
+    return cents != 0 and -MAX_PITCH_CENTS <= cents <= MAX_PITCH_CENTS
 
 
 def require_binary(name: str, package: str) -> str:
@@ -77,7 +88,7 @@ def shift_pitch(audio: np.ndarray, cents: int) -> np.ndarray:
     kept, with sox's `pitch` effect: a male flite voice raised 300-500 cents sounds more like a smaller speaker.
     The output has exactly the input's length (sox's differs by a few samples), so word times stay valid."""
     cents = int(cents)
-    if cents == 0 or not -1200 <= cents <= 1200:
+    if not is_pitch_shift(cents):
         raise ValueError(f"cents must be a non-zero shift in [-1200, 1200] (100 a semitone), got {cents}")
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1 or audio.size == 0:
