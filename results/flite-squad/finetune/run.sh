@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SpeechBERT fine-tuned from step-1 checkpoints with word-like codes (issue 11, section 1: what lets BERT read them),
 # with the benchmark's fine-tuning settings. Each run's validation/test F1 sits beside its code quality after
-# fine-tuning (codes.json). Resumable: rerun after an interruption. Run from the repository root.
+# fine-tuning (codes.json). DATASET (default outputs/benchmark/dataset; data/flite-squad reads the records and
+# regenerates their audio). Resumable: rerun after an interruption. Run from the repository root.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 TRAIN="--report_to none --save_strategy steps --save_steps ${SAVE_STEPS:-200} --save_total_limit 2 --logging_steps 50
@@ -10,7 +11,9 @@ TRAIN="--report_to none --save_strategy steps --save_steps ${SAVE_STEPS:-200} --
 # Step-1 encoders (../step1/) by short name; a graft graft_<encoder>_<mode> is the oracle's QA BERT (../oracle/)
 # with that encoder, reading its codes soft (audio_code_mode=soft_word_embedding) or direct.
 declare -A ENCODER=([cos]=outputs/step1/cos_t005_norm1 [v128]=outputs/step1/cos_neg2048_voices
-  [v2x256]=outputs/step1/cos_neg2048_voices_2x256)
+  [v2x256]=outputs/step1/cos_neg2048_voices_2x256
+  # Voice robustness (issue 11, section 4): the 1 x 128 encoder that never heard slt (voices + pitch copies).
+  [p128noslt]=outputs/step1/cos_neg2048_voices_pitch_no_slt)
 COS=${ENCODER[cos]}
 declare -A MODEL=(
   [cos_soft_frozen]=$COS [cos_direct_frozen]=$COS [cos_direct]=$COS
@@ -18,6 +21,7 @@ declare -A MODEL=(
   [zeroshot_graft_cos_soft]=graft_cos_soft [zeroshot_graft_cos_direct]=graft_cos_direct
   [zeroshot_graft_v128_soft]=graft_v128_soft [graft_v128_soft_frozen]=graft_v128_soft
   [zeroshot_graft_v2x256_soft]=graft_v2x256_soft [graft_v2x256_soft_frozen]=graft_v2x256_soft
+  [zeroshot_graft_p128noslt_soft]=graft_p128noslt_soft
 )
 declare -A ARGS=(
   [cos_soft_frozen]="--config_overrides audio_code_mode=soft_word_embedding --freeze_audio_encoder"
@@ -44,7 +48,7 @@ for name in ${RUNS:-cos_soft_frozen}; do
   mkdir -p "results/flite-squad/finetune/$name"
   train="--do_train --num_train_epochs ${EPOCHS:-${EPOCHS_OF[$name]:-2}}"
   [[ $name == zeroshot_* ]] && train=""
-  $PY run_sqa.py --output_dir "$out" --dataset outputs/benchmark/dataset --systems speechbert \
+  $PY run_sqa.py --output_dir "$out" --dataset "${DATASET:-outputs/benchmark/dataset}" --systems speechbert \
     --model_name_or_path "$model" ${ARGS[$name]:-} $train --do_eval $TRAIN \
     2>&1 | tee -a "results/flite-squad/finetune/$name/train.log"
   cp "$out/metrics.json" "$out/results.md" "$out/speechbert/codes.json" "results/flite-squad/finetune/$name/"
