@@ -43,6 +43,7 @@ from transformers import (
 
 from speechbert import SpeechBertForQuestionAnswering, SpeechBertProcessor
 from sqa_train.data import (
+    PassageCodes,
     PassageFrames,
     SpeechBertQACollator,
     TextQACollator,
@@ -348,6 +349,7 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
     if oracle:
         settings = {"oracle_codes": model_args.oracle_codes, "oracle_segments": segments}
     done = finished_model(training_args, system, len(splits.get("train", [])), **settings)
+    codes = None
     if oracle:
         from sqa_train.oracle import OraclePieces, OracleQACollator
 
@@ -363,7 +365,9 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
             # No gradients reach the RNN, so it runs PyTorch's inference kernel; the optimizer skips its weights.
             model.bert.audio_encoder.requires_grad_(False)
         frames = PassageFrames(processor.feature_extractor, data_args.audio_cache_dir)
-        collator = SpeechBertQACollator(frames, tokenizer.pad_token_id)
+        # A frozen encoder's codes are the same in every window and epoch: computed once per passage, cached.
+        codes = PassageCodes(frames) if model_args.freeze_audio_encoder and not model_args.quantize else None
+        collator = SpeechBertQACollator(frames, tokenizer.pad_token_id, codes)
         if segments == "model":
             if not model.config.word_segmenter:
                 raise SystemExit(f"--systems {system}: {done or model_args.model_name_or_path} has no word segmenter "
@@ -381,6 +385,8 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
                                                  data_args.max_question_length, train=train, segments=segments)
         if skipped:
             logger.warning("%s: %d questions without usable segments or answer times skipped", system, skipped)
+        if not oracle and codes is not None and built:
+            logger.info("%s: codes of %d passages from the frozen audio encoder", system, codes.encode(model, built))
         return built
 
     def scores(eval_items, start, end, rows, split):

@@ -72,6 +72,10 @@ class SpeechBertConfig(BertConfig):
         itself; `"soft_word_embedding"`, the expected word embedding under the code's word distribution,
         `softmax(cos(code, E) / alignment_temperature) @ E` over BERT's input embeddings `E` (exactly a word
         embedding when the encoder is sure of the word).
+    soft_word_embedding_top_k (`int`, defaults to 0): with `audio_code_mode="soft_word_embedding"`, take the
+        softmax over each code's `k` most similar pieces only (chosen without gradient; the weights and the
+        embeddings they mix are exact and trained on that support), which drops the work and memory of the
+        vocabulary-wide weights and their backward. 0 (the default): the whole vocabulary.
     audio_token_id (`int`, defaults to 1): id in `input_ids` marking a position filled by an audio segment. 1 is
         `[unused0]` in the uncased BERT vocabulary, so no embedding matrix needs resizing.
     mask_token_id (`int`, defaults to 103): the `[MASK]` id; a masked audio segment is fed as its embedding.
@@ -113,6 +117,7 @@ class SpeechBertConfig(BertConfig):
     alignment_temperature: float | int = 0.05
     alignment_num_negatives: int = 0
     audio_code_mode: str = "direct"
+    soft_word_embedding_top_k: int = 0
     audio_token_id: int = 1
     mask_token_id: int = 103
     word_segmenter: bool = False
@@ -185,6 +190,12 @@ class SpeechBertConfig(BertConfig):
             raise ValueError(
                 f"SpeechBertConfig.alignment_num_negatives must be a non-negative integer (0: the whole vocabulary), "
                 f"got {negatives!r}"
+            )
+        top_k = self.soft_word_embedding_top_k
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+            raise ValueError(
+                f"SpeechBertConfig.soft_word_embedding_top_k must be a non-negative integer (0: the whole vocabulary), "
+                f"got {top_k!r}"
             )
         if negatives and self.alignment_loss_type != "cosine_softmax":
             raise ValueError(

@@ -247,9 +247,19 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
         return cached[1]
 
     def soft_word_embedding(self, codes: torch.Tensor) -> torch.Tensor:
-        """(N, H) expected input word embedding under each code's word distribution (`audio_code_mode`)."""
-        weights = self.word_similarities(codes).softmax(-1)
-        return (weights @ self.embeddings.word_embeddings.weight.float()).to(codes.dtype)
+        """(N, H) expected input word embedding under each code's word distribution (`audio_code_mode`), over the
+        whole vocabulary or each code's `soft_word_embedding_top_k` most similar pieces."""
+        table = self.embeddings.word_embeddings.weight
+        top_k = self.config.soft_word_embedding_top_k
+        if not top_k or top_k >= table.shape[0]:
+            weights = self.word_similarities(codes).softmax(-1)
+            return (weights @ table.float()).to(codes.dtype)
+        with torch.no_grad():
+            top = self.word_similarities(codes.detach()).topk(top_k, dim=-1).indices  # (N, k)
+        rows = table[top].float()  # (N, k, H): gradients reach these rows only
+        scores = torch.einsum("nh,nkh->nk", F.normalize(codes.float(), dim=-1) / self.config.alignment_temperature,
+                              F.normalize(rows, dim=-1))
+        return torch.einsum("nk,nkh->nh", scores.softmax(-1), rows).to(codes.dtype)
 
     def _check_audio_shapes(self, audio_features, audio_feature_lengths):
         if audio_feature_lengths is None:
@@ -265,23 +275,40 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
                 f"got {tuple(audio_feature_lengths.shape)}"
             )
 
-    def embed_inputs(self, input_ids, audio_features=None, audio_feature_lengths=None, audio_mask=None):
+    def _check_code_shapes(self, audio_codes, audio_feature_lengths):
+        if audio_feature_lengths is None:
+            raise ValueError("audio_codes were given without audio_feature_lengths (batch, segments): 0 marks padding")
+        if audio_codes.dim() != 3 or audio_codes.shape[-1] != self.config.hidden_size:
+            raise ValueError(f"audio_codes must have shape (batch, segments, {self.config.hidden_size}), "
+                             f"got {tuple(audio_codes.shape)}")
+        if audio_feature_lengths.shape != audio_codes.shape[:2]:
+            raise ValueError(f"audio_feature_lengths must have shape {tuple(audio_codes.shape[:2])} (batch, segments), "
+                             f"got {tuple(audio_feature_lengths.shape)}")
+
+    def embed_inputs(self, input_ids, audio_features=None, audio_feature_lengths=None, audio_mask=None,
+                     audio_codes=None):
         """Word-piece embeddings with audio codes placed at the `audio_token_id` positions.
 
         The k-th audio position of a row takes the k-th real segment (length > 0) of that row. Segments flagged in
         `audio_mask` (B, S) are fed as the `[MASK]` embedding instead of their code (masked audio for the MLM).
-        Returns `(inputs_embeds, audio_codes)`; `audio_codes` is None without audio.
+        `audio_codes` (B, S, hidden), the audio encoder's output computed beforehand (a frozen encoder's, cached),
+        replace `audio_features`. Returns `(inputs_embeds, audio_codes)`; `audio_codes` is None without audio.
         """
         inputs_embeds = self.embeddings.word_embeddings(input_ids)  # (B, L, H)
         audio_positions = input_ids == self.config.audio_token_id  # (B, L)
-        if audio_features is None:
+        if audio_codes is not None and audio_features is not None:
+            raise ValueError("pass audio_features or audio_codes, not both")
+        if audio_features is None and audio_codes is None:
             if audio_positions.any():
                 raise ValueError(
                     f"input_ids contain {int(audio_positions.sum())} audio positions (id {self.config.audio_token_id}) "
                     "but no audio_features were given"
                 )
             return inputs_embeds, None
-        self._check_audio_shapes(audio_features, audio_feature_lengths)
+        if audio_codes is not None:
+            self._check_code_shapes(audio_codes, audio_feature_lengths)
+        else:
+            self._check_audio_shapes(audio_features, audio_feature_lengths)
         real = audio_feature_lengths > 0
         per_row_positions, per_row_segments = audio_positions.sum(1), real.sum(1)
         if not torch.equal(per_row_positions, per_row_segments):
@@ -289,7 +316,10 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
                 f"each row needs one audio position (id {self.config.audio_token_id}) per segment with frames: "
                 f"positions per row {per_row_positions.tolist()}, segments per row {per_row_segments.tolist()}"
             )
-        codes = self.encode_audio(audio_features, audio_feature_lengths)  # (N, H)
+        if audio_codes is not None:
+            codes = audio_codes[real].to(inputs_embeds.dtype)  # (N, H), row-major
+        else:
+            codes = self.encode_audio(audio_features, audio_feature_lengths)  # (N, H)
         placed = self.soft_word_embedding(codes) if self.config.audio_code_mode == "soft_word_embedding" else codes
         if audio_mask is not None:
             mask_embedding = self.embeddings.word_embeddings.weight[self.config.mask_token_id]
@@ -308,6 +338,7 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
         audio_features: torch.Tensor | None = None,
         audio_feature_lengths: torch.Tensor | None = None,
         audio_mask: torch.Tensor | None = None,
+        audio_codes: torch.Tensor | None = None,
         **kwargs,
     ) -> SpeechBertModelOutput:
         r"""
@@ -315,6 +346,9 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
             Frames of each audio segment, from `SpeechBertProcessor`.
         audio_feature_lengths (`torch.LongTensor` of shape `(batch, segments)`): frames per segment, 0 for padding.
         audio_mask (`torch.BoolTensor` of shape `(batch, segments)`, *optional*): segments fed as `[MASK]`.
+        audio_codes (`torch.FloatTensor` of shape `(batch, segments, hidden_size)`, *optional*): the audio encoder's
+            codes of each segment, computed beforehand, instead of `audio_features` (a frozen encoder's codes can be
+            cached per passage: `encode_audio`); `audio_feature_lengths` still marks the real segments.
         """
         for key in PROCESSOR_ONLY_KEYS:
             kwargs.pop(key, None)
@@ -324,13 +358,14 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
                 f"the input has {length} positions but the model has {self.config.max_position_embeddings} position "
                 f"embeddings: build the inputs with max_length <= {self.config.max_position_embeddings}"
             )
-        audio_codes = None
+        codes = None
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("You must specify input_ids or inputs_embeds")
-            inputs_embeds, audio_codes = self.embed_inputs(input_ids, audio_features, audio_feature_lengths, audio_mask)
-        elif audio_features is not None:
-            raise ValueError("audio_features cannot be combined with inputs_embeds: pass input_ids")
+            inputs_embeds, codes = self.embed_inputs(input_ids, audio_features, audio_feature_lengths, audio_mask,
+                                                     audio_codes)
+        elif audio_features is not None or audio_codes is not None:
+            raise ValueError("audio_features and audio_codes cannot be combined with inputs_embeds: pass input_ids")
         outputs = BertModel.forward(
             self,
             attention_mask=attention_mask,
@@ -344,7 +379,7 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
             pooler_output=outputs.pooler_output,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
-            audio_codes=audio_codes,
+            audio_codes=codes,
         )
 
 
@@ -539,6 +574,7 @@ class SpeechBertForQuestionAnswering(SpeechBertPreTrainedModel):
         audio_feature_lengths: torch.Tensor | None = None,
         start_positions: torch.Tensor | None = None,
         end_positions: torch.Tensor | None = None,
+        audio_codes: torch.Tensor | None = None,
         **kwargs,
     ) -> QuestionAnsweringModelOutput:
         outputs = self.bert(
@@ -548,6 +584,7 @@ class SpeechBertForQuestionAnswering(SpeechBertPreTrainedModel):
             position_ids=position_ids,
             audio_features=audio_features,
             audio_feature_lengths=audio_feature_lengths,
+            audio_codes=audio_codes,
             **kwargs,
         )
         logits = self.qa_outputs(outputs.last_hidden_state)  # (B, L, 2)

@@ -11,7 +11,11 @@ in the step-1 training data (the train split's reference words), the rest "unsee
 
     {"validation": {"segments": ..., "top1": ..., "top10": ..., "top1_seen": ..., "top10_seen": ...,
                     "top1_unseen": ..., "top10_unseen": ..., "seen_share": ..., "code_norm": ...,
-                    "target_norm": ..., "per_voice": {"awb": {"segments": ..., "top1": ..., "top10": ...}, ...}}}
+                    "target_norm": ..., "soft_top_mass": {"1": ..., "16": ..., "64": ...},
+                    "per_voice": {"awb": {"segments": ..., "top1": ..., "top10": ...}, ...}}}
+
+`soft_top_mass`: how much of each code's soft word embedding weights (`audio_code_mode="soft_word_embedding"`,
+the whole vocabulary at `alignment_temperature`) its k most similar pieces hold (`soft_word_embedding_top_k`).
 
 written to `codes.json` beside the model (merged with the splits already there) and printed as a table.
 `run_pretraining.py` runs it at the end of each step.
@@ -90,8 +94,24 @@ def encode_segments(model, feature_extractor, tokenizer, rows, audio_cache_dir=N
     return torch.cat(codes), torch.cat(targets), np.array(item_voices)
 
 
-def code_accuracy(codes, targets, embeddings, candidates, seen=None, voices=None, chunk=4096) -> dict:
-    """Top-1 / top-10 nearest-piece accuracy (cosine over `candidates`) of codes against their target pieces."""
+def soft_top_mass(codes, embeddings, temperature, ks=(1, 16, 64), chunk=1024) -> dict:
+    """Mean share (percent) of each code's soft-word-embedding weights, `softmax(cos(code, E) / temperature)` over
+    the whole vocabulary, held by its k most similar pieces: how much `soft_word_embedding_top_k=k` leaves out."""
+    table = torch.nn.functional.normalize(embeddings.float(), dim=1)
+    normed = torch.nn.functional.normalize(codes.float(), dim=1) / temperature
+    sums = {k: 0.0 for k in ks}
+    for a in range(0, len(codes), chunk):
+        weights = (normed[a : a + chunk] @ table.T).softmax(-1)
+        top = weights.topk(min(max(ks), len(table)), dim=1).values.cumsum(1)  # (n, max k)
+        for k in ks:
+            sums[k] += float(top[:, min(k, len(table)) - 1].sum())
+    return {str(k): round(100 * total / len(codes), 2) for k, total in sums.items()}
+
+
+def code_accuracy(codes, targets, embeddings, candidates, seen=None, voices=None, chunk=4096,
+                  temperature=None) -> dict:
+    """Top-1 / top-10 nearest-piece accuracy (cosine over `candidates`) of codes against their target pieces; with
+    a `temperature`, also `soft_top_mass` (see there)."""
     candidates = torch.as_tensor(candidates)
     table = torch.nn.functional.normalize(embeddings[candidates].float(), dim=1)  # (V', H)
     normed = torch.nn.functional.normalize(codes.float(), dim=1)
@@ -120,6 +140,8 @@ def code_accuracy(codes, targets, embeddings, candidates, seen=None, voices=None
             part = summary(where)
             result[f"top1_{name}"], result[f"top10_{name}"] = part["top1"], part["top10"]
         result["seen_share"] = round(100 * float(is_seen.mean()), 2)
+    if temperature is not None:
+        result["soft_top_mass"] = soft_top_mass(codes, embeddings, temperature)
     if voices is not None:
         result["per_voice"] = {v: summary(voices == v) for v in sorted(set(voices.tolist()))}
     return result
@@ -135,7 +157,8 @@ def evaluate_codes(model, feature_extractor, tokenizer, splits: dict, train_rows
     for name, rows in splits.items():
         codes, targets, voices = encode_segments(model, feature_extractor, tokenizer, rows, audio_cache_dir,
                                                  num_workers=num_workers)
-        results[name] = code_accuracy(codes, targets, embeddings, candidates, seen, voices)
+        results[name] = code_accuracy(codes, targets, embeddings, candidates, seen, voices,
+                                      temperature=getattr(model.config, "alignment_temperature", None))
     return results
 
 

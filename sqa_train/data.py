@@ -96,6 +96,15 @@ class PassageFrames:
             self.ranges[(key, kind)] = first, np.minimum(last - first, fe.max_frames_per_segment)
         return self.ranges[(key, kind)]
 
+    def gather_lengths(self, items, kind_key="kind") -> torch.Tensor:
+        """(B, S) frame counts of the items' segments (0 for padding), as `gather` gives them."""
+        counts = [self.ranges[(item["paragraph_id"], item[kind_key])][1][item["seg_start"] : item["seg_end"]]
+                  for item in items]
+        lengths = np.zeros((len(items), max(len(c) for c in counts)), np.int64)
+        for i, count in enumerate(counts):
+            lengths[i, : len(count)] = count
+        return torch.from_numpy(lengths)
+
     def gather(self, items, kind_key="kind") -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S, T, F) features and (B, S) lengths for items naming `paragraph_id`, `seg_start`, `seg_end`."""
         firsts, counts = [], []
@@ -117,6 +126,50 @@ class PassageFrames:
             features[i, : len(count)] = block
             lengths[i, : len(count)] = count
         return torch.from_numpy(features), torch.from_numpy(lengths)
+
+
+class PassageCodes:
+    """A frozen audio encoder's code of every segment of a passage, computed once per passage (batched) instead of
+    once per window and epoch: a passage's segments are encoded alike in every window that holds them, and the
+    encoder is the costliest part of a SpeechBERT training step on CPU."""
+
+    def __init__(self, frames: PassageFrames, passages_per_call: int = 8):
+        self.frames = frames
+        self.passages_per_call = passages_per_call
+        self.codes: dict[tuple[str, str], torch.Tensor] = {}
+
+    def encode(self, model, items):
+        """Codes of every passage the items name (`paragraph_id`, `kind`, frames already added) not yet held, with
+        `model`'s audio encoder in eval mode and without gradients. Returns how many passages were encoded."""
+        base = getattr(model, model.base_model_prefix, model)
+        todo = list(dict.fromkeys((item["paragraph_id"], item["kind"]) for item in items))
+        todo = [key for key in todo if key not in self.codes]
+        was_training = base.training
+        base.eval()
+        try:
+            with torch.no_grad():
+                for i in range(0, len(todo), self.passages_per_call):
+                    chunk = todo[i : i + self.passages_per_call]
+                    whole = [{"paragraph_id": key, "kind": kind, "seg_start": 0,
+                              "seg_end": len(self.frames.ranges[(key, kind)][0])} for key, kind in chunk]
+                    features, lengths = self.frames.gather(whole)
+                    codes = base.encode_audio(features, lengths)  # (N, H), row-major over real segments
+                    placed = codes.new_zeros((*lengths.shape, codes.shape[-1]))
+                    placed[lengths > 0] = codes
+                    for key, row, item in zip(chunk, placed, whole):
+                        self.codes[key] = row[: item["seg_end"]].float()
+        finally:
+            base.train(was_training)
+        return len(todo)
+
+    def gather(self, items) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, hidden) codes and (B, S) frame counts (0 for padding) of the items' segments."""
+        lengths = self.frames.gather_lengths(items)
+        codes = torch.zeros((*lengths.shape, next(iter(self.codes.values())).shape[-1]))
+        for i, item in enumerate(items):
+            held = self.codes[(item["paragraph_id"], item["kind"])][item["seg_start"] : item["seg_end"]]
+            codes[i, : len(held)] = held
+        return codes, lengths
 
 
 def add_model_segments(rows, model, frames: PassageFrames):
@@ -209,12 +262,18 @@ def span_labels(items) -> dict[str, torch.Tensor]:
 
 @dataclass
 class SpeechBertQACollator:
+    """Window items -> a QA batch: tokens, the segments' frames (or, given `codes`, their cached codes) and labels."""
+
     frames: PassageFrames
     pad_token_id: int
+    codes: PassageCodes | None = None
 
     def __call__(self, items):
         batch = pad_tokens(items, self.pad_token_id)
-        batch["audio_features"], batch["audio_feature_lengths"] = self.frames.gather(items)
+        if self.codes is not None:
+            batch["audio_codes"], batch["audio_feature_lengths"] = self.codes.gather(items)
+        else:
+            batch["audio_features"], batch["audio_feature_lengths"] = self.frames.gather(items)
         batch.update(span_labels(items))
         return batch
 

@@ -39,6 +39,18 @@ def test_code_accuracy_by_hand():
     assert "| validation | 6 |" in markdown({"validation": result})
 
 
+def test_soft_top_mass_by_hand():
+    from sqa_train.codes import soft_top_mass
+
+    embeddings = torch.eye(70)
+    codes = torch.stack([embeddings[3], embeddings[4] + embeddings[5]])  # sure of piece 3; split between 4 and 5
+    mass = soft_top_mass(codes, embeddings, temperature=0.1)
+    weights = (torch.nn.functional.normalize(codes, dim=1) @ embeddings.T / 0.1).softmax(-1)
+    expected = {k: 100 * float(weights.sort(1, descending=True).values[:, :k].sum(1).mean()) for k in (1, 16, 64)}
+    assert mass == {str(k): pytest.approx(v, abs=0.01) for k, v in expected.items()}
+    assert mass["1"] < mass["16"] < mass["64"] < 100  # the split code has half its mass past the first piece
+
+
 def test_code_accuracy_target_outside_candidates_never_counts():
     embeddings = torch.eye(8)
     result = code_accuracy(embeddings[[1, 2]], torch.tensor([1, 2]), embeddings, np.arange(2, 8))
@@ -84,6 +96,7 @@ def test_codes_cli_on_the_tiny_corpus(tmp_path, tiny_corpus, tiny_text_bert, cap
         assert 0 <= r["top1"] <= r["top10"] <= 100
         assert r["seen_share"] + 0 >= 0 and set(r["per_voice"]) == {rec["voice"] for rec in records[split]}
         assert r["code_norm"] > 0 and r["target_norm"] > 0
+        assert 0 < r["soft_top_mass"]["1"] <= r["soft_top_mass"]["16"] <= r["soft_top_mass"]["64"] <= 100
     assert "| validation |" in capsys.readouterr().out
 
 

@@ -27,6 +27,7 @@ from speechbert.configuration_speechbert import SPEECHBERT_AUTO_MAP
         ("audio_code_mode", "soft"),
         ("norm_loss_weight", -1.0),
         ("alignment_num_negatives", -1),
+        ("soft_word_embedding_top_k", -2),
     ],
 )
 def test_invalid_values_name_field_and_value(field, value):

@@ -518,6 +518,57 @@ def test_soft_word_embedding_mode(tester, processor):
     torch.testing.assert_close(sure.soft_word_embedding(word * 3), word, atol=1e-4, rtol=1e-4)
 
 
+def test_soft_word_embedding_over_the_top_k_pieces(tester):
+    """`soft_word_embedding_top_k`: the softmax over each code's k most similar pieces, by hand; gradients reach
+    those rows of the embedding table only; k >= the vocabulary is the whole-vocabulary softmax."""
+    whole = seeded(SpeechBertModel, tester.config(audio_code_mode="soft_word_embedding", alignment_temperature=0.2))
+    top = seeded(SpeechBertModel, tester.config(audio_code_mode="soft_word_embedding", alignment_temperature=0.2,
+                                               soft_word_embedding_top_k=3))
+    top.load_state_dict(whole.state_dict())
+    codes = torch.randn(5, 32, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    table = whole.embeddings.word_embeddings.weight.detach()
+    scores = F.normalize(codes.detach(), dim=-1) @ F.normalize(table, dim=-1).T / 0.2  # (5, V)
+    chosen = scores.topk(3, dim=-1).indices
+    expected = torch.stack([scores[i, c].softmax(-1) @ table[c] for i, c in enumerate(chosen)])
+    got = top.soft_word_embedding(codes)
+    torch.testing.assert_close(got, expected)
+    got.sum().backward()
+    grad = top.embeddings.word_embeddings.weight.grad
+    reached = set(torch.nonzero(grad.abs().sum(-1)).squeeze(1).tolist())
+    assert reached <= set(chosen.reshape(-1).tolist()) and reached
+    assert codes.grad is not None and codes.grad.abs().sum() > 0  # a trained encoder still learns through it
+    everything = seeded(SpeechBertModel, tester.config(audio_code_mode="soft_word_embedding", alignment_temperature=0.2,
+                                                      soft_word_embedding_top_k=tester.vocab_size))
+    everything.load_state_dict(whole.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(everything.soft_word_embedding(codes), whole.soft_word_embedding(codes))
+        # The whole vocabulary's softmax is close to the top-k one when the mass sits on few pieces.
+        assert not torch.allclose(whole.soft_word_embedding(codes), got.detach())
+
+
+@pytest.mark.parametrize("mode", ["direct", "soft_word_embedding"])
+def test_precomputed_audio_codes_equal_the_features(tester, processor, mode):
+    """A frozen encoder's codes, computed beforehand and fed as `audio_codes`, give the same answer as the frames."""
+    inputs = batch(processor)
+    model = seeded(SpeechBertForQuestionAnswering, tester.config(audio_code_mode=mode)).eval()
+    lengths = inputs["audio_feature_lengths"]
+    with torch.no_grad():
+        codes = model.bert.encode_audio(inputs["audio_features"], lengths)  # (N, H) real segments, row-major
+        padded = torch.full((*lengths.shape, codes.shape[-1]), float("nan"))  # padding is never read
+        padded[lengths > 0] = codes
+        expected = model(**inputs)
+        fed = {k: v for k, v in inputs.items() if k != "audio_features"}
+        got = model(**fed, audio_codes=padded)
+    torch.testing.assert_close(got.start_logits, expected.start_logits)
+    torch.testing.assert_close(got.end_logits, expected.end_logits)
+    with pytest.raises(ValueError, match="audio_features or audio_codes, not both"):
+        model(**inputs, audio_codes=padded)
+    with pytest.raises(ValueError, match=r"audio_codes must have shape \(batch, segments, 32\), got \(2, 12, 5\)"):
+        model(**fed, audio_codes=padded[..., :5])
+    with pytest.raises(ValueError, match="audio_codes were given without audio_feature_lengths"):
+        model(**{k: v for k, v in fed.items() if k != "audio_feature_lengths"}, audio_codes=padded)
+
+
 @pytest.mark.parametrize("model_class", [SpeechBertModel, SpeechBertForQuestionAnswering, SpeechBertForPreTraining])
 def test_hidden_states_and_attentions_are_returned_on_request(tester, processor, model_class):
     config, inputs = tester.prepare_config_and_inputs(processor)

@@ -334,6 +334,39 @@ def test_sqa_with_frozen_audio_encoder_trains_only_the_rest(tmp_path, tiny_corpu
     assert run_sqa.finished_model(training_args, "speechbert", count, freeze_audio_encoder=False) is None
 
 
+@pytest.mark.slow
+def test_cached_codes_of_a_frozen_encoder_give_the_same_batches(tmp_path, tiny_corpus, tiny_text_bert):
+    """`PassageCodes` encodes each passage once; the model reads the same codes as from the frames, in every window."""
+    import torch
+    from transformers import AutoTokenizer
+
+    import run_sqa
+    from sqa_train.data import PassageCodes, PassageFrames, SpeechBertQACollator, load_corpus, speechbert_qa_items
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_text_bert)
+    model, processor = run_sqa.build_speechbert(str(tiny_text_bert), tokenizer)
+    corpus = load_corpus(str(tiny_corpus))
+    rows = [corpus[split][i] for split in ("train", "validation") for i in range(len(corpus[split]))]
+    frames = PassageFrames(processor.feature_extractor, tmp_path / "audio")
+    # Short windows: several per question, so windows share segments.
+    items, _ = speechbert_qa_items(rows, processor, frames, max_length=32, stride=8, train=False)
+    codes = PassageCodes(frames, passages_per_call=1)
+    model.train()  # training mode is kept; the codes are computed in eval mode
+    assert codes.encode(model, items) == len({item["paragraph_id"] for item in items}) > 1
+    assert model.training and codes.encode(model, items) == 0  # held passages are not encoded again
+    assert len(items) > len(codes.codes)
+    model.eval()
+    plain = SpeechBertQACollator(frames, tokenizer.pad_token_id)
+    cached = SpeechBertQACollator(frames, tokenizer.pad_token_id, codes)
+    for start in range(0, len(items), 3):
+        window = items[start : start + 3]
+        a, b = plain(window), cached(window)
+        assert "audio_features" not in b and b["audio_codes"].shape[:2] == a["audio_feature_lengths"].shape
+        torch.testing.assert_close(b["audio_feature_lengths"], a["audio_feature_lengths"])
+        with torch.no_grad():
+            torch.testing.assert_close(model(**b).start_logits, model(**a).start_logits, atol=1e-5, rtol=1e-5)
+
+
 def test_scores_per_voice(metric):
     from sqa_train.evaluation import score, voice_table
 
