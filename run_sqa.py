@@ -55,7 +55,8 @@ from sqa_train.data import (
 )
 from sqa_train.distributed import finish_distributed
 from sqa_train.models import config_overrides, default_text_bert, overridden_config
-from sqa_train.stages import auto_resume, resume_checkpoint, stage_args
+from sqa_train.stages import (auto_resume, check_stage_settings, mark_done, record_settings, resume_checkpoint,
+                              stage_args)
 from sqa_train.evaluation import load_metric, markdown_table, plot_buckets, score, voice_table, write_json
 from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_word_scores, text_word_scores
 from sqa_train.quantization import quantize_int8
@@ -251,60 +252,32 @@ def make_trainer(model, training_args, subdir, train_items, collator, quantize=N
                              data_collator=collator, audio_encoder_learning_rate=audio_encoder_learning_rate)
 
 
-def training_fingerprint(training_args, num_train, **settings) -> dict:
-    """What must match for a finished training to count as done; `settings` are system options that are set (a
-    frozen audio encoder), left out when false so older fingerprints still match."""
-    return {"train_questions": num_train, "max_steps": training_args.max_steps,
+def training_fingerprint(training_args, system, num_train, **settings) -> dict:
+    """What must match for a system's training to be resumed or, finished, reused (OUTPUT_DIR/SYSTEM/settings.json,
+    `sqa_train.stages`); `settings` are system options that are set (a frozen audio encoder), left out when false."""
+    return {"stage": system, "train_questions": num_train, "max_steps": training_args.max_steps,
             "num_train_epochs": training_args.num_train_epochs, "learning_rate": training_args.learning_rate,
             "per_device_train_batch_size": training_args.per_device_train_batch_size, "seed": training_args.seed,
             **{key: value for key, value in settings.items() if value}}
-
-
-def finished_model(training_args, system, num_train, **settings) -> str | None:
-    """With --resume_from_checkpoint true, a system whose training already finished with the same settings (its final
-    model and fingerprint are saved in OUTPUT_DIR/SYSTEM) is not trained again: its model is loaded and evaluated."""
-    folder = os.path.join(training_args.output_dir, system)
-    marker = os.path.join(folder, "training_finished.json")
-    if not (training_args.do_train and auto_resume(training_args.resume_from_checkpoint)
-            and os.path.exists(marker)):
-        return None
-    with open(marker) as f:
-        if json.load(f) != training_fingerprint(training_args, num_train, **settings):
-            return None
-    logger.info("%s: training already finished in %s; loading it instead of training again", system, folder)
-    return folder
 
 
 # What may change between a run and its resumption: the length of the schedule (a run can be extended).
 RESUMABLE_CHANGES = ("max_steps", "num_train_epochs")
 
 
-def check_started(folder, training_args, num_train, **settings):
-    """Refuse to resume (or, with --resume_from_checkpoint, to reuse the checkpoints of) a system's training made with
-    other settings; record this run's settings in FOLDER/training_started.json otherwise."""
-    from sqa_train.stages import _differences
-
-    wanted = {k: v for k, v in training_fingerprint(training_args, num_train, **settings).items()
-              if k not in RESUMABLE_CHANGES}
-    path = Path(folder) / "training_started.json"
-    if path.exists():
-        recorded = json.loads(path.read_text())
-        if recorded != wanted:
-            changed = "; ".join(_differences(recorded, wanted))
-            raise ValueError(f"{folder} holds a training started with other settings ({changed}): delete it to train "
-                             "with these, or choose another --output_dir")
-    elif resume_checkpoint(training_args.resume_from_checkpoint, folder) is not None:
-        raise ValueError(f"{folder} holds checkpoints without the settings they were made with (training_started.json,"
-                         " written since this check exists), so they cannot be resumed safely: delete the folder")
-    if training_args.process_index == 0:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(wanted, indent=1) + "\n")
-
-
-def mark_finished(trainer, training_args, num_train, **settings):
-    if trainer.is_world_process_zero():
-        with open(os.path.join(trainer.args.output_dir, "training_finished.json"), "w") as f:
-            json.dump(training_fingerprint(training_args, num_train, **settings), f, indent=1)
+def finished_model(training_args, system, num_train, **settings) -> str | None:
+    """With --resume_from_checkpoint true, a system whose training already finished with the same settings (its final
+    model, settings.json and DONE in OUTPUT_DIR/SYSTEM) is not trained again: its folder is returned, to be loaded
+    and evaluated. A folder made with other settings is refused here, before any model is built."""
+    folder = Path(training_args.output_dir) / system
+    if not training_args.do_train:
+        return None
+    done = check_stage_settings(folder, training_fingerprint(training_args, system, num_train, **settings),
+                                RESUMABLE_CHANGES)
+    if not (done and auto_resume(training_args.resume_from_checkpoint)):
+        return None
+    logger.info("%s: training already finished in %s; loading it instead of training again", system, folder)
+    return str(folder)
 
 
 def train(trainer, training_args):
@@ -411,11 +384,14 @@ def run_system(system, model, collator, items, scores, saved_with_model, eval_se
     train_items = items(splits["train"], True, "train") if training_args.do_train and not done else None
     trainer = make_trainer(model, training_args, system, train_items, collator, quantize, audio_encoder_learning_rate)
     if training_args.do_train and not done:
-        check_started(trainer.args.output_dir, training_args, len(splits["train"]), **settings)
+        folder = Path(trainer.args.output_dir)
+        fingerprint = training_fingerprint(training_args, system, len(splits["train"]), **settings)
+        check_stage_settings(folder, fingerprint, RESUMABLE_CHANGES)
+        record_settings(folder, fingerprint, training_args.process_index)
         train(trainer, training_args)
         trainer.save_model()
         saved_with_model.save_pretrained(trainer.args.output_dir)
-        mark_finished(trainer, training_args, len(splits["train"]), **settings)
+        mark_done(folder, training_args.process_index)
     if after_training is not None:
         after_training(trainer)
     found = {}

@@ -1,5 +1,6 @@
 """Training steps that resume and that are never silently reused: checkpoints to resume from, and the settings
-fingerprint a finished step is recognised by (`run_pretraining.py`'s steps, `run_segmenter.py`).
+fingerprint a finished step is recognised by (`run_pretraining.py`'s steps, `run_segmenter.py`, each system of
+`run_sqa.py`).
 
 A step folder holds `settings.json` (everything that decides what the step produces) as soon as it starts, and `DONE`
 when it has finished. A rerun with the same settings resumes or skips it; with other settings it is refused, naming
@@ -82,20 +83,28 @@ def _differences(old: dict, new: dict, prefix="") -> list[str]:
     return found
 
 
-def check_stage_settings(folder: Path, fingerprint: dict) -> bool:
+def _as_json(value):
+    return json.loads(json.dumps(value, default=str))  # JSON turns tuples into lists: compare as JSON
+
+
+def check_stage_settings(folder: Path, fingerprint: dict, extendable=()) -> bool:
     """True when `folder` holds a finished step made with exactly these settings; False when it holds nothing or an
     unfinished run with them. Raises when the folder was made with other settings (or by a version that did not
-    record them), instead of silently reusing or resuming it."""
+    record them), instead of silently reusing or resuming it. Top-level keys in `extendable` (the schedule's length)
+    may differ: the step then counts as unfinished and resumes from its last checkpoint with the new value."""
+    folder = Path(folder)
     settings = folder / "settings.json"
     done = (folder / "DONE").exists()
     if settings.exists():
-        recorded = json.loads(settings.read_text())
-        # JSON turns tuples into lists: compare as JSON.
-        if json.loads(json.dumps(recorded, default=str)) != json.loads(json.dumps(fingerprint, default=str)):
-            changed = "; ".join(_differences(recorded, json.loads(json.dumps(fingerprint, default=str)))[:8])
+        recorded, wanted = _as_json(json.loads(settings.read_text())), _as_json(fingerprint)
+        fixed_recorded = {k: v for k, v in recorded.items() if k not in extendable}
+        fixed_wanted = {k: v for k, v in wanted.items() if k not in extendable}
+        if fixed_recorded != fixed_wanted:
+            changed = "; ".join(_differences(fixed_recorded, fixed_wanted)[:8])
             raise ValueError(f"{folder} was made with other settings ({changed}): delete it to run "
                              f"{fingerprint['stage']} again with these, or choose another --output_dir")
-    elif done or any(folder.glob("checkpoint-*")):
+        return done and recorded == wanted
+    if done or any(folder.glob("checkpoint-*")):
         raise ValueError(f"{folder} holds a {'finished' if done else 'started'} step without the settings it was made "
                          f"with (settings.json; written since this check exists): delete it to run "
                          f"{fingerprint['stage']} again")
@@ -104,12 +113,16 @@ def check_stage_settings(folder: Path, fingerprint: dict) -> bool:
 
 def record_settings(folder: Path, fingerprint: dict, process_index: int = 0):
     """Write `folder/settings.json` as a step starts (main process only), so that an interrupted step is resumed
-    only with the same settings."""
+    only with the same settings; a step that starts (again) is no longer finished, so its `DONE` goes."""
     if process_index == 0:
+        folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / "DONE").unlink(missing_ok=True)
         (folder / "settings.json").write_text(json.dumps(fingerprint, indent=1, default=str) + "\n")
 
 
-def mark_done(folder: Path):
-    """Mark a step finished (after its weights are saved): `check_stage_settings` then reports it done."""
-    (folder / "DONE").write_text("finished\n")
+def mark_done(folder: Path, process_index: int = 0):
+    """Mark a step finished (after its weights are saved; main process only): `check_stage_settings` then reports
+    it done."""
+    if process_index == 0:
+        (Path(folder) / "DONE").write_text("finished\n")

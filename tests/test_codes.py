@@ -142,7 +142,8 @@ def test_run_sqa_oracle_system(tmp_path, tiny_corpus, tiny_text_bert, segments):
         "--oracle_codes", "mean_pieces", "--oracle_segments", segments])
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["test"]) == {"oracle"} and metrics["test"]["oracle"]["overall"]["count"] == 2
-    finished = json.loads((out / "oracle" / "training_finished.json").read_text())
+    finished = json.loads((out / "oracle" / "settings.json").read_text())
+    assert (out / "oracle" / "DONE").exists()
     assert finished["oracle_codes"] == "mean_pieces" and finished["oracle_segments"] == segments
     predictions = json.loads((out / "predictions_test.json").read_text())["oracle"]
     from sqa_data.dataset import read_records

@@ -221,8 +221,8 @@ def test_sqa_resumes_from_its_last_checkpoint(tmp_path, tiny_corpus, tiny_text_b
     with pytest.raises(ValueError, match=r"other settings \(learning_rate: 5e-05 -> 0.001\)"):
         run_sqa.main(args + ["--max_steps", "4", "--resume_from_checkpoint", "true", "--learning_rate", "1e-3"])
     assert not (tmp_path / "sqa" / "speechbert" / "checkpoint-4").exists()
-    (tmp_path / "sqa" / "speechbert" / "training_started.json").unlink()  # as a folder from before the check
-    with pytest.raises(ValueError, match="without the settings they were made with"):
+    (tmp_path / "sqa" / "speechbert" / "settings.json").unlink()  # as a folder from before the check
+    with pytest.raises(ValueError, match="without the settings it was made with"):
         run_sqa.main(args + ["--max_steps", "4", "--resume_from_checkpoint", "true", "--learning_rate", "1e-3"])
 
 
@@ -321,9 +321,9 @@ def test_sqa_with_frozen_audio_encoder_trains_only_the_rest(tmp_path, tiny_corpu
     for key, value in model.bert.audio_encoder.state_dict().items():
         torch.testing.assert_close(value, before["encoder"][key], msg=f"frozen {key} changed")
     assert not torch.equal(model.qa_outputs.weight.detach(), before["classifier"]), "the rest still trains"
-    marker = json.loads((tmp_path / "sqa" / "speechbert" / "training_finished.json").read_text())
-    assert marker["freeze_audio_encoder"] is True
-    # A finished frozen training counts as done only for a frozen rerun, not for one that fine-tunes the encoder.
+    marker = json.loads((tmp_path / "sqa" / "speechbert" / "settings.json").read_text())
+    assert marker["freeze_audio_encoder"] is True and (tmp_path / "sqa" / "speechbert" / "DONE").exists()
+    # A finished frozen training counts as done only for a frozen rerun; one that fine-tunes the encoder is refused.
     from types import SimpleNamespace
 
     training_args = SimpleNamespace(output_dir=str(tmp_path / "sqa"), do_train=True, resume_from_checkpoint="true",
@@ -331,7 +331,11 @@ def test_sqa_with_frozen_audio_encoder_trains_only_the_rest(tmp_path, tiny_corpu
                                     learning_rate=1e-2, per_device_train_batch_size=2, seed=marker["seed"])
     count = marker["train_questions"]
     assert run_sqa.finished_model(training_args, "speechbert", count, freeze_audio_encoder=True)
-    assert run_sqa.finished_model(training_args, "speechbert", count, freeze_audio_encoder=False) is None
+    with pytest.raises(ValueError, match=r"other settings \(freeze_audio_encoder: True -> None\)"):
+        run_sqa.finished_model(training_args, "speechbert", count, freeze_audio_encoder=False)
+    # A longer schedule is no longer finished: it resumes (extends) the run instead of reusing it.
+    assert run_sqa.finished_model(SimpleNamespace(**{**vars(training_args), "max_steps": 3}), "speechbert", count,
+                                  freeze_audio_encoder=True) is None
 
 
 @pytest.mark.slow
