@@ -19,6 +19,7 @@ SCRIPTS = {
     "bench_pipeline_memory.py": ("Pipeline peak memory against questions (quick)", "more peak RSS per question"),
     "bench_segmenter.py": ("Word segmenter against ASR segments (quick)", "ASR path / this"),
     "bench_step1.py": ("Step-1 step: whole vocabulary against sampled softmax (quick)", "speed-up"),
+    "bench_frozen_finetune.py": ("Frozen-encoder fine-tuning step (quick)", "speed-up"),
 }
 
 
