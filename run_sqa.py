@@ -55,8 +55,8 @@ from sqa_train.data import (
 )
 from sqa_train.distributed import finish_distributed
 from sqa_train.models import config_overrides, default_text_bert, overridden_config
-from sqa_train.stages import (auto_resume, check_stage_settings, mark_done, record_settings, resume_checkpoint,
-                              stage_args)
+from sqa_train.stages import (auto_resume, check_stage_settings, checkpoint_identity, mark_done, record_settings,
+                              resume_checkpoint, stage_args)
 from sqa_train.evaluation import load_metric, markdown_table, plot_buckets, score, voice_table, write_json
 from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_word_scores, text_word_scores
 from sqa_train.quantization import quantize_int8
@@ -321,6 +321,8 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
                 "audio_encoder_learning_rate": model_args.audio_encoder_learning_rate}
     if oracle:
         settings = {"oracle_codes": model_args.oracle_codes, "oracle_segments": segments}
+    if training_args.do_train:
+        settings["start"] = checkpoint_identity(model_args.model_name_or_path)
     done = finished_model(training_args, system, len(splits.get("train", [])), **settings)
     codes = None
     if oracle:
@@ -419,7 +421,8 @@ def measure_codes(model, processor, splits, data_args, folder):
 
 def run_text(system, model_args, data_args, training_args, splits, tokenizer):
     words_key = "asr" if system == "cascade" else "ref"
-    done = finished_model(training_args, system, len(splits.get("train", [])))
+    settings = {"start": checkpoint_identity(model_args.text_model_name_or_path)} if training_args.do_train else {}
+    done = finished_model(training_args, system, len(splits.get("train", [])), **settings)
     model = BertForQuestionAnswering.from_pretrained(done or model_args.text_model_name_or_path)
     collator = TextQACollator(tokenizer.pad_token_id)
 
@@ -441,7 +444,7 @@ def run_text(system, model_args, data_args, training_args, splits, tokenizer):
         return text_word_scores(eval_items, start, end, counts)
 
     return run_system(system, model, collator, lambda rows, train, split: items(rows, train, key_of(split)), scores,
-                      tokenizer, eval_sets, training_args, splits, done, {}, model_args.quantize)
+                      tokenizer, eval_sets, training_args, splits, done, settings, model_args.quantize)
 
 
 def spans(system, rows, word_scores, max_answer_length, oracle_segments="asr"):

@@ -68,6 +68,23 @@ def stage_fingerprint(name, model, args, start, rows, **settings) -> dict:
     }
 
 
+def checkpoint_identity(name_or_path) -> dict:
+    """A start checkpoint as a step's fingerprint records it: for a local folder the sha1 of its weight files (so a
+    checkpoint rebuilt in place, say a graft of another step-1 encoder, is not taken for the old one, and a folder
+    moved elsewhere still is itself); else its name (a Hub id)."""
+    folder = Path(name_or_path)
+    files = sorted(f for pattern in ("*.safetensors", "*.bin") for f in folder.glob(pattern)) if folder.is_dir() else []
+    if not files:
+        return {"name": str(name_or_path)}
+    digest = hashlib.sha1()
+    for file in files:
+        digest.update(file.name.encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return {"weights_sha1": digest.hexdigest()}
+
+
 def fingerprint_sha1(fingerprint: dict) -> str:
     return hashlib.sha1(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -36,6 +36,14 @@ def test_graft_takes_each_part_from_its_checkpoint(checkpoints):
     for key, value in encoder.items():
         torch.testing.assert_close(got[key], value, msg=key)
     assert (root / "out" / "processor_config.json").is_file()
+    # Grafting again from the same checkpoints writes the same weights, so a fine-tune that started from the graft
+    # (its run_sqa fingerprint holds the start's weights sha1) is still recognised after a rerun of the recipe.
+    from sqa_train.stages import checkpoint_identity
+
+    first = checkpoint_identity(root / "out")
+    main(["--qa", str(root / "qa"), "--encoder", str(root / "pre"), "--output_dir", str(root / "out"),
+          "--config_overrides", "audio_code_mode=soft_word_embedding"])
+    assert checkpoint_identity(root / "out") == first
 
 
 def test_graft_refuses_mismatched_or_wrong_checkpoints(checkpoints, tester):

@@ -330,12 +330,18 @@ def test_sqa_with_frozen_audio_encoder_trains_only_the_rest(tmp_path, tiny_corpu
                                     max_steps=2, num_train_epochs=marker["num_train_epochs"],
                                     learning_rate=1e-2, per_device_train_batch_size=2, seed=marker["seed"])
     count = marker["train_questions"]
-    assert run_sqa.finished_model(training_args, "speechbert", count, freeze_audio_encoder=True)
+    start = marker["start"]
+    assert start == run_sqa.checkpoint_identity(tiny_text_bert) and len(start["weights_sha1"]) == 40
+    assert run_sqa.finished_model(training_args, "speechbert", count, freeze_audio_encoder=True, start=start)
     with pytest.raises(ValueError, match=r"other settings \(freeze_audio_encoder: True -> None\)"):
-        run_sqa.finished_model(training_args, "speechbert", count, freeze_audio_encoder=False)
+        run_sqa.finished_model(training_args, "speechbert", count, freeze_audio_encoder=False, start=start)
+    # Another start checkpoint (say a graft rebuilt in place from another encoder) is refused, not reused.
+    with pytest.raises(ValueError, match=r"other settings \(start.weights_sha1: "):
+        run_sqa.finished_model(training_args, "speechbert", count, freeze_audio_encoder=True,
+                               start={"weights_sha1": "0" * 40})
     # A longer schedule is no longer finished: it resumes (extends) the run instead of reusing it.
     assert run_sqa.finished_model(SimpleNamespace(**{**vars(training_args), "max_steps": 3}), "speechbert", count,
-                                  freeze_audio_encoder=True) is None
+                                  freeze_audio_encoder=True, start=start) is None
 
 
 @pytest.mark.slow
@@ -369,6 +375,22 @@ def test_cached_codes_of_a_frozen_encoder_give_the_same_batches(tmp_path, tiny_c
         torch.testing.assert_close(b["audio_feature_lengths"], a["audio_feature_lengths"])
         with torch.no_grad():
             torch.testing.assert_close(model(**b).start_logits, model(**a).start_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_checkpoint_identity_follows_the_weights_not_the_path(tmp_path):
+    from sqa_train.stages import checkpoint_identity
+
+    a, b = tmp_path / "a", tmp_path / "moved" / "b"
+    for folder in (a, b):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"weights")
+        (folder / "config.json").write_text("{}")
+    assert checkpoint_identity(a) == checkpoint_identity(str(b))
+    (b / "config.json").write_text('{"changed": 1}')  # the config is fingerprinted elsewhere; the weights here
+    assert checkpoint_identity(a) == checkpoint_identity(b)
+    (b / "model.safetensors").write_bytes(b"other weights")
+    assert checkpoint_identity(a) != checkpoint_identity(b)
+    assert checkpoint_identity("bert-base-uncased") == {"name": "bert-base-uncased"}
 
 
 def test_scores_per_voice(metric):
