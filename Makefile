@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := flite espeak-ng sox libsndfile1 pocketsphinx-testdata chromium chromium-driver
 
-.PHONY: setup system-deps quickstart demo benchmark benchmark-l1 app test clean
+.PHONY: setup system-deps quickstart demo benchmark benchmark-l1 bench-dataset app test clean
 
 setup: $(VENV)/.installed
 
@@ -65,9 +65,7 @@ BENCH_TRAIN := --report_to none --save_strategy steps --save_steps 200 --save_to
 BENCH_COS := audio_frame_stack=3,alignment_loss_type=cosine_softmax,alignment_temperature=0.05,norm_loss_weight=1
 BENCH_STEP1 := $(BENCH_COS),alignment_num_negatives=2048,audio_encoder_num_layers=2,audio_encoder_hidden_size=256
 BENCH_GRAFT := audio_code_mode=soft_word_embedding
-benchmark: setup
-	test -f $(BENCH)/dataset/dataset_dict.json || \
-		$(PY) -m sqa_data.dataset --records $(BENCH_RECORDS) --output_dir $(BENCH)/dataset --with_audio --stats --num_proc 2
+benchmark: setup bench-dataset
 	$(PY) run_pretraining.py --output_dir $(BENCH)/step1 --dataset $(BENCH)/dataset --stage 1 \
 		--stage1_num_train_epochs $(BENCH_STEP1_EPOCHS) --stage1_extra_records $(BENCH_VOICES) $(BENCH_TRAIN) \
 		--config_overrides $(BENCH_STEP1) --codes_eval_splits validation test --preprocessing_num_workers $(BENCH_WORKERS)
@@ -78,14 +76,16 @@ benchmark: setup
 	$(PY) run_sqa.py --output_dir $(BENCH)/sqa --model_name_or_path $(BENCH)/graft --dataset $(BENCH)/dataset \
 		--freeze_audio_encoder --do_train --do_eval --num_train_epochs $(BENCH_EPOCHS) --learning_rate 1e-4 \
 		$(BENCH_TRAIN) $(BENCH_SQA_EXTRA)
+# The corpus with its passage audio, built once for both recipes.
+bench-dataset: setup
+	test -f $(BENCH)/dataset/dataset_dict.json || \
+		$(PY) -m sqa_data.dataset --records $(BENCH_RECORDS) --output_dir $(BENCH)/dataset --with_audio --stats --num_proc 2
 BENCH_SQA_EXTRA := --spoken_squad_text_json ../shared/data/spoken-squad-test/spoken_test-v1.1_42.json
 
 # The 2026-11-27 benchmark's recipe (its figures are README's first Results table): the paper's L1 step 1, weighted
 # 10x because MiniLM's input embeddings are small (mean |e| = 0.043), then step 2 and fine-tuning of the whole model.
 BENCH_L1 := outputs/benchmark-l1
-benchmark-l1: setup
-	test -f $(BENCH)/dataset/dataset_dict.json || \
-		$(PY) -m sqa_data.dataset --records $(BENCH_RECORDS) --output_dir $(BENCH)/dataset --with_audio --stats --num_proc 2
+benchmark-l1: setup bench-dataset
 	$(PY) run_pretraining.py --output_dir $(BENCH_L1)/pretraining --dataset $(BENCH)/dataset --stage both \
 		--stage1_num_train_epochs 10 --num_train_epochs 1 --learning_rate 1e-4 $(BENCH_TRAIN) \
 		--config_overrides audio_frame_stack=3,alignment_loss_weight=10 --codes_eval_splits validation test

@@ -360,7 +360,7 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
                                                  data_args.max_question_length, train=train, segments=segments)
         if skipped:
             logger.warning("%s: %d questions without usable segments or answer times skipped", system, skipped)
-        if not oracle and codes is not None and built:
+        if codes is not None and built:
             logger.info("%s: codes of %d passages from the frozen audio encoder", system, codes.encode(model, built))
         return built
 

@@ -218,7 +218,7 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
 
     def encode_audio(self, audio_features: torch.Tensor, audio_feature_lengths: torch.Tensor) -> torch.Tensor:
         """(B, S, T, F) features and (B, S) lengths -> (N, hidden) codes of the N real segments, row-major."""
-        self._check_audio_shapes(audio_features, audio_feature_lengths)
+        self._check_segment_shapes("audio_features", audio_features, audio_feature_lengths)
         batch, segments, frames, size = audio_features.shape
         all_lengths = audio_feature_lengths.reshape(-1)
         rows = torch.nonzero(all_lengths > 0).squeeze(1)  # (N,) real segments, row-major
@@ -261,28 +261,17 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
                               F.normalize(rows, dim=-1))
         return torch.einsum("nk,nkh->nh", scores.softmax(-1), rows).to(codes.dtype)
 
-    def _check_audio_shapes(self, audio_features, audio_feature_lengths):
+    def _check_segment_shapes(self, name, tensor, audio_feature_lengths):
+        """`audio_features` (batch, segments, frames, feature_size) or `audio_codes` (batch, segments, hidden_size),
+        each with its (batch, segments) `audio_feature_lengths`."""
+        axes, size = (("frames, ", self.config.feature_size) if name == "audio_features"
+                      else ("", self.config.hidden_size))
         if audio_feature_lengths is None:
-            raise ValueError("audio_features were given without audio_feature_lengths")
-        if audio_features.dim() != 4 or audio_features.shape[-1] != self.config.feature_size:
-            raise ValueError(
-                f"audio_features must have shape (batch, segments, frames, {self.config.feature_size}), "
-                f"got {tuple(audio_features.shape)}"
-            )
-        if audio_feature_lengths.shape != audio_features.shape[:2]:
-            raise ValueError(
-                f"audio_feature_lengths must have shape {tuple(audio_features.shape[:2])} (batch, segments), "
-                f"got {tuple(audio_feature_lengths.shape)}"
-            )
-
-    def _check_code_shapes(self, audio_codes, audio_feature_lengths):
-        if audio_feature_lengths is None:
-            raise ValueError("audio_codes were given without audio_feature_lengths (batch, segments): 0 marks padding")
-        if audio_codes.dim() != 3 or audio_codes.shape[-1] != self.config.hidden_size:
-            raise ValueError(f"audio_codes must have shape (batch, segments, {self.config.hidden_size}), "
-                             f"got {tuple(audio_codes.shape)}")
-        if audio_feature_lengths.shape != audio_codes.shape[:2]:
-            raise ValueError(f"audio_feature_lengths must have shape {tuple(audio_codes.shape[:2])} (batch, segments), "
+            raise ValueError(f"{name} were given without audio_feature_lengths (batch, segments): 0 marks padding")
+        if tensor.dim() != (4 if axes else 3) or tensor.shape[-1] != size:
+            raise ValueError(f"{name} must have shape (batch, segments, {axes}{size}), got {tuple(tensor.shape)}")
+        if audio_feature_lengths.shape != tensor.shape[:2]:
+            raise ValueError(f"audio_feature_lengths must have shape {tuple(tensor.shape[:2])} (batch, segments), "
                              f"got {tuple(audio_feature_lengths.shape)}")
 
     def embed_inputs(self, input_ids, audio_features=None, audio_feature_lengths=None, audio_mask=None,
@@ -306,9 +295,9 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
                 )
             return inputs_embeds, None
         if audio_codes is not None:
-            self._check_code_shapes(audio_codes, audio_feature_lengths)
+            self._check_segment_shapes("audio_codes", audio_codes, audio_feature_lengths)
         else:
-            self._check_audio_shapes(audio_features, audio_feature_lengths)
+            self._check_segment_shapes("audio_features", audio_features, audio_feature_lengths)
         real = audio_feature_lengths > 0
         per_row_positions, per_row_segments = audio_positions.sum(1), real.sum(1)
         if not torch.equal(per_row_positions, per_row_segments):

@@ -107,16 +107,13 @@ class PassageFrames:
 
     def gather(self, items, kind_key="kind") -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S, T, F) features and (B, S) lengths for items naming `paragraph_id`, `seg_start`, `seg_end`."""
-        firsts, counts = [], []
-        for item in items:
-            first, count = self.ranges[(item["paragraph_id"], item[kind_key])]
-            firsts.append(first[item["seg_start"] : item["seg_end"]])
-            counts.append(count[item["seg_start"] : item["seg_end"]])
-        num_segments = max(len(c) for c in counts)
-        num_frames = max(int(c.max()) for c in counts)
+        lengths = self.gather_lengths(items, kind_key)
+        firsts = [self.ranges[(item["paragraph_id"], item[kind_key])][0][item["seg_start"] : item["seg_end"]]
+                  for item in items]
+        counts = [row[: len(first)].numpy() for row, first in zip(lengths, firsts)]
+        num_frames = int(lengths.max())
         size = self.feature_extractor.feature_size
-        features = np.zeros((len(items), num_segments, num_frames, size), np.float32)
-        lengths = np.zeros((len(items), num_segments), np.int64)
+        features = np.zeros((len(items), lengths.shape[1], num_frames, size), np.float32)
         steps = np.arange(num_frames)
         for i, (item, first, count) in enumerate(zip(items, firsts, counts)):
             frames = self.frames[item["paragraph_id"]]
@@ -124,8 +121,7 @@ class PassageFrames:
             block = frames[index]
             block[steps[None, :] >= count[:, None]] = 0.0
             features[i, : len(count)] = block
-            lengths[i, : len(count)] = count
-        return torch.from_numpy(features), torch.from_numpy(lengths)
+        return torch.from_numpy(features), lengths
 
 
 class PassageCodes:
