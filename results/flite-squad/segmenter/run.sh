@@ -4,7 +4,7 @@
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 out=outputs/segmenter/${NAME:-conv64x4}
-$PY run_segmenter.py --model_name_or_path ${MODEL:-outputs/step1/cos_t005_norm1} --dataset outputs/benchmark/dataset \
+$PY run_segmenter.py --model_name_or_path ${MODEL:-outputs/step1/cos_t005_norm1} --dataset "${DATASET:-outputs/benchmark/dataset}" \
   --output_dir "$out" --num_train_epochs ${EPOCHS:-5} --learning_rate 1e-3 --per_device_train_batch_size 16 \
   --max_frames_per_item 1000 --report_to none --save_strategy steps --save_steps 100 --save_total_limit 2 \
   --logging_steps 25 --dataloader_num_workers 0 --seed 42 --resume_from_checkpoint true --disable_tqdm true \

@@ -11,7 +11,7 @@ out=outputs/segmenter/qa_$name
 test -f "$out/model/config.json" || \
   $PY -m sqa_train.graft --qa "$QA" --encoder "$QA" --segmenter "$SEG" --output_dir "$out/model"
 test -f "$out/metrics.json" || \
-  $PY run_sqa.py --output_dir "$out" --dataset outputs/benchmark/dataset --model_name_or_path "$out/model" \
+  $PY run_sqa.py --output_dir "$out" --dataset "${DATASET:-outputs/benchmark/dataset}" --model_name_or_path "$out/model" \
     --systems speechbert speechbert_segmenter --do_eval --report_to none --per_device_eval_batch_size 32 \
     --dataloader_num_workers 0 --disable_tqdm true --codes_eval_splits none
 mkdir -p "results/flite-squad/segmenter/qa_$name"
