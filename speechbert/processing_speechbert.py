@@ -8,6 +8,7 @@ window comes from and `segment_index` which segment each position holds (-1 for 
 
 import numpy as np
 from transformers import BatchFeature
+from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 from transformers.processing_utils import ProcessorMixin
 
 
@@ -63,7 +64,8 @@ class SpeechBertProcessor(ProcessorMixin):
                 `start_positions` / `end_positions`: the audio positions of the first and last answer segment (the
                 segments whose midpoint lies in the span or, for an answer shorter than a word, the one it overlaps
                 most), or 0 (`[CLS]`) in a window that does not hold the whole answer, as in `run_qa.py`.
-            max_length (`int`): tokens per window, special tokens included.
+            max_length (`int`): tokens per window, special tokens included; at most the tokenizer's
+                `model_max_length` where it has one.
             stride (`int`): segments shared by consecutive windows of one passage.
             max_question_length (`int`): question word pieces kept (the rest is cut).
             padding (`"longest"` or `"max_length"`): pad windows to the longest one or to `max_length`.
@@ -77,6 +79,7 @@ class SpeechBertProcessor(ProcessorMixin):
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
         if padding not in ("longest", "max_length"):
             raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
+        max_length = self.window_length(max_length)
         data, windows, extracted = self.prepare(
             question, audio, word_segments, sampling_rate, words=words, answer_times=answer_times,
             max_length=max_length, stride=stride, max_question_length=max_question_length,
@@ -94,8 +97,8 @@ class SpeechBertProcessor(ProcessorMixin):
         example, like `audio`), where the caller has computed them already (the pipeline's word segmenter has)."""
         if question is None or audio is None or word_segments is None:
             raise ValueError("question, audio and word_segments are all required")
-        for name, value, low in (("max_length", max_length, 4), ("stride", stride, 0),
-                                 ("max_question_length", max_question_length, 1)):
+        max_length = self.window_length(max_length)
+        for name, value, low in (("stride", stride, 0), ("max_question_length", max_question_length, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         batched = not isinstance(question, str)
@@ -157,6 +160,18 @@ class SpeechBertProcessor(ProcessorMixin):
         chosen = windows[start:stop]
         return self.feature_extractor.pad_segments([extracted[e][0][a:b] for e, a, b in chosen],
                                                    [extracted[e][1][a:b] for e, a, b in chosen])
+
+    def window_length(self, max_length) -> int:
+        """`max_length` checked: an integer >= 4, at most the tokenizer's `model_max_length` where it has one (a
+        tokenizer saved without a limit leaves the check to the pipeline, which knows the model's positions)."""
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        limit = limit if isinstance(limit, int) and limit < VERY_LARGE_INTEGER else None
+        if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 4:
+            raise ValueError(f"max_length must be an integer >= 4, got {max_length!r}")
+        if limit and max_length > limit:
+            raise ValueError(f"max_length={max_length} is more than the tokenizer's model_max_length={limit} "
+                             "(the positions the model was trained with)")
+        return int(max_length)
 
     @staticmethod
     def plan_windows(question_lengths, num_segments, max_length, stride) -> list[tuple[int, int, int]]:

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
 from .conftest import VOCAB, make_passage
 
@@ -131,6 +132,23 @@ def test_bad_input_is_named(processor, change, message):
     kwargs.update(change)
     with pytest.raises(ValueError, match=message):
         processor(**kwargs)
+
+
+def test_max_length_is_held_to_the_tokenizers_limit(processor):
+    """A window longer than the positions the model knows is refused by the processor itself, not by BERT later;
+    a tokenizer without a limit (model_max_length unset) leaves the check to the pipeline and the model."""
+    audio, segments, _ = make_passage(5)
+    kwargs = dict(question=QUESTION, audio=audio, word_segments=segments, sampling_rate=16000, stride=4)
+    limit = processor.tokenizer.model_max_length
+    try:
+        processor.tokenizer.model_max_length = 32
+        processor(max_length=32, **kwargs)
+        with pytest.raises(ValueError, match=r"max_length=33 is more than the tokenizer's model_max_length=32"):
+            processor(max_length=33, **kwargs)
+        processor.tokenizer.model_max_length = VERY_LARGE_INTEGER  # what a tokenizer saved without a limit has
+        assert processor(max_length=10**6, **kwargs)["input_ids"].shape[0] == 1
+    finally:
+        processor.tokenizer.model_max_length = limit
 
 
 def test_batch_lengths_must_agree(processor):

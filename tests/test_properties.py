@@ -177,6 +177,8 @@ def test_pipeline_answers_inside_the_audio_or_names_the_bad_argument(call):
 def test_processor_builds_windows_or_names_the_bad_argument(call):
     audio, kwargs, duration, bad = call
     bad = bad - {"top_k"}  # not a processor argument
+    if kwargs.get("max_length") == 10**6:  # too long only for the model; this tokenizer has no model_max_length
+        bad = bad - {"max_length"}          # (the processor's own check: tests/test_processing.py)
     kwargs.pop("top_k", None)
     if "temperature" in kwargs:
         bad = {"temperature"}
