@@ -8,8 +8,8 @@ window comes from and `segment_index` which segment each position holds (-1 for 
 
 import numpy as np
 from transformers import BatchFeature
-from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 from transformers.processing_utils import ProcessorMixin
+from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
 
 class SpeechBertProcessor(ProcessorMixin):
@@ -79,7 +79,6 @@ class SpeechBertProcessor(ProcessorMixin):
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
         if padding not in ("longest", "max_length"):
             raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
-        max_length = self.window_length(max_length)
         data, windows, extracted = self.prepare(
             question, audio, word_segments, sampling_rate, words=words, answer_times=answer_times,
             max_length=max_length, stride=stride, max_question_length=max_question_length,

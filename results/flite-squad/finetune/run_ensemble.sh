@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The cascade retrained on the same data as the fine-tunes (cascade/), then SpeechBERT (a finished fine-tune of
 # run.sh, SPEECHBERT=..., default graft_v2x256_soft_frozen) and that cascade evaluated together, no training, so
-# run_sqa.py chooses the ensemble weight on validation (ensemble_v2x256/). DATASET as in run.sh. Resumable: the cascade
+# run_sqa.py chooses the ensemble weight on validation (ensemble_$SPEECHBERT/). DATASET as in run.sh. Resumable: the cascade
 # resumes from its checkpoints and is reused once finished. Run from the repository root.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
