@@ -135,7 +135,10 @@ class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
 
     def segment_frames(self, word_segments, num_samples: int) -> tuple[np.ndarray, np.ndarray]:
         """Frame range [first, last) of every (start, end) segment in seconds, after checking the segments."""
-        segments = np.asarray(word_segments, dtype=np.float64)
+        try:
+            segments = np.asarray(word_segments, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"word_segments must hold numbers (seconds): {error}") from error
         duration = num_samples / self.sampling_rate
         if segments.size == 0:
             raise ValueError("word_segments is empty: expected at least one (start, end) pair in seconds")

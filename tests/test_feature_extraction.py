@@ -102,6 +102,7 @@ def test_stereo_is_an_error_unless_downmix_is_asked(extractor, passage):
         (None, [(0.103, 0.112)], 16000, r"word segment 0 \(0.103, 0.112\) s covers no feature frame"),
         (None, [(0.1, float("nan"))], 16000, r"NaN or infinite times"),
         (None, [0.1, 0.2], 16000, r"list of \(start, end\) pairs"),
+        (None, [("a", "b")], 16000, r"word_segments must hold numbers \(seconds\)"),
     ],
 )
 def test_bad_input_is_named(extractor, passage, audio, segments, sampling_rate, message):
