@@ -50,8 +50,9 @@ DEMO_AUDIO := audio_frame_stack=3
 # read by the other flite voices); a QA BERT fine-tuned on BERT's own embedding of each ASR word at the ASR segments
 # (the oracle system); the step-1 encoder grafted under it, reading the codes as soft word embeddings (whole
 # vocabulary: the 16 nearest pieces hold only 60% of the weight, codes.json soft_top_mass); that graft fine-tuned on
-# the audio with the encoder frozen, beside the cascade, the text upper bound and their ensemble. Every step resumes (rerun `make benchmark` after an interruption); a step or system made
-# with other settings, or from another start checkpoint, is refused rather than reused: delete its folder to rerun it.
+# the audio with the encoder frozen, beside the cascade, the text upper bound and their ensemble. Every step resumes
+# (rerun `make benchmark` after an interruption); a step or system made with other settings, or from another start
+# checkpoint, is refused rather than reused: delete its folder to rerun it.
 # The recipe's parts were measured one by one on 2 CPU cores (about 4 h together); the whole target is meant for a GPU.
 BENCH := outputs/benchmark
 BENCH_RECORDS := data/flite-squad
