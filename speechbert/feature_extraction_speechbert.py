@@ -195,7 +195,8 @@ class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
                     "center": False,
                 },
             )
-        with torch.no_grad():
+        # float32 whatever the caller's autocast: features are numpy arrays and the model casts them itself.
+        with torch.no_grad(), torch.autocast(device_type="cpu", enabled=False):
             mfcc = self._fast_mfcc(torch.from_numpy(audio))  # (C, T)
             delta = torchaudio.functional.compute_deltas(mfcc)
             delta2 = torchaudio.functional.compute_deltas(delta)

@@ -44,6 +44,17 @@ def test_normalised_per_utterance(extractor, passage):
     np.testing.assert_allclose(frames.std(0), 1, atol=1e-3)
 
 
+def test_features_stay_float32_under_the_callers_autocast(extractor, passage):
+    """A user who wraps a pipeline call in CPU bf16 autocast gets the same float32 features (numpy has no bfloat16:
+    the MFCC's matrix products under autocast used to come back bf16 and fail in .numpy())."""
+    expected = extractor.frame_features(passage[0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        frames = extractor.frame_features(passage[0])
+        features, _ = extractor.extract(passage[0], passage[1], sampling_rate=16000)
+    assert frames.dtype == np.float32 and features.dtype == np.float32
+    np.testing.assert_array_equal(frames, expected)
+
+
 def test_long_segment_is_capped():
     extractor = SpeechBertFeatureExtractor(max_frames_per_segment=20)
     audio, _, _ = make_passage(3)

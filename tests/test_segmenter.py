@@ -204,6 +204,21 @@ def test_pipeline_uses_the_checkpoints_segmenter_without_asr(segmenting_qa, pass
     assert recognised == given
 
 
+def test_pipeline_under_bf16_autocast(segmenting_qa, passage):
+    """A call wrapped in CPU bf16 autocast (a user's speed-up) answers at given and at segmenter segments, with the
+    same answer span as in float32 here (the features stay float32 under autocast)."""
+    audio, segments, words = passage
+    plain = segmenting_qa(audio, question="who ruled ?", sampling_rate=16000)
+    given = segmenting_qa(audio, question="who ruled ?", sampling_rate=16000, word_segments=segments, words=words)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = segmenting_qa(audio, question="who ruled ?", sampling_rate=16000)
+        auto_given = segmenting_qa(audio, question="who ruled ?", sampling_rate=16000, word_segments=segments,
+                                   words=words)
+    assert (auto["start"], auto["end"]) == (plain["start"], plain["end"])
+    assert auto_given["answer"] in " ".join(words) and 0 <= auto_given["score"] <= 1
+    assert given["answer"] in " ".join(words)
+
+
 def test_segmenter_path_extracts_the_passage_features_once(segmenting_qa, passage, monkeypatch):
     audio, _, _ = passage
     extractor = segmenting_qa.processor.feature_extractor
