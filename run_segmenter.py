@@ -62,9 +62,19 @@ class SegmenterArguments:
     exclude_train_voices: list[str] = field(default_factory=list,
                                             metadata={"help": "train without these voices' passages"})
     max_train_passages: int | None = field(default=None, metadata={"help": "use only this many train passages"})
+    pitch_cents: list[int] = field(
+        default_factory=list,
+        metadata={"help": "pitch shifts in cents (100 a semitone): every train passage is heard once more, shifted by "
+                          "sox by one of them drawn per passage, duration and word times kept (as run_pretraining.py "
+                          "--stage1_pitch_cents)"})
 
     def __post_init__(self):
         self.eval_splits = [s for s in self.eval_splits if s.lower() != "none"]
+        from sqa_data.speech import is_pitch_shift
+
+        bad = [c for c in self.pitch_cents if not is_pitch_shift(c)]
+        if bad:
+            raise ValueError(f"--pitch_cents must be non-zero shifts in [-1200, 1200] cents, got {bad}")
         if self.max_frames_per_item < 10:
             raise ValueError(f"--max_frames_per_item must be >= 10, got {self.max_frames_per_item}")
         bad = [t for t in self.thresholds if not 0 < t < 1]
@@ -239,12 +249,19 @@ def main(argv=None):
     rows = passage_rows([r for r in corpus["train"] if r["voice"] not in excluded], args.max_train_passages)
     if not rows:
         raise SystemExit("no train passages with reference words" + (f" outside {sorted(excluded)}" if excluded else ""))
+    if args.pitch_cents:
+        from sqa_data.augment import pitch_rows
+
+        rows += pitch_rows(rows, args.pitch_cents)
+        logger.info("segmenter: every train passage once more at a pitch shift drawn from %s cents (%d passages)",
+                    args.pitch_cents, len(rows))
 
     module = SegmenterTrainingModule(model.bert.word_segmenter)
     step_args = stage_args(training_args, "segmenter")
     fingerprint = stage_fingerprint("segmenter", model, step_args, None, rows,
                                     max_frames_per_item=args.max_frames_per_item,
-                                    excluded_voices=sorted(excluded))
+                                    excluded_voices=sorted(excluded),
+                                    **({"pitch_cents": sorted(args.pitch_cents)} if args.pitch_cents else {}))
     fingerprint["config"] = {k: v for k, v in fingerprint["config"].items()
                              if k.startswith("segmenter_") or k in ("word_segmenter", *config.feature_extractor_kwargs())}
     fingerprint["config"].pop("segmenter_threshold", None)  # chosen after training

@@ -22,7 +22,7 @@ from speechbert.segmentation_speechbert import (
     frame_time,
 )
 
-from .conftest import seeded
+from .conftest import need_binaries, seeded
 
 
 def test_frame_labels_by_hand():
@@ -164,6 +164,27 @@ def test_run_segmenter_trains_measures_and_saves(tmp_path, tiny_corpus, tiny_tex
         run_segmenter.main(common[:-1] + ["segmenter_hidden_size=8"])
     with pytest.raises(ValueError, match="only segmenter_"):
         run_segmenter.main(common[:-1] + ["audio_frame_stack=2"])
+
+
+def test_run_segmenter_hears_the_train_passages_again_pitch_shifted(tmp_path, tiny_corpus, tiny_text_bert):
+    """--pitch_cents (the voice-robustness recipe of step 1) doubles the segmenter's train passages with sox-shifted
+    copies, is part of the step's settings (a finished step with other shifts is refused) and is checked first."""
+    need_binaries("sox")
+    import run_segmenter
+
+    out, cache = tmp_path / "seg", tmp_path / "cache"
+    common = ["--model_name_or_path", str(tiny_text_bert), "--dataset", str(tiny_corpus), "--output_dir", str(out),
+              "--audio_cache_dir", str(cache), "--report_to", "none", "--max_steps", "1",
+              "--per_device_train_batch_size", "2", "--max_frames_per_item", "200", "--save_strategy", "no",
+              "--disable_tqdm", "true", "--eval_splits", "none", "--config_overrides", "segmenter_hidden_size=8"]
+    run_segmenter.main(common + ["--pitch_cents", "300", "500"])
+    settings = json.loads((out / "segmenter" / "settings.json").read_text())
+    assert settings["pitch_cents"] == [300, 500] and settings["train_questions"] == 2  # the passage and its copy
+    assert len(list(cache.glob("*.pitch+*.flac"))) == 1
+    with pytest.raises(ValueError, match="other settings"):
+        run_segmenter.main(common + ["--pitch_cents", "-300"])
+    with pytest.raises(ValueError, match=r"--pitch_cents must be non-zero shifts in \[-1200, 1200\] cents, got \[0\]"):
+        run_segmenter.main(common + ["--pitch_cents", "0"])
 
 
 # ------------------------------------------------------------------------------------------- the pipeline
