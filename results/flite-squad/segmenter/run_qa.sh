@@ -17,14 +17,16 @@ test -f "$out/metrics.json" || \
 mkdir -p "results/flite-squad/segmenter/qa_$name"
 cp "$out/metrics.json" "$out/results.md" "results/flite-squad/segmenter/qa_$name/"
 if [ "${BENCH:-1}" = 1 ]; then $PY benchmarks/bench_segmenter.py --model "$out/model"; fi  # BENCH=0 skips it
-# FINETUNE=1: the same checkpoint fine-tuned at the segmenter's own segments (one more epoch, encoder and segmenter
-# frozen, the fine-tuning settings of ../finetune/run.sh), then evaluated there (issue 13: close the gap to ASR segments).
+# FINETUNE=1: the same checkpoint fine-tuned at the segmenter's own segments (one more epoch, encoder frozen, the
+# fine-tuning settings of ../finetune/run.sh; the segments are computed once before training, so no loss reaches the
+# segmenter), then evaluated there (issue 13: close the gap to ASR segments).
 if [ "${FINETUNE:-0}" = 1 ]; then
   ft=outputs/segmenter/ft_$name
   mkdir -p "results/flite-squad/segmenter/ft_$name"
   test -f "$ft/metrics.json" || \
-    $PY run_sqa.py --output_dir "$ft" --dataset "${DATASET:-outputs/benchmark/dataset}" --model_name_or_path "$out/model" \
-      --systems speechbert_segmenter --freeze_audio_encoder --do_train --num_train_epochs "${EPOCHS:-1}" --do_eval \
+    $PY run_sqa.py --output_dir "$ft" --dataset "${DATASET:-outputs/benchmark/dataset}" \
+      --model_name_or_path "$out/model" --systems speechbert_segmenter --freeze_audio_encoder --do_train \
+      --num_train_epochs "${EPOCHS:-1}" --do_eval \
       --report_to none --save_strategy steps --save_steps 200 --save_total_limit 2 --logging_steps 50 \
       --per_device_train_batch_size 8 --per_device_eval_batch_size 32 --dataloader_num_workers 0 --seed 42 \
       --resume_from_checkpoint true --learning_rate 1e-4 --disable_tqdm true --codes_eval_splits none \
