@@ -108,11 +108,9 @@ class PretrainingArguments:
         for name in ("text_mask_probability", "audio_mask_probability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"--{name} must lie in [0, 1], got {getattr(self, name)}")
-        from sqa_data.speech import is_pitch_shift
+        from sqa_data.speech import check_pitch_shifts
 
-        bad = [c for c in self.stage1_pitch_cents if not is_pitch_shift(c)]
-        if bad:
-            raise ValueError(f"--stage1_pitch_cents must be non-zero shifts in [-1200, 1200] cents, got {bad}")
+        check_pitch_shifts(self.stage1_pitch_cents, "--stage1_pitch_cents")
         if self.preprocessing_num_workers is not None and self.preprocessing_num_workers < 1:
             raise ValueError(f"--preprocessing_num_workers must be >= 1, got {self.preprocessing_num_workers}")
         if self.segments_per_item < 1:

@@ -70,11 +70,9 @@ class SegmenterArguments:
 
     def __post_init__(self):
         self.eval_splits = [s for s in self.eval_splits if s.lower() != "none"]
-        from sqa_data.speech import is_pitch_shift
+        from sqa_data.speech import check_pitch_shifts
 
-        bad = [c for c in self.pitch_cents if not is_pitch_shift(c)]
-        if bad:
-            raise ValueError(f"--pitch_cents must be non-zero shifts in [-1200, 1200] cents, got {bad}")
+        check_pitch_shifts(self.pitch_cents, "--pitch_cents")
         if self.max_frames_per_item < 10:
             raise ValueError(f"--max_frames_per_item must be >= 10, got {self.max_frames_per_item}")
         bad = [t for t in self.thresholds if not 0 < t < 1]

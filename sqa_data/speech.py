@@ -31,6 +31,13 @@ def is_pitch_shift(cents) -> bool:
     return cents != 0 and -MAX_PITCH_CENTS <= cents <= MAX_PITCH_CENTS
 
 
+def check_pitch_shifts(cents, name: str) -> None:
+    """Refuse, naming the argument `name`, any of `cents` that `shift_pitch` does not take."""
+    bad = [c for c in cents if not is_pitch_shift(c)]
+    if bad:
+        raise ValueError(f"{name} must be non-zero shifts in [-{MAX_PITCH_CENTS}, {MAX_PITCH_CENTS}] cents, got {bad}")
+
+
 def require_binary(name: str, package: str) -> str:
     path = shutil.which(name)
     if path is None:
