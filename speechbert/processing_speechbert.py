@@ -96,10 +96,15 @@ class SpeechBertProcessor(ProcessorMixin):
         example, like `audio`), where the caller has computed them already (the pipeline's word segmenter has)."""
         if question is None or audio is None or word_segments is None:
             raise ValueError("question, audio and word_segments are all required")
-        max_length = self.window_length(max_length)
-        for name, value, low in (("stride", stride, 0), ("max_question_length", max_question_length, 1)):
+        for name, value, low in (("max_length", max_length, 4), ("stride", stride, 0),
+                                 ("max_question_length", max_question_length, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        # A tokenizer saved without a limit leaves the check to the pipeline, which knows the model's positions.
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(limit, int) and limit < VERY_LARGE_INTEGER and max_length > limit:
+            raise ValueError(f"max_length={max_length} is more than the tokenizer's model_max_length={limit} "
+                             "(the positions the model was trained with)")
         batched = not isinstance(question, str)
         if batched and not isinstance(question, (list, tuple)):
             raise ValueError(f"question must be a string or a list of strings, got {type(question).__name__}")
@@ -159,18 +164,6 @@ class SpeechBertProcessor(ProcessorMixin):
         chosen = windows[start:stop]
         return self.feature_extractor.pad_segments([extracted[e][0][a:b] for e, a, b in chosen],
                                                    [extracted[e][1][a:b] for e, a, b in chosen])
-
-    def window_length(self, max_length) -> int:
-        """`max_length` checked: an integer >= 4, at most the tokenizer's `model_max_length` where it has one (a
-        tokenizer saved without a limit leaves the check to the pipeline, which knows the model's positions)."""
-        limit = getattr(self.tokenizer, "model_max_length", None)
-        limit = limit if isinstance(limit, int) and limit < VERY_LARGE_INTEGER else None
-        if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 4:
-            raise ValueError(f"max_length must be an integer >= 4, got {max_length!r}")
-        if limit and max_length > limit:
-            raise ValueError(f"max_length={max_length} is more than the tokenizer's model_max_length={limit} "
-                             "(the positions the model was trained with)")
-        return int(max_length)
 
     @staticmethod
     def plan_windows(question_lengths, num_segments, max_length, stride) -> list[tuple[int, int, int]]:
