@@ -13,7 +13,6 @@ count). Goal (issue 13): under 100 ms on one core, at least 100x faster than the
 """
 
 import argparse
-import copy
 import json
 import shutil
 import sys
@@ -134,22 +133,21 @@ def main(argv=None):
             lambda: qa(audio, question=question, sampling_rate=16000, segmenter="model"), args.repeats)
     # Two cheaper ways to run the same checkpoint, each one line for a user: the call under CPU bf16 autocast, and
     # the model with dynamic int8 quantisation (run_sqa.py --quantize int8 measures what they cost in F1).
-    segmenter = "model" if args.model else None
+    path, segments = (("model segmenter", {"segmenter": "model"}) if args.model
+                      else ("given ASR segments", {"word_segments": asr_segments}))
+
+    def call():
+        return qa(audio, question=question, sampling_rate=16000, **segments)
 
     def under_bf16():
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            return qa(audio, question=question, sampling_rate=16000, segmenter=segmenter,
-                      word_segments=None if args.model else asr_segments)
+            return call()
 
-    timings[f"pipeline, {'model segmenter' if args.model else 'given ASR segments'}, CPU bf16 autocast"] = \
-        median_seconds(under_bf16, args.repeats)
-    fp32_model = qa.model
+    timings[f"pipeline, {path}, CPU bf16 autocast"] = median_seconds(under_bf16, args.repeats)
     from sqa_train.quantization import quantize_int8
 
-    qa.model = quantize_int8(copy.deepcopy(fp32_model))
-    timings[f"pipeline, {'model segmenter' if args.model else 'given ASR segments'}, int8 weights (dynamic)"] = \
-        median_seconds(lambda: qa(audio, question=question, sampling_rate=16000, segmenter=segmenter,
-                                  word_segments=None if args.model else asr_segments), args.repeats)
+    fp32_model, qa.model = qa.model, quantize_int8(qa.model)  # quantize_dynamic quantises a copy
+    timings[f"pipeline, {path}, int8 weights (dynamic)"] = median_seconds(call, args.repeats)
     qa.model = fp32_model
     timings["pipeline, pocketsphinx segments (ASR + features + model)"] = median_seconds(
         lambda: qa(audio, question=question, sampling_rate=16000, segmenter="asr"), args.asr_repeats, warmup=0)
