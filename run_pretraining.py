@@ -34,7 +34,7 @@ from sqa_train.data import (
     speechbert_qa_items,
 )
 from sqa_train.distributed import finish_distributed
-from sqa_train.models import config_overrides, default_text_bert
+from sqa_train.models import config_overrides, default_text_bert, overridden_config
 from sqa_train.stages import (  # noqa: F401  (the fingerprint helpers are part of this script's interface)
     VOLATILE_CONFIG_KEYS,
     check_stage_settings,
@@ -148,7 +148,16 @@ def build_model(model_args, tokenizer):
                              "pass text BERTs with --text_model_name_or_path")
         from transformers import AutoModelForPreTraining
 
-        return AutoModelForPreTraining.from_pretrained(model_args.model_name_or_path, trust_remote_code=True)
+        # The checkpoint's config with --config_overrides applied, as run_sqa.py does (they were silently ignored).
+        config = overridden_config(config, model_args.config_overrides)
+        model, info = AutoModelForPreTraining.from_pretrained(model_args.model_name_or_path, config=config,
+                                                              trust_remote_code=True, output_loading_info=True)
+        changed = sorted(info["missing_keys"]) + sorted(str(k) for k in info.get("mismatched_keys", []))
+        if model_args.config_overrides and changed:
+            raise ValueError(f"--config_overrides {model_args.config_overrides!r} change the architecture of "
+                             f"--model_name_or_path {model_args.model_name_or_path} ({len(changed)} weights would start "
+                             f"untrained, e.g. {changed[:3]}): only fields that keep its weights can change here")
+        return model
     model, _ = SpeechBertForPreTraining.from_text_bert(model_args.text_model_name_or_path, tokenizer=tokenizer,
                                                        **model_args.overrides())
     return model
@@ -204,7 +213,9 @@ def main(argv=None):
                         handlers=[logging.StreamHandler(sys.stdout)])
     set_seed(training_args.seed)
 
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path or model_args.text_model_name_or_path)
+    # A SpeechBERT checkpoint's tokenizer_config names its processor's code: trust it, or transformers asks on stdin.
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path or model_args.text_model_name_or_path,
+                                              trust_remote_code=bool(model_args.model_name_or_path))
     model = build_model(model_args, tokenizer)
     processor = SpeechBertProcessor.for_config(model.config, tokenizer)
     corpus = load_corpus(data_args.dataset)

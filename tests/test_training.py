@@ -480,3 +480,25 @@ def test_list_options_take_spaces_or_commas():
         parser.parse_args_into_dataclasses(["--wer_bucket_edges", "0.4", "0.2"])
     with pytest.raises(ValueError, match="lists of numbers"):
         parser.parse_args_into_dataclasses(["--ensemble_weights", "half"])
+
+
+def test_pretraining_continued_from_a_checkpoint_applies_its_overrides(tmp_path, tester, tokenizer):
+    """--model_name_or_path with --config_overrides: fields that keep the weights change the config (they were
+    silently ignored); fields that would leave weights untrained are refused, naming the value."""
+    import run_pretraining
+    from speechbert import SpeechBertForPreTraining
+
+    ckpt = tmp_path / "ckpt"
+    SpeechBertForPreTraining(tester.config()).save_pretrained(ckpt)
+    tokenizer.save_pretrained(ckpt)
+
+    def build(overrides):
+        args = run_pretraining.ModelArguments(model_name_or_path=str(ckpt), config_overrides=overrides)
+        return run_pretraining.build_model(args, tokenizer)
+
+    assert build(None).config.alignment_temperature == tester.config().alignment_temperature
+    model = build("alignment_temperature=0.2,alignment_loss_type=cosine_softmax")
+    assert model.config.alignment_temperature == 0.2 and model.config.alignment_loss_type == "cosine_softmax"
+    layers = tester.config().audio_encoder_num_layers + 1
+    with pytest.raises(ValueError, match=f"audio_encoder_num_layers={layers}.*change the architecture"):
+        build(f"audio_encoder_num_layers={layers}")
