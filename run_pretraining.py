@@ -30,6 +30,7 @@ from sqa_train.data import (
     JointEmbeddingCollator,
     PassageFrames,
     joint_embedding_items,
+    leave_out_voices,
     load_corpus,
     speechbert_qa_items,
 )
@@ -225,7 +226,7 @@ def main(argv=None):
     rows = [rows[i] for i in range(min(data_args.max_train_samples or len(rows), len(rows)))]
     excluded = set(data_args.exclude_train_voices)
     if excluded:
-        kept = [row for row in rows if row["voice"] not in excluded]
+        kept = leave_out_voices(rows, excluded)
         logger.info("left out voices %s: %d of %d training questions kept", sorted(excluded), len(kept), len(rows))
         rows = kept
     extra_rows = []

@@ -32,7 +32,7 @@ from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainingArgum
 
 from speechbert import SpeechBertForPreTraining, SpeechBertProcessor
 from speechbert.segmentation_speechbert import boundary_scores, decode_segments, frame_labels
-from sqa_train.data import PassageFrames, load_corpus, segment_times
+from sqa_train.data import PassageFrames, leave_out_voices, load_corpus, segment_times
 from sqa_train.distributed import finish_distributed
 from sqa_train.models import config_overrides, default_text_bert
 from sqa_train.stages import (check_stage_settings, mark_done, record_settings, resume_checkpoint, stage_args,
@@ -244,7 +244,7 @@ def main(argv=None):
     processor = SpeechBertProcessor.for_config(config, tokenizer)
     frames = PassageFrames(processor.feature_extractor, args.audio_cache_dir)
     excluded = set(args.exclude_train_voices)
-    rows = passage_rows([r for r in corpus["train"] if r["voice"] not in excluded], args.max_train_passages)
+    rows = passage_rows(leave_out_voices(corpus["train"], excluded), args.max_train_passages)
     if not rows:
         raise SystemExit("no train passages with reference words" + (f" outside {sorted(excluded)}" if excluded else ""))
     if args.pitch_cents:

@@ -48,6 +48,7 @@ from sqa_train.data import (
     SpeechBertQACollator,
     TextQACollator,
     add_model_segments,
+    leave_out_voices,
     load_corpus,
     segment_times,
     speechbert_qa_items,
@@ -194,9 +195,8 @@ def load_splits(data_args):
             rows = corpus[split]
             splits[split] = [rows[i] for i in range(min(limit or len(rows), len(rows)))]
     if data_args.exclude_train_voices and "train" in splits:
-        excluded = set(data_args.exclude_train_voices)
-        splits["train"] = [row for row in splits["train"] if row["voice"] not in excluded]
-        logger.info("left out voices %s from training", sorted(excluded))
+        splits["train"] = leave_out_voices(splits["train"], data_args.exclude_train_voices)
+        logger.info("left out voices %s from training", sorted(set(data_args.exclude_train_voices)))
     logger.info("questions per split: %s", {k: len(v) for k, v in splits.items()})
     return splits
 

@@ -36,6 +36,20 @@ def load_corpus(name_or_path):
     raise FileNotFoundError(f"dataset {name_or_path!r}: expected 'embedded', a save_to_disk folder or record shards")
 
 
+def leave_out_voices(rows, voices, option="--exclude_train_voices"):
+    """`rows` without those read by `voices`. A voice no row has is an error naming the voices there are (a typo
+    would otherwise leave every voice in, silently)."""
+    voices = set(voices or ())
+    if not voices:
+        return list(rows)
+    present = {row["voice"] for row in rows}
+    unknown = sorted(voices - present)
+    if unknown:
+        raise ValueError(f"{option} {unknown}: no training passage is read by {'it' if len(unknown) == 1 else 'them'}; "
+                         f"the voices there are {sorted(present)}")
+    return [row for row in rows if row["voice"] not in voices]
+
+
 def spoken_answers(row) -> list[str]:
     """The reference answers as the words a reader says ("1973" -> "nineteen seventy three"): what the predicted
     words, always spoken-form, are compared with."""

@@ -185,6 +185,8 @@ def test_run_segmenter_hears_the_train_passages_again_pitch_shifted(tmp_path, ti
         run_segmenter.main(common + ["--pitch_cents", "-300"])
     with pytest.raises(ValueError, match=r"--pitch_cents must be non-zero shifts in \[-1200, 1200\] cents, got \[0\]"):
         run_segmenter.main(common + ["--pitch_cents", "0"])
+    with pytest.raises(ValueError, match=r"--exclude_train_voices \['nobody'\]: no training passage"):
+        run_segmenter.main(common + ["--exclude_train_voices", "nobody"])
 
 
 # ------------------------------------------------------------------------------------------- the pipeline

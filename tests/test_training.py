@@ -502,3 +502,27 @@ def test_pretraining_continued_from_a_checkpoint_applies_its_overrides(tmp_path,
     layers = tester.config().audio_encoder_num_layers + 1
     with pytest.raises(ValueError, match=f"audio_encoder_num_layers={layers}.*change the architecture"):
         build(f"audio_encoder_num_layers={layers}")
+
+
+def test_leaving_out_a_voice_no_passage_has_is_an_error():
+    from sqa_train.data import leave_out_voices
+
+    rows = [{"voice": "awb", "n": 0}, {"voice": "slt", "n": 1}, {"voice": "awb", "n": 2}]
+    assert [r["n"] for r in leave_out_voices(rows, ["slt"])] == [0, 2]
+    assert leave_out_voices(rows, []) == rows and leave_out_voices(rows, None) == rows
+    with pytest.raises(ValueError, match=r"--exclude_train_voices \['sIt'\].*voices there are \['awb', 'slt'\]"):
+        leave_out_voices(rows, ["slt", "sIt"])
+
+
+def test_scripts_refuse_an_unknown_left_out_voice_before_training(tmp_path, tiny_corpus, tiny_text_bert):
+    import run_pretraining
+    import run_sqa
+
+    with pytest.raises(ValueError, match=r"--exclude_train_voices \['nobody'\]"):
+        run_sqa.main(common_args(tmp_path / "sqa", tiny_corpus, tmp_path / "audio") + [
+            "--text_model_name_or_path", str(tiny_text_bert), "--do_train", "--systems", "speechbert",
+            "--exclude_train_voices", "nobody"])
+    with pytest.raises(ValueError, match=r"--exclude_train_voices \['nobody'\]"):
+        run_pretraining.main(common_args(tmp_path / "pre", tiny_corpus, tmp_path / "audio") + [
+            "--text_model_name_or_path", str(tiny_text_bert), "--stage", "1", "--exclude_train_voices", "nobody"])
+    assert not (tmp_path / "audio").exists()  # refused before any audio was made
