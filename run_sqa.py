@@ -102,6 +102,12 @@ class ModelArguments:
     oracle_segments: str = field(
         default="asr", metadata={"help": "the `oracle` system's segments and words: 'asr' (compare with the cascade) "
                                          "or 'ref' (compare with the text upper bound)"})
+    soft_word_embedding_pieces: str | None = field(
+        default=None,
+        metadata={"help": "SpeechBERT with audio_code_mode=soft_word_embedding: 'train' mixes only the first pieces of "
+                          "the train split's reference words (the words its encoder can have heard; config "
+                          "soft_word_embedding_pieces), 'all' the whole vocabulary; default: as the checkpoint says"},
+    )
     quantize: str | None = field(
         default=None,
         metadata={"help": "'int8': evaluate every system with dynamic int8 quantisation of its Linear and RNN layers "
@@ -115,6 +121,9 @@ class ModelArguments:
             raise ValueError(f"--oracle_codes {self.oracle_codes!r}: expected one of {ORACLE_MODES}")
         if self.oracle_segments not in ("asr", "ref"):
             raise ValueError(f"--oracle_segments {self.oracle_segments!r}: expected 'asr' or 'ref'")
+        if self.soft_word_embedding_pieces not in (None, "train", "all"):
+            raise ValueError(f"--soft_word_embedding_pieces {self.soft_word_embedding_pieces!r}: expected 'train', "
+                             "'all' or nothing (the checkpoint's)")
         if self.quantize not in (None, "int8"):
             raise ValueError(f"--quantize {self.quantize!r}: expected 'int8' or nothing")
         if self.audio_encoder_learning_rate is not None and not self.audio_encoder_learning_rate >= 0:
@@ -310,6 +319,27 @@ def build_oracle(path, tokenizer, mode):
     return model
 
 
+def restrict_soft_word_embedding(model, tokenizer, which, splits):
+    """`--soft_word_embedding_pieces`: the soft word embedding over the first pieces of the train split's reference
+    words ('train') or the whole vocabulary ('all'), set in the config so the saved model keeps it."""
+    from sqa_train.codes import seen_pieces
+
+    config = model.config
+    if config.audio_code_mode != "soft_word_embedding":
+        raise ValueError(f"--soft_word_embedding_pieces {which!r} needs audio_code_mode='soft_word_embedding', the "
+                         f"model has {config.audio_code_mode!r} (--config_overrides audio_code_mode=soft_word_embedding)")
+    if which == "all":
+        config.soft_word_embedding_pieces = None
+        return
+    if not splits.get("train"):
+        raise ValueError(f"--soft_word_embedding_pieces {which!r}: the dataset has no train questions to take "
+                         "the words from")
+    config.soft_word_embedding_pieces = sorted(seen_pieces(tokenizer, splits["train"]))
+    config._check_audio_fields()
+    logger.info("soft word embedding over %d of %d pieces (the train split's first pieces)",
+                len(config.soft_word_embedding_pieces), config.vocab_size)
+
+
 def run_speechbert(model_args, data_args, training_args, splits, tokenizer, system="speechbert"):
     """SpeechBERT over the passage audio at the ASR segments; (`system="speechbert_segmenter"`) at the segments of
     the checkpoint's own word segmenter, no ASR; or (`system="oracle"`) its QA path fed BERT's word embeddings of the
@@ -319,6 +349,8 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
     settings = {"freeze_audio_encoder": model_args.freeze_audio_encoder,
                 "config_overrides": model_args.config_overrides,
                 "audio_encoder_learning_rate": model_args.audio_encoder_learning_rate}
+    if model_args.soft_word_embedding_pieces:
+        settings["soft_word_embedding_pieces"] = model_args.soft_word_embedding_pieces
     if oracle:
         settings = {"oracle_codes": model_args.oracle_codes, "oracle_segments": segments}
     if training_args.do_train:
@@ -336,6 +368,8 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
         # A finished model was saved with the overrides already in its config.
         model, processor = build_speechbert(done or model_args.model_name_or_path, tokenizer,
                                             None if done else model_args.config_overrides)
+        if model_args.soft_word_embedding_pieces and not done:
+            restrict_soft_word_embedding(model, tokenizer, model_args.soft_word_embedding_pieces, splits)
         if model_args.freeze_audio_encoder:
             # No gradients reach the RNN, so it runs PyTorch's inference kernel; the optimizer skips its weights.
             model.bert.audio_encoder.requires_grad_(False)

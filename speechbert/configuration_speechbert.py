@@ -76,6 +76,11 @@ class SpeechBertConfig(BertConfig):
         softmax over each code's `k` most similar pieces only (chosen without gradient; the weights and the
         embeddings they mix are exact and trained on that support), which drops the work and memory of the
         vocabulary-wide weights and their backward. 0 (the default): the whole vocabulary.
+    soft_word_embedding_pieces (`list[int]`, *optional*): with `audio_code_mode="soft_word_embedding"`, the piece
+        ids the soft word embedding mixes (and `soft_word_embedding_top_k` chooses among), e.g. the first pieces of
+        the words the encoder was trained on (`run_sqa.py --soft_word_embedding_pieces train`): the encoder cannot
+        hear the others, which otherwise hold part of the weight and blur the embedding; fewer pieces are also
+        proportionally less work. `None` (the default): the whole vocabulary.
     audio_token_id (`int`, defaults to 1): id in `input_ids` marking a position filled by an audio segment. 1 is
         `[unused0]` in the uncased BERT vocabulary, so no embedding matrix needs resizing.
     mask_token_id (`int`, defaults to 103): the `[MASK]` id; a masked audio segment is fed as its embedding.
@@ -118,6 +123,7 @@ class SpeechBertConfig(BertConfig):
     alignment_num_negatives: int = 0
     audio_code_mode: str = "direct"
     soft_word_embedding_top_k: int = 0
+    soft_word_embedding_pieces: list[int] | None = None
     audio_token_id: int = 1
     mask_token_id: int = 103
     word_segmenter: bool = False
@@ -197,6 +203,17 @@ class SpeechBertConfig(BertConfig):
                 f"SpeechBertConfig.soft_word_embedding_top_k must be a non-negative integer (0: the whole vocabulary), "
                 f"got {top_k!r}"
             )
+        pieces = self.soft_word_embedding_pieces
+        if pieces is not None:
+            bad = (not isinstance(pieces, (list, tuple)) or not pieces
+                   or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.vocab_size for i in pieces))
+            if bad or len(set(pieces)) != len(pieces):
+                shown = pieces if not isinstance(pieces, (list, tuple)) or len(pieces) <= 8 else f"{list(pieces[:8])}..."
+                raise ValueError(
+                    f"SpeechBertConfig.soft_word_embedding_pieces must be None or a non-empty list of distinct piece "
+                    f"ids in [0, {self.vocab_size}), got {shown!r}"
+                )
+            self.soft_word_embedding_pieces = sorted(pieces)
         if negatives and self.alignment_loss_type != "cosine_softmax":
             raise ValueError(
                 f"SpeechBertConfig.alignment_num_negatives={negatives!r} samples the vocabulary of the "

@@ -226,36 +226,59 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
         # A view of the padded block: the encoder gathers only the frames it reads.
         return self.audio_encoder(audio_features.reshape(batch * segments, frames, size), lengths, rows)  # (N, hidden)
 
-    def word_similarities(self, codes: torch.Tensor) -> torch.Tensor:
-        """(N, V) cosine between each code and every input word embedding, divided by `alignment_temperature`
-        (applied to the N codes, not to the N x V scores: the same values, a fraction of the work)."""
+    def word_similarities(self, codes: torch.Tensor, pieces: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, V) cosine between each code and every input word embedding (or those of `pieces`: (N, len(pieces))),
+        divided by `alignment_temperature` (applied to the N codes, not to the N x V scores: the same values, a
+        fraction of the work)."""
         scaled = F.normalize(codes.float(), dim=-1) / self.config.alignment_temperature
-        return scaled @ self._unit_word_embeddings().T
+        return scaled @ self._unit_word_embeddings(pieces).T
 
-    def _unit_word_embeddings(self) -> torch.Tensor:
-        """(V, H) float32 input word embeddings scaled to unit norm. Without autograd (inference) they are kept
-        until the embedding weights change (a new tensor, device, dtype or an in-place update)."""
+    def _unit_word_embeddings(self, pieces: torch.Tensor | None = None) -> torch.Tensor:
+        """(V, H) float32 input word embeddings (or the rows of `pieces`) scaled to unit norm. Without autograd
+        (inference) they are kept until the embedding weights change (a new tensor, device, dtype or an in-place
+        update) or other pieces are asked for."""
         weight = self.embeddings.word_embeddings.weight
+        rows = weight if pieces is None else weight[pieces]
         if torch.is_grad_enabled() and weight.requires_grad:
-            return F.normalize(weight.float(), dim=-1)
-        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, tuple(weight.shape))
+            return F.normalize(rows.float(), dim=-1)
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, tuple(weight.shape),
+               None if pieces is None else (pieces.data_ptr(), len(pieces)))
         cached = getattr(self, "_unit_embeddings_cache", None)
         if cached is None or cached[0] != key:
             with torch.no_grad():
-                cached = (key, F.normalize(weight.float(), dim=-1))
+                cached = (key, F.normalize(rows.float(), dim=-1))
             self._unit_embeddings_cache = cached
+        return cached[1]
+
+    def _soft_pieces(self):
+        """The `soft_word_embedding_pieces` ids as a tensor on the embeddings' device (None: the whole vocabulary)."""
+        pieces = self.config.soft_word_embedding_pieces
+        if pieces is None:
+            return None
+        device = self.embeddings.word_embeddings.weight.device
+        cached = getattr(self, "_soft_pieces_cache", None)
+        if cached is None or cached[0] != (tuple(pieces), device):
+            cached = ((tuple(pieces), device), torch.tensor(pieces, dtype=torch.long, device=device))
+            self._soft_pieces_cache = cached
         return cached[1]
 
     def soft_word_embedding(self, codes: torch.Tensor) -> torch.Tensor:
         """(N, H) expected input word embedding under each code's word distribution (`audio_code_mode`), over the
-        whole vocabulary or each code's `soft_word_embedding_top_k` most similar pieces."""
+        whole vocabulary (or the `soft_word_embedding_pieces`) or each code's `soft_word_embedding_top_k` most
+        similar of them."""
         table = self.embeddings.word_embeddings.weight
+        pieces = self._soft_pieces()
         top_k = self.config.soft_word_embedding_top_k
-        if not top_k or top_k >= table.shape[0]:
-            weights = self.word_similarities(codes).softmax(-1)
-            return (weights @ table.float()).to(codes.dtype)
+        size = table.shape[0] if pieces is None else len(pieces)
+        if not top_k or top_k >= size:
+            scores = self.word_similarities(codes, pieces)
+            if pieces is None:
+                return (scores.softmax(-1) @ table.float()).to(codes.dtype)
+            return (scores.softmax(-1) @ table[pieces].float()).to(codes.dtype)
         with torch.no_grad():
-            top = self.word_similarities(codes.detach()).topk(top_k, dim=-1).indices  # (N, k)
+            top = self.word_similarities(codes.detach(), pieces).topk(top_k, dim=-1).indices  # (N, k)
+            if pieces is not None:
+                top = pieces[top]
         rows = table[top].float()  # (N, k, H): gradients reach these rows only
         scores = torch.einsum("nh,nkh->nk", F.normalize(codes.float(), dim=-1) / self.config.alignment_temperature,
                               F.normalize(rows, dim=-1))

@@ -28,6 +28,10 @@ from speechbert.configuration_speechbert import SPEECHBERT_AUTO_MAP
         ("norm_loss_weight", -1.0),
         ("alignment_num_negatives", -1),
         ("soft_word_embedding_top_k", -2),
+        ("soft_word_embedding_pieces", [3, 3]),
+        ("soft_word_embedding_pieces", [-1]),
+        ("soft_word_embedding_pieces", [30522]),
+        ("soft_word_embedding_pieces", []),
     ],
 )
 def test_invalid_values_name_field_and_value(field, value):
@@ -35,6 +39,14 @@ def test_invalid_values_name_field_and_value(field, value):
         SpeechBertConfig(**{field: value})
     message = str(error.value)
     assert field in message and str(value) in message
+
+
+@pytest.mark.parametrize("value", [[True], "train", [1.5]])
+def test_soft_word_embedding_pieces_of_the_wrong_type_are_named(value):
+    from huggingface_hub.errors import StrictDataclassFieldValidationError
+
+    with pytest.raises((ValueError, StrictDataclassFieldValidationError), match="soft_word_embedding_pieces"):
+        SpeechBertConfig(soft_word_embedding_pieces=value)
 
 
 def test_sampled_negatives_need_the_cosine_softmax():

@@ -546,6 +546,44 @@ def test_soft_word_embedding_over_the_top_k_pieces(tester):
         assert not torch.allclose(whole.soft_word_embedding(codes), got.detach())
 
 
+def test_soft_word_embedding_over_chosen_pieces(tmp_path, tester):
+    """`soft_word_embedding_pieces`: the softmax and the mix over those rows only, by hand; other rows do not
+    matter; every piece is the whole vocabulary; with top_k the k most similar of the pieces; saved and loaded."""
+    config = dict(audio_code_mode="soft_word_embedding", alignment_temperature=0.2)
+    whole = seeded(SpeechBertModel, tester.config(**config))
+    pieces = [4, 9, 12, 13, 20, 21, 30]
+    chosen = seeded(SpeechBertModel, tester.config(**config, soft_word_embedding_pieces=list(reversed(pieces))))
+    chosen.load_state_dict(whole.state_dict())
+    assert chosen.config.soft_word_embedding_pieces == pieces  # kept sorted
+    codes = torch.randn(5, 32, generator=torch.Generator().manual_seed(2))
+    table = whole.embeddings.word_embeddings.weight.detach()
+    rows = table[pieces]
+    scores = F.normalize(codes, dim=-1) @ F.normalize(rows, dim=-1).T / 0.2
+    with torch.no_grad():
+        got = chosen.soft_word_embedding(codes)
+        torch.testing.assert_close(got, scores.softmax(-1) @ rows)
+        assert not torch.allclose(got, whole.soft_word_embedding(codes))
+        chosen.embeddings.word_embeddings.weight[5].add_(10.0)  # not a chosen piece
+        torch.testing.assert_close(chosen.soft_word_embedding(codes), got)
+        chosen.embeddings.word_embeddings.weight[9].add_(1.0)  # a chosen one: the cached unit rows follow it
+        assert not torch.allclose(chosen.soft_word_embedding(codes), got)
+    every = seeded(SpeechBertModel, tester.config(**config, soft_word_embedding_pieces=list(range(tester.vocab_size))))
+    every.load_state_dict(whole.state_dict())
+    top = seeded(SpeechBertModel, tester.config(**config, soft_word_embedding_pieces=pieces,
+                                               soft_word_embedding_top_k=2))
+    top.load_state_dict(whole.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(every.soft_word_embedding(codes), whole.soft_word_embedding(codes))
+        best = scores.topk(2, dim=-1).indices
+        expected = torch.stack([scores[i, b].softmax(-1) @ rows[b] for i, b in enumerate(best)])
+        torch.testing.assert_close(top.soft_word_embedding(codes), expected)
+    top.save_pretrained(tmp_path / "top")
+    loaded = SpeechBertModel.from_pretrained(tmp_path / "top")
+    assert loaded.config.soft_word_embedding_pieces == pieces
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.soft_word_embedding(codes), expected)
+
+
 @pytest.mark.parametrize("mode", ["direct", "soft_word_embedding"])
 def test_precomputed_audio_codes_equal_the_features(tester, processor, mode):
     """A frozen encoder's codes, computed beforehand and fed as `audio_codes`, give the same answer as the frames."""

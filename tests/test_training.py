@@ -526,3 +526,29 @@ def test_scripts_refuse_an_unknown_left_out_voice_before_training(tmp_path, tiny
         run_pretraining.main(common_args(tmp_path / "pre", tiny_corpus, tmp_path / "audio") + [
             "--text_model_name_or_path", str(tiny_text_bert), "--stage", "1", "--exclude_train_voices", "nobody"])
     assert not (tmp_path / "audio").exists()  # refused before any audio was made
+
+
+def test_sqa_soft_word_embedding_over_the_train_words(tmp_path, tiny_corpus, tiny_text_bert):
+    """`--soft_word_embedding_pieces train`: the saved model's soft word embedding mixes the first pieces of the
+    train split's reference words; it needs the soft word embedding mode and is part of the run's settings."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    import run_sqa
+    from sqa_data.dataset import read_records
+    from sqa_train.codes import seen_pieces
+
+    sqa = tmp_path / "sqa"
+    args = common_args(sqa, tiny_corpus, tmp_path / "audio") + [
+        "--text_model_name_or_path", str(tiny_text_bert), "--do_train", "--max_steps", "1", "--save_strategy", "no",
+        "--max_length", "64", "--stride", "8", "--systems", "speechbert", "--soft_word_embedding_pieces", "train"]
+    with pytest.raises(ValueError, match="needs audio_code_mode='soft_word_embedding', the model has 'direct'"):
+        run_sqa.main(args)
+    run_sqa.main(args + ["--config_overrides", "audio_code_mode=soft_word_embedding"])
+    config = AutoConfig.from_pretrained(sqa / "speechbert", trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_text_bert)
+    expected = sorted(seen_pieces(tokenizer, read_records(tiny_corpus)["train"]))
+    assert config.soft_word_embedding_pieces == expected and 0 < len(expected) < config.vocab_size
+    settings = json.loads((sqa / "speechbert" / "settings.json").read_text())
+    assert settings["soft_word_embedding_pieces"] == "train"
+    with pytest.raises(ValueError, match="--soft_word_embedding_pieces 'seen': expected 'train', 'all'"):
+        run_sqa.main(args[:-1] + ["seen"])
