@@ -92,6 +92,9 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--asr_repeats", type=int, default=3)
+    parser.add_argument("--soft_pieces_from", default=None,
+                        help="a corpus (run_sqa.py --dataset): also time the checkpoint's soft word embedding over the "
+                             "first pieces of its train split's words (run_sqa.py --soft_word_embedding_pieces train)")
     parser.add_argument("--results", default=None, help="write the section to this file instead of RESULTS.md")
     args = parser.parse_args(argv)
     if args.quick:
@@ -144,6 +147,22 @@ def main(argv=None):
             return call()
 
     timings[f"pipeline, {path}, CPU bf16 autocast"] = median_seconds(under_bf16, args.repeats)
+    if args.soft_pieces_from and qa.model.config.audio_code_mode == "soft_word_embedding":
+        from sqa_train.codes import seen_pieces
+        from sqa_train.data import load_corpus
+
+        train = load_corpus(args.soft_pieces_from)["train"]
+        pieces = sorted(seen_pieces(qa.processor.tokenizer, [train[i] for i in range(len(train))]))
+        whole, qa.model.config.soft_word_embedding_pieces = qa.model.config.soft_word_embedding_pieces, pieces
+        codes = torch.randn(len(asr_segments), qa.model.config.hidden_size)
+        with torch.no_grad():
+            timings[f"soft word embeddings of {len(asr_segments)} codes (x {len(pieces)} train pieces)"] = \
+                median_seconds(lambda: base.soft_word_embedding(codes), args.repeats)
+        timings[f"pipeline, {path}, soft word embedding over the {len(pieces)} train pieces"] = median_seconds(
+            call, args.repeats)
+        timings[f"pipeline, {path}, the {len(pieces)} train pieces, CPU bf16 autocast"] = median_seconds(
+            under_bf16, args.repeats)
+        qa.model.config.soft_word_embedding_pieces = whole
     from sqa_train.quantization import quantize_int8
 
     fp32_model, qa.model = qa.model, quantize_int8(qa.model)  # quantize_dynamic quantises a copy

@@ -15,7 +15,9 @@ declare -A ENCODER=([cos]=outputs/step1/cos_t005_norm1 [v128]=outputs/step1/cos_
   # Voice robustness (issue 11, section 4): the 1 x 128 encoder that never heard slt (voices + pitch copies).
   [p128noslt]=outputs/step1/cos_neg2048_voices_pitch_no_slt
   # ... and the 2 x 256 one (voices + pitch copies, slt left out), fine-tuned without slt's train passages too.
-  [p2x256noslt]=outputs/step1/cos_neg2048_voices_2x256_pitch_no_slt)
+  [p2x256noslt]=outputs/step1/cos_neg2048_voices_2x256_pitch_no_slt
+  # The 2 x 256 encoder after one more epoch of step 1 with pitch-shifted copies (../step1/, a longer step 1).
+  [v2x256pc]=outputs/step1/cos_neg2048_voices_2x256_pitch_cont)
 COS=${ENCODER[cos]}
 declare -A MODEL=(
   [cos_soft_frozen]=$COS [cos_direct_frozen]=$COS [cos_direct]=$COS
@@ -24,6 +26,7 @@ declare -A MODEL=(
   [zeroshot_graft_v128_soft]=graft_v128_soft [graft_v128_soft_frozen]=graft_v128_soft
   [zeroshot_graft_v2x256_soft]=graft_v2x256_soft [graft_v2x256_soft_frozen]=graft_v2x256_soft
   [zeroshot_graft_p128noslt_soft]=graft_p128noslt_soft [graft_p2x256noslt_soft_frozen]=graft_p2x256noslt_soft
+  [zeroshot_graft_v2x256pc_soft]=graft_v2x256pc_soft [graft_v2x256pc_soft_frozen]=graft_v2x256pc_soft
   # The soft word embedding over each code's 16 most similar pieces (soft_word_embedding_top_k): 1.74x faster steps,
   # but those pieces hold only 59.5% of the weight for this encoder (codes.json soft_top_mass): not run yet.
   [zeroshot_graft_v2x256_soft_top16]=graft_v2x256_soft [graft_v2x256_soft_top16_frozen]=graft_v2x256_soft
@@ -31,15 +34,20 @@ declare -A MODEL=(
   # 0.05): no training, chosen on validation.
   [eval_2ep_t003]=outputs/finetune/graft_v2x256_soft_frozen_2ep/speechbert
   [eval_2ep_t01]=outputs/finetune/graft_v2x256_soft_frozen_2ep/speechbert
+  # ... and with its soft word embedding over the first pieces of the train words only (9,795 of 30,522 pieces,
+  # which held 78% of the weight on validation): no training.
+  [eval_2ep_pieces_train]=outputs/finetune/graft_v2x256_soft_frozen_2ep/speechbert
 )
 declare -A ARGS=(
   [cos_soft_frozen]="--config_overrides audio_code_mode=soft_word_embedding --freeze_audio_encoder"
   [cos_direct_frozen]="--freeze_audio_encoder"
   [graft_soft_frozen]="--freeze_audio_encoder" [graft_direct_frozen]="--freeze_audio_encoder"
   [graft_v128_soft_frozen]="--freeze_audio_encoder" [graft_v2x256_soft_frozen]="--freeze_audio_encoder"
+  [graft_v2x256pc_soft_frozen]="--freeze_audio_encoder"
   [graft_p2x256noslt_soft_frozen]="--freeze_audio_encoder --exclude_train_voices slt"
   [eval_2ep_t003]="--freeze_audio_encoder --config_overrides alignment_temperature=0.03"
   [eval_2ep_t01]="--freeze_audio_encoder --config_overrides alignment_temperature=0.1"
+  [eval_2ep_pieces_train]="--freeze_audio_encoder --soft_word_embedding_pieces train"
   [zeroshot_graft_v2x256_soft_top16]="--freeze_audio_encoder --config_overrides soft_word_embedding_top_k=16"
   [graft_v2x256_soft_top16_frozen]="--freeze_audio_encoder --config_overrides soft_word_embedding_top_k=16"
 )
@@ -47,7 +55,7 @@ declare -A ARGS=(
 # given. With --freeze_audio_encoder each passage's codes are computed once and cached (for evaluation too).
 declare -A EPOCHS_OF=([cos_soft_frozen]=2 [cos_direct_frozen]=2 [cos_direct]=2 [graft_soft_frozen]=1
   [graft_direct_frozen]=1 [graft_v128_soft_frozen]=1 [graft_v2x256_soft_frozen]=1 [graft_v2x256_soft_top16_frozen]=1
-  [graft_p2x256noslt_soft_frozen]=1)
+  [graft_p2x256noslt_soft_frozen]=1 [graft_v2x256pc_soft_frozen]=1)
 for name in ${RUNS:-cos_soft_frozen}; do
   out=outputs/finetune/$name
   test -f "$out/metrics.json" && continue
