@@ -12,10 +12,14 @@ in the step-1 training data (the train split's reference words), the rest "unsee
     {"validation": {"segments": ..., "top1": ..., "top10": ..., "top1_seen": ..., "top10_seen": ...,
                     "top1_unseen": ..., "top10_unseen": ..., "seen_share": ..., "code_norm": ...,
                     "target_norm": ..., "soft_top_mass": {"1": ..., "16": ..., "64": ...},
+                    "soft_embedding": {"norm": ..., "cosine_to_target": ..., "seen_mass": ...},
                     "per_voice": {"awb": {"segments": ..., "top1": ..., "top10": ...}, ...}}}
 
 `soft_top_mass`: how much of each code's soft word embedding weights (`audio_code_mode="soft_word_embedding"`,
 the whole vocabulary at `alignment_temperature`) its k most similar pieces hold (`soft_word_embedding_top_k`).
+`soft_embedding`: what BERT reads in that mode (over the model's `soft_word_embedding_pieces` if it has them): its
+mean norm (compare `target_norm`), its mean cosine to the target word's embedding, and the share (percent) of the
+whole-vocabulary weights on pieces the step-1 data contains ("seen"; the encoder cannot have heard the others).
 
 written to `codes.json` beside the model (merged with the splits already there) and printed as a table.
 `run_pretraining.py` runs it at the end of each step.
@@ -108,10 +112,31 @@ def soft_top_mass(codes, embeddings, temperature, ks=(1, 16, 64), chunk=1024) ->
     return {str(k): round(100 * total / len(codes), 2) for k, total in sums.items()}
 
 
+def soft_embedding_stats(codes, targets, embeddings, temperature, seen=None, pieces=None, chunk=1024) -> dict:
+    """`soft_embedding` of codes.json (see the module's docstring): the soft word embedding's mean norm and cosine to
+    the target word's embedding, over `pieces` (None: the whole vocabulary), and the mean weight share on `seen`."""
+    embeddings = embeddings.float()
+    rows = embeddings if pieces is None else embeddings[torch.as_tensor(list(pieces))]
+    unit_rows = torch.nn.functional.normalize(rows, dim=1)
+    unit_all = torch.nn.functional.normalize(embeddings, dim=1)
+    seen_ids = None if seen is None else torch.as_tensor(sorted(seen), dtype=torch.long)
+    normed = torch.nn.functional.normalize(codes.float(), dim=1) / temperature
+    norms = cosines = masses = 0.0
+    for a in range(0, len(codes), chunk):
+        soft = (normed[a : a + chunk] @ unit_rows.T).softmax(-1) @ rows
+        norms += float(soft.norm(dim=1).sum())
+        cosines += float(torch.nn.functional.cosine_similarity(soft, embeddings[targets[a : a + chunk]], dim=1).sum())
+        if seen_ids is not None:
+            masses += float((normed[a : a + chunk] @ unit_all.T).softmax(-1)[:, seen_ids].sum())
+    n = len(codes)
+    return {"norm": round(norms / n, 4), "cosine_to_target": round(cosines / n, 4),
+            "seen_mass": None if seen_ids is None else round(100 * masses / n, 2)}
+
+
 def code_accuracy(codes, targets, embeddings, candidates, seen=None, voices=None, chunk=4096,
-                  temperature=None) -> dict:
+                  temperature=None, pieces=None) -> dict:
     """Top-1 / top-10 nearest-piece accuracy (cosine over `candidates`) of codes against their target pieces; with
-    a `temperature`, also `soft_top_mass` (see there)."""
+    a `temperature`, also `soft_top_mass` and `soft_embedding` (over `pieces`, see `soft_embedding_stats`)."""
     candidates = torch.as_tensor(candidates)
     table = torch.nn.functional.normalize(embeddings[candidates].float(), dim=1)  # (V', H)
     normed = torch.nn.functional.normalize(codes.float(), dim=1)
@@ -142,6 +167,7 @@ def code_accuracy(codes, targets, embeddings, candidates, seen=None, voices=None
         result["seen_share"] = round(100 * float(is_seen.mean()), 2)
     if temperature is not None:
         result["soft_top_mass"] = soft_top_mass(codes, embeddings, temperature)
+        result["soft_embedding"] = soft_embedding_stats(codes, targets, embeddings, temperature, seen, pieces)
     if voices is not None:
         result["per_voice"] = {v: summary(voices == v) for v in sorted(set(voices.tolist()))}
     return result
@@ -158,7 +184,8 @@ def evaluate_codes(model, feature_extractor, tokenizer, splits: dict, train_rows
         codes, targets, voices = encode_segments(model, feature_extractor, tokenizer, rows, audio_cache_dir,
                                                  num_workers=num_workers)
         results[name] = code_accuracy(codes, targets, embeddings, candidates, seen, voices,
-                                      temperature=getattr(model.config, "alignment_temperature", None))
+                                      temperature=getattr(model.config, "alignment_temperature", None),
+                                      pieces=getattr(model.config, "soft_word_embedding_pieces", None))
     return results
 
 

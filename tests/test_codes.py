@@ -51,6 +51,26 @@ def test_soft_top_mass_by_hand():
     assert mass["1"] < mass["16"] < mass["64"] < 100  # the split code has half its mass past the first piece
 
 
+def test_soft_embedding_stats_by_hand():
+    from sqa_train.codes import soft_embedding_stats
+
+    embeddings = torch.eye(6) * 2
+    codes = torch.stack([embeddings[3], embeddings[4] + embeddings[5]])  # sure of piece 3; split between 4 and 5
+    targets = torch.tensor([3, 4])
+    stats = soft_embedding_stats(codes, targets, embeddings, temperature=0.1, seen={3, 4})
+    weights = (torch.nn.functional.normalize(codes, dim=1) @ torch.nn.functional.normalize(embeddings, dim=1).T
+               / 0.1).softmax(-1)
+    soft = weights @ embeddings
+    assert stats["norm"] == pytest.approx(float(soft.norm(dim=1).mean()), abs=1e-4)
+    cos = torch.nn.functional.cosine_similarity(soft, embeddings[targets], dim=1)
+    assert stats["cosine_to_target"] == pytest.approx(float(cos.mean()), abs=1e-4)
+    assert stats["seen_mass"] == pytest.approx(100 * float(weights[:, [3, 4]].sum(1).mean()), abs=0.01)
+    assert stats["norm"] < 2  # the split code's soft embedding is shorter than a word's
+    # Over the pieces {3, 4} only, the split code reads piece 4 alone: cosine 1 for both.
+    only = soft_embedding_stats(codes, targets, embeddings, temperature=0.1, pieces=[3, 4])
+    assert only["cosine_to_target"] == pytest.approx(1.0, abs=1e-3) and only["seen_mass"] is None
+
+
 def test_code_accuracy_target_outside_candidates_never_counts():
     embeddings = torch.eye(8)
     result = code_accuracy(embeddings[[1, 2]], torch.tensor([1, 2]), embeddings, np.arange(2, 8))
@@ -97,6 +117,7 @@ def test_codes_cli_on_the_tiny_corpus(tmp_path, tiny_corpus, tiny_text_bert, cap
         assert r["seen_share"] + 0 >= 0 and set(r["per_voice"]) == {rec["voice"] for rec in records[split]}
         assert r["code_norm"] > 0 and r["target_norm"] > 0
         assert 0 < r["soft_top_mass"]["1"] <= r["soft_top_mass"]["16"] <= r["soft_top_mass"]["64"] <= 100
+        assert r["soft_embedding"]["norm"] > 0 and -1 <= r["soft_embedding"]["cosine_to_target"] <= 1
     assert "| validation |" in capsys.readouterr().out
 
 
