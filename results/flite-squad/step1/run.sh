@@ -22,13 +22,17 @@ declare -A EXTRA=([cos_t005_norm1_lexicon]="--stage1_extra_records data/step1-le
   [cos_neg2048_voices_2x256_pitch_no_slt]="$VOICES --exclude_train_voices slt --stage1_pitch_cents $PITCH"
   # ... and what the pitch-shifted copies cost or bring when every voice is trained on.
   [cos_neg2048_voices_pitch]="$VOICES --stage1_pitch_cents $PITCH"
-  [cos_neg2048_voices_pitch_3ep]="$VOICES --stage1_pitch_cents $PITCH")
+  [cos_neg2048_voices_pitch_3ep]="$VOICES --stage1_pitch_cents $PITCH"
+  # A longer step 1 for the 2 x 256 encoder (70% after 2 epochs, still rising): continued from that run's model for
+  # one epoch of the passages plus their pitch-shifted copies, at half the learning rate (a new schedule).
+  [cos_neg2048_voices_2x256_pitch_cont]="$VOICES --stage1_pitch_cents $PITCH
+    --model_name_or_path outputs/step1/cos_neg2048_voices_2x256 --stage1_learning_rate 5e-4")
 # Epochs of step 1 per run (EPOCHS, if set, overrides them all).
 declare -A EPOCHS_OF=([l1_w10]=10 [cos_t005_norm1]=5 [cos_t005_norm1_lexicon]=3 [cos_t005_norm1_2x256]=2
   [cos_neg2048]=5 [cos_neg2048_voices]=3 [cos_neg2048_voices_2x256]=2 [cos_neg2048_voices_2x256_no_slt]=2
   # The pitch-shifted copies double the passages: half the epochs make as many steps.
   [cos_neg2048_voices_no_slt]=3 [cos_neg2048_voices_pitch_no_slt]=1.5 [cos_neg2048_voices_2x256_pitch_no_slt]=1
-  [cos_neg2048_voices_pitch]=1.5 [cos_neg2048_voices_pitch_3ep]=3)
+  [cos_neg2048_voices_pitch]=1.5 [cos_neg2048_voices_pitch_3ep]=3 [cos_neg2048_voices_2x256_pitch_cont]=1)
 declare -A OVERRIDES=(
   [l1_w10]="audio_frame_stack=3,alignment_loss_weight=10"
   [cos_t005_norm1]="audio_frame_stack=3,alignment_loss_type=cosine_softmax,alignment_temperature=0.05,norm_loss_weight=1"
@@ -44,6 +48,7 @@ declare -A OVERRIDES=(
   [cos_neg2048_voices_2x256_pitch_no_slt]="$COS,$BIG,alignment_num_negatives=2048"
   [cos_neg2048_voices_pitch]="$COS,alignment_num_negatives=2048"
   [cos_neg2048_voices_pitch_3ep]="$COS,alignment_num_negatives=2048"
+  [cos_neg2048_voices_2x256_pitch_cont]=""  # the continued model's own config
 )
 for name in ${RUNS:-l1_w10 cos_t005_norm1}; do
   out=outputs/step1/$name
