@@ -33,3 +33,16 @@ if [ "${FINETUNE:-0}" = 1 ]; then
       2>&1 | tee -a "results/flite-squad/segmenter/ft_$name/train.log"
   cp "$ft/metrics.json" "$ft/results.md" "results/flite-squad/segmenter/ft_$name/"
 fi
+# PIECES=1: the same checkpoint evaluated with its soft word embedding over the first pieces of the train words only
+# (run_sqa.py --soft_word_embedding_pieces train: 9,795 of 30,522 pieces), at both segmentations, no training.
+if [ "${PIECES:-0}" = 1 ]; then
+  pieces=outputs/segmenter/pieces_$name
+  mkdir -p "results/flite-squad/segmenter/pieces_$name"
+  test -f "$pieces/metrics.json" || \
+    $PY run_sqa.py --output_dir "$pieces" --dataset "${DATASET:-outputs/benchmark/dataset}" \
+      --model_name_or_path "$out/model" --systems speechbert speechbert_segmenter --freeze_audio_encoder --do_eval \
+      --soft_word_embedding_pieces train --report_to none --per_device_eval_batch_size 32 \
+      --dataloader_num_workers 0 --disable_tqdm true --codes_eval_splits none \
+      2>&1 | tee -a "results/flite-squad/segmenter/pieces_$name/eval.log"
+  cp "$pieces/metrics.json" "$pieces/results.md" "results/flite-squad/segmenter/pieces_$name/"
+fi
