@@ -14,6 +14,7 @@ Hub code: `run_sqa.py --model_name_or_path OUTPUT_DIR` fine-tunes it, `AutoModel
 trust_remote_code=True)` loads it.
 """
 
+import copy
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from speechbert import SpeechBertForPreTraining, SpeechBertProcessor
@@ -150,11 +152,19 @@ def build_model(model_args, tokenizer):
         from transformers import AutoModelForPreTraining
 
         # The checkpoint's config with --config_overrides applied, as run_sqa.py does (they were silently ignored).
+        original = copy.deepcopy(config)
         config = overridden_config(config, model_args.config_overrides)
         model, info = AutoModelForPreTraining.from_pretrained(model_args.model_name_or_path, config=config,
                                                               trust_remote_code=True, output_loading_info=True)
-        changed = sorted(info["missing_keys"]) + sorted(str(k) for k in info.get("mismatched_keys", []))
-        if model_args.config_overrides and changed:
+        if not model_args.config_overrides:
+            return model
+        # Weights the overrides add or reshape (weights the checkpoint lacks anyway, e.g. a QA checkpoint's decoder,
+        # are the usual start of a missing part, not the overrides' doing).
+        with torch.device("meta"):
+            before = set(type(model)(original).state_dict())
+        changed = sorted(k for k in info["missing_keys"] if k not in before)
+        changed += sorted(str(k) for k in info.get("mismatched_keys", []))
+        if changed:
             raise ValueError(f"--config_overrides {model_args.config_overrides!r} change the architecture of "
                              f"--model_name_or_path {model_args.model_name_or_path} ({len(changed)} weights would start "
                              f"untrained, e.g. {changed[:3]}): only fields that keep its weights can change here")

@@ -502,6 +502,11 @@ def test_pretraining_continued_from_a_checkpoint_applies_its_overrides(tmp_path,
     layers = tester.config().audio_encoder_num_layers + 1
     with pytest.raises(ValueError, match=f"audio_encoder_num_layers={layers}.*change the architecture"):
         build(f"audio_encoder_num_layers={layers}")
+    # A QA checkpoint lacks the decoder and MLM head whatever the overrides: those start untrained, no error.
+    from speechbert import SpeechBertForQuestionAnswering
+
+    SpeechBertForQuestionAnswering(tester.config()).save_pretrained(ckpt)
+    assert build("alignment_temperature=0.2").config.alignment_temperature == 0.2
 
 
 def test_leaving_out_a_voice_no_passage_has_is_an_error():
