@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
-from speechbert import SpeechBertForPreTraining, SpeechBertProcessor
+from speechbert import SpeechBertConfig, SpeechBertForPreTraining, SpeechBertProcessor
 from sqa_train.data import (
     CrossModalMLMCollator,
     JointEmbeddingCollator,
@@ -149,13 +149,12 @@ def build_model(model_args, tokenizer):
         if config.model_type != "speechbert":
             raise ValueError(f"--model_name_or_path {model_args.model_name_or_path} is a {config.model_type!r} model: "
                              "pass text BERTs with --text_model_name_or_path")
-        from transformers import AutoModelForPreTraining
-
-        # The checkpoint's config with --config_overrides applied, as run_sqa.py does (they were silently ignored).
-        original = copy.deepcopy(config)
-        config = overridden_config(config, model_args.config_overrides)
-        model, info = AutoModelForPreTraining.from_pretrained(model_args.model_name_or_path, config=config,
-                                                              trust_remote_code=True, output_loading_info=True)
+        # The checkpoint's config with --config_overrides applied, as run_sqa.py does (they were silently ignored),
+        # and this package's classes, not the checkpoint's (perhaps older) copy of the Hub code.
+        original = SpeechBertConfig.from_pretrained(model_args.model_name_or_path)
+        config = overridden_config(copy.deepcopy(original), model_args.config_overrides)
+        model, info = SpeechBertForPreTraining.from_pretrained(model_args.model_name_or_path, config=config,
+                                                               output_loading_info=True)
         if not model_args.config_overrides:
             return model
         # Weights the overrides add or reshape (weights the checkpoint lacks anyway, e.g. a QA checkpoint's decoder,

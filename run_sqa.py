@@ -32,7 +32,6 @@ import numpy as np
 import torch
 from transformers import (
     AutoConfig,
-    AutoModelForQuestionAnswering,
     AutoTokenizer,
     BertForQuestionAnswering,
     HfArgumentParser,
@@ -41,7 +40,7 @@ from transformers import (
     set_seed,
 )
 
-from speechbert import SpeechBertForQuestionAnswering, SpeechBertProcessor
+from speechbert import SpeechBertConfig, SpeechBertForQuestionAnswering, SpeechBertProcessor
 from sqa_train.data import (
     PassageCodes,
     PassageFrames,
@@ -215,12 +214,15 @@ def build_speechbert(path, tokenizer, overrides=None):
 
     config = AutoConfig.from_pretrained(path, trust_remote_code=True)
     if config.model_type == "speechbert":
-        from transformers import AutoProcessor
-
-        config = overridden_config(config, overrides)
-        model = AutoModelForQuestionAnswering.from_pretrained(path, config=config, trust_remote_code=True)
+        # This package's classes, not the checkpoint's copy of the Hub code (saved with it, perhaps older): a config
+        # field newer than that copy would be silently ignored by it.
+        config = overridden_config(SpeechBertConfig.from_pretrained(path), overrides)
+        model = SpeechBertForQuestionAnswering.from_pretrained(path, config=config)
         try:
-            processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
+            from speechbert import SpeechBertFeatureExtractor
+
+            saved = AutoTokenizer.from_pretrained(path, trust_remote_code=True)  # a plain BERT tokenizer class
+            processor = SpeechBertProcessor(SpeechBertFeatureExtractor.from_pretrained(path), saved)
         except (OSError, ValueError):
             processor = SpeechBertProcessor.for_config(config, tokenizer)
         return model, processor

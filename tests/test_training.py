@@ -557,3 +557,28 @@ def test_sqa_soft_word_embedding_over_the_train_words(tmp_path, tiny_corpus, tin
     assert settings["soft_word_embedding_pieces"] == "train"
     with pytest.raises(ValueError, match="--soft_word_embedding_pieces 'seen': expected 'train', 'all'"):
         run_sqa.main(args[:-1] + ["seen"])
+
+
+def test_scripts_load_checkpoints_with_the_package_code_not_their_copy(tmp_path, tester, tokenizer):
+    """A checkpoint carries a copy of the Hub code from when it was saved; run_sqa.py and run_pretraining.py load it
+    with this package's classes, so a config field newer than that copy (soft_word_embedding_pieces) is not silently
+    ignored by the old code."""
+    import run_pretraining
+    import run_sqa
+    from speechbert import (SpeechBertForPreTraining, SpeechBertForQuestionAnswering, SpeechBertProcessor)
+    from speechbert.pipeline_speechbert import register
+
+    register()
+    ckpt = tmp_path / "ckpt"
+    SpeechBertForQuestionAnswering(tester.config(audio_code_mode="soft_word_embedding")).save_pretrained(ckpt)
+    SpeechBertProcessor.for_config(tester.config(), tokenizer).save_pretrained(ckpt)
+    assert (ckpt / "modeling_speechbert.py").exists() and "auto_map" in json.loads((ckpt / "config.json").read_text())
+    # An old copy: its soft word embedding ignores the pieces.
+    copy = (ckpt / "modeling_speechbert.py").read_text()
+    (ckpt / "modeling_speechbert.py").write_text(copy.replace("pieces = self._soft_pieces()", "pieces = None"))
+    model, processor = run_sqa.build_speechbert(str(ckpt), tokenizer)
+    assert type(model) is SpeechBertForQuestionAnswering and type(processor) is SpeechBertProcessor
+    assert type(processor.feature_extractor).__module__ == "speechbert.feature_extraction_speechbert"
+    SpeechBertForPreTraining(tester.config()).save_pretrained(tmp_path / "pre")
+    args = run_pretraining.ModelArguments(model_name_or_path=str(tmp_path / "pre"))
+    assert type(run_pretraining.build_model(args, tokenizer)) is SpeechBertForPreTraining
