@@ -40,7 +40,8 @@ from transformers import (
     set_seed,
 )
 
-from speechbert import SpeechBertConfig, SpeechBertForQuestionAnswering, SpeechBertProcessor
+from speechbert import (SpeechBertConfig, SpeechBertFeatureExtractor, SpeechBertForQuestionAnswering,
+                        SpeechBertProcessor)
 from sqa_train.data import (
     PassageCodes,
     PassageFrames,
@@ -219,8 +220,6 @@ def build_speechbert(path, tokenizer, overrides=None):
         config = overridden_config(SpeechBertConfig.from_pretrained(path), overrides)
         model = SpeechBertForQuestionAnswering.from_pretrained(path, config=config)
         try:
-            from speechbert import SpeechBertFeatureExtractor
-
             saved = AutoTokenizer.from_pretrained(path, trust_remote_code=True)  # a plain BERT tokenizer class
             processor = SpeechBertProcessor(SpeechBertFeatureExtractor.from_pretrained(path), saved)
         except (OSError, ValueError):

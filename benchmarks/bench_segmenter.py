@@ -3,6 +3,7 @@ segmenter against pocketsphinx word times, in one run, as a ratio.
 
 Usage:
     python benchmarks/bench_segmenter.py [--quick] [--model DIR] [--seconds 60] [--repeats 20] [--asr_repeats 3]
+        [--soft_pieces_from data/flite-squad]
 
 The passage is flite speech (voice kal16) of SQuAD sentences, about `--seconds` long. Both paths are the pipeline
 call a user makes (`pipe(audio, question=..., sampling_rate=16000, segmenter="model"|"asr")`): decoding checks,

@@ -238,15 +238,18 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
         (inference) they are kept until the embedding weights change (a new tensor, device, dtype or an in-place
         update) or other pieces are asked for."""
         weight = self.embeddings.word_embeddings.weight
-        rows = weight if pieces is None else weight[pieces]
+
+        def unit():
+            return F.normalize((weight if pieces is None else weight[pieces]).float(), dim=-1)
+
         if torch.is_grad_enabled() and weight.requires_grad:
-            return F.normalize(rows.float(), dim=-1)
+            return unit()
         key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, tuple(weight.shape),
                None if pieces is None else (pieces.data_ptr(), len(pieces)))
         cached = getattr(self, "_unit_embeddings_cache", None)
-        if cached is None or cached[0] != key:
+        if cached is None or cached[0] != key:  # the rows are gathered only when the cache misses
             with torch.no_grad():
-                cached = (key, F.normalize(rows.float(), dim=-1))
+                cached = (key, unit())
             self._unit_embeddings_cache = cached
         return cached[1]
 
@@ -271,10 +274,8 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
         top_k = self.config.soft_word_embedding_top_k
         size = table.shape[0] if pieces is None else len(pieces)
         if not top_k or top_k >= size:
-            scores = self.word_similarities(codes, pieces)
-            if pieces is None:
-                return (scores.softmax(-1) @ table.float()).to(codes.dtype)
-            return (scores.softmax(-1) @ table[pieces].float()).to(codes.dtype)
+            mixed = table if pieces is None else table[pieces]
+            return (self.word_similarities(codes, pieces).softmax(-1) @ mixed.float()).to(codes.dtype)
         with torch.no_grad():
             top = self.word_similarities(codes.detach(), pieces).topk(top_k, dim=-1).indices  # (N, k)
             if pieces is not None:
