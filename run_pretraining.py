@@ -40,6 +40,7 @@ from sqa_train.distributed import finish_distributed
 from sqa_train.models import config_overrides, default_text_bert, overridden_config
 from sqa_train.stages import (  # noqa: F401  (the fingerprint helpers are part of this script's interface)
     VOLATILE_CONFIG_KEYS,
+    checkpoint_identity,
     check_stage_settings,
     fingerprint_sha1,
     mark_done,
@@ -259,7 +260,9 @@ def main(argv=None):
             word_ids[row["paragraph_id"]] = processor.first_word_pieces(row["ref_words"])
         return word_ids[row["paragraph_id"]]
 
-    start = model_args.model_name_or_path or model_args.text_model_name_or_path
+    # The start as its weights (a local folder's sha1), not its path: a step-1 checkpoint rebuilt in place, or another
+    # one copied to the same path, must not be taken for the one a finished step was trained from.
+    start = checkpoint_identity(model_args.model_name_or_path or model_args.text_model_name_or_path)
     measured = None
     if data_args.stage in ("1", "both"):
         def stage1_items():

@@ -197,6 +197,34 @@ def test_pretraining_resumed_after_stage1_starts_stage2_from_stage1_weights(tmp_
 
 
 @pytest.mark.slow
+def test_pretraining_refuses_a_finished_step_whose_start_checkpoint_changed(tmp_path, tiny_corpus, tiny_text_bert):
+    """A step continued from a SpeechBERT checkpoint (--model_name_or_path) records that start by its weights: rerun
+    with the same start it is reused; with that folder's weights replaced (say a step-1 run redone into it) it is
+    refused, not taken for the step trained from the old weights."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    import run_pretraining
+
+    few = ["--stage", "1", "--max_steps", "1", "--save_strategy", "no", "--max_length", "64", "--stride", "8",
+           "--resume_from_checkpoint", "true", "--codes_eval_splits", "none"]
+    pre, cont = tmp_path / "pre", tmp_path / "cont"
+    run_pretraining.main(common_args(pre, tiny_corpus, tmp_path / "audio") + few + [
+        "--text_model_name_or_path", str(tiny_text_bert), "--config_overrides", "audio_encoder_hidden_size=8"])
+    continued = common_args(cont, tiny_corpus, tmp_path / "audio") + few + ["--model_name_or_path", str(pre)]
+    run_pretraining.main(continued)
+    settings = json.loads((cont / "stage1" / "settings.json").read_text())
+    assert settings["start"] == run_pretraining.checkpoint_identity(pre) and len(settings["start"]["weights_sha1"]) == 40
+    run_pretraining.main(continued)  # same start: the finished step is reused
+    weights = load_file(pre / "model.safetensors")
+    key = next(k for k in weights if k.startswith("bert.audio_encoder."))
+    weights[key] = weights[key] + 1
+    save_file(weights, pre / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"other settings \(start.weights_sha1: "):
+        run_pretraining.main(continued)
+
+
+@pytest.mark.slow
 def test_sqa_resumes_from_its_last_checkpoint(tmp_path, tiny_corpus, tiny_text_bert):
     import run_sqa
 
