@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import (
-    AutoConfig,
     AutoTokenizer,
     BertForQuestionAnswering,
     HfArgumentParser,
+    PretrainedConfig,
     Trainer,
     TrainingArguments,
     set_seed,
@@ -210,11 +210,16 @@ def load_splits(data_args):
     return splits
 
 
+def is_speechbert_checkpoint(path) -> bool:
+    """Whether `path` (a folder or Hub id) holds a SpeechBERT checkpoint rather than a text BERT, from its config.json
+    as saved: no Hub code is imported for it (this package's classes load it)."""
+    return PretrainedConfig.get_config_dict(path)[0].get("model_type") == "speechbert"
+
+
 def build_speechbert(path, tokenizer, overrides=None):
     """Model and processor: from a SpeechBERT checkpoint, or built from a text BERT (with `overrides` applied)."""
 
-    config = AutoConfig.from_pretrained(path, trust_remote_code=True)
-    if config.model_type == "speechbert":
+    if is_speechbert_checkpoint(path):
         # This package's classes, not the checkpoint's copy of the Hub code (saved with it, perhaps older): a config
         # field newer than that copy would be silently ignored by it.
         config = overridden_config(SpeechBertConfig.from_pretrained(path), overrides)
@@ -311,8 +316,7 @@ def build_oracle(path, tokenizer, mode):
     """The oracle system's model (sqa_train/oracle.py) from a text BERT or a SpeechBERT checkpoint."""
     from sqa_train.oracle import OracleSpeechBertForQuestionAnswering
 
-    config = AutoConfig.from_pretrained(path, trust_remote_code=True)
-    if config.model_type == "speechbert":
+    if is_speechbert_checkpoint(path):
         model = OracleSpeechBertForQuestionAnswering.from_pretrained(path)
     else:
         model, _ = OracleSpeechBertForQuestionAnswering.from_text_bert(path, tokenizer=tokenizer)

@@ -6,14 +6,15 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 QA=${QA:-outputs/finetune/graft_soft_frozen/speechbert}
 SEG=${SEG:-outputs/segmenter/conv64x4}
+DATASET=${DATASET:-outputs/benchmark/dataset}
+EVAL="--report_to none --per_device_eval_batch_size 32 --dataloader_num_workers 0 --disable_tqdm true --codes_eval_splits none"
 name=$(basename "$(dirname "$QA")")
 out=outputs/segmenter/qa_$name
 test -f "$out/model/config.json" || \
   $PY -m sqa_train.graft --qa "$QA" --encoder "$QA" --segmenter "$SEG" --output_dir "$out/model"
 test -f "$out/metrics.json" || \
-  $PY run_sqa.py --output_dir "$out" --dataset "${DATASET:-outputs/benchmark/dataset}" --model_name_or_path "$out/model" \
-    --systems speechbert speechbert_segmenter --do_eval --report_to none --per_device_eval_batch_size 32 \
-    --dataloader_num_workers 0 --disable_tqdm true --codes_eval_splits none
+  $PY run_sqa.py --output_dir "$out" --dataset "$DATASET" --model_name_or_path "$out/model" \
+    --systems speechbert speechbert_segmenter --do_eval $EVAL
 mkdir -p "results/flite-squad/segmenter/qa_$name"
 cp "$out/metrics.json" "$out/results.md" "results/flite-squad/segmenter/qa_$name/"
 if [ "${BENCH:-1}" = 1 ]; then $PY benchmarks/bench_segmenter.py --model "$out/model"; fi  # BENCH=0 skips it
@@ -24,12 +25,10 @@ if [ "${FINETUNE:-0}" = 1 ]; then
   ft=outputs/segmenter/ft_$name
   mkdir -p "results/flite-squad/segmenter/ft_$name"
   test -f "$ft/metrics.json" || \
-    $PY run_sqa.py --output_dir "$ft" --dataset "${DATASET:-outputs/benchmark/dataset}" \
+    $PY run_sqa.py --output_dir "$ft" --dataset "$DATASET" \
       --model_name_or_path "$out/model" --systems speechbert_segmenter --freeze_audio_encoder --do_train \
-      --num_train_epochs "${EPOCHS:-1}" --do_eval \
-      --report_to none --save_strategy steps --save_steps 200 --save_total_limit 2 --logging_steps 50 \
-      --per_device_train_batch_size 8 --per_device_eval_batch_size 32 --dataloader_num_workers 0 --seed 42 \
-      --resume_from_checkpoint true --learning_rate 1e-4 --disable_tqdm true --codes_eval_splits none \
+      --num_train_epochs "${EPOCHS:-1}" --do_eval $EVAL --save_strategy steps --save_steps 200 --save_total_limit 2 \
+      --logging_steps 50 --per_device_train_batch_size 8 --seed 42 --resume_from_checkpoint true --learning_rate 1e-4 \
       2>&1 | tee -a "results/flite-squad/segmenter/ft_$name/train.log"
   cp "$ft/metrics.json" "$ft/results.md" "results/flite-squad/segmenter/ft_$name/"
 fi
@@ -39,10 +38,9 @@ if [ "${PIECES:-0}" = 1 ]; then
   pieces=outputs/segmenter/pieces_$name
   mkdir -p "results/flite-squad/segmenter/pieces_$name"
   test -f "$pieces/metrics.json" || \
-    $PY run_sqa.py --output_dir "$pieces" --dataset "${DATASET:-outputs/benchmark/dataset}" \
+    $PY run_sqa.py --output_dir "$pieces" --dataset "$DATASET" \
       --model_name_or_path "$out/model" --systems speechbert speechbert_segmenter --freeze_audio_encoder --do_eval \
-      --soft_word_embedding_pieces train --report_to none --per_device_eval_batch_size 32 \
-      --dataloader_num_workers 0 --disable_tqdm true --codes_eval_splits none \
+      --soft_word_embedding_pieces train $EVAL \
       2>&1 | tee -a "results/flite-squad/segmenter/pieces_$name/eval.log"
   cp "$pieces/metrics.json" "$pieces/results.md" "results/flite-squad/segmenter/pieces_$name/"
 fi
