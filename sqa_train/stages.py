@@ -45,7 +45,10 @@ def stage_args(training_args, subdir, **changes):
 
 # Config fields that say nothing about what a step trains.
 VOLATILE_CONFIG_KEYS = ("architectures", "auto_map", "transformers_version", "_name_or_path", "torch_dtype", "dtype",
-                        "custom_pipelines")
+                        "custom_pipelines",
+                        # a generation setting BERT's encoder never reads, saved true or false depending on how a
+                        # checkpoint was made
+                        "use_cache")
 TRAINING_KEYS = ("num_train_epochs", "max_steps", "learning_rate", "per_device_train_batch_size",
                  "gradient_accumulation_steps", "weight_decay", "warmup_steps", "lr_scheduler_type", "seed",
                  "world_size")
@@ -89,15 +92,47 @@ def fingerprint_sha1(fingerprint: dict) -> str:
     return hashlib.sha1(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
 
 
+_ABSENT = "(absent)"
+
+
 def _differences(old: dict, new: dict, prefix="") -> list[str]:
     found = []
     for key in sorted(old.keys() | new.keys()):
-        a, b = old.get(key), new.get(key)
+        a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
         if isinstance(a, dict) and isinstance(b, dict):
             found += _differences(a, b, f"{prefix}{key}.")
         elif a != b:
             found.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return found
+
+
+def config_defaults() -> dict:
+    """SpeechBertConfig's field defaults, as a fingerprint's `config` holds them."""
+    from speechbert import SpeechBertConfig
+
+    return _as_json(SpeechBertConfig().to_dict())
+
+
+def _without_new_defaults(recorded: dict, wanted: dict) -> dict:
+    """`wanted` less the config fields the recorded step does not have that sit at their default: fields added to
+    SpeechBertConfig after the step ran, whose defaults keep the behaviour the step was trained with (so a step-1
+    folder from before `soft_word_embedding_top_k` existed is still itself). A new field set to anything else stays,
+    and the step is refused for it."""
+    old, new = recorded.get("config"), wanted.get("config")
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return wanted
+    defaults = config_defaults()
+    kept = {k: v for k, v in new.items() if k in old or k not in defaults or v != defaults[k]}
+    return {**wanted, "config": kept}
+
+
+def _without_volatile(fingerprint: dict) -> dict:
+    """A fingerprint less the config keys that say nothing about what a step trains (VOLATILE_CONFIG_KEYS), so a
+    step recorded before a key was counted volatile still compares."""
+    config = fingerprint.get("config")
+    if not isinstance(config, dict):
+        return fingerprint
+    return {**fingerprint, "config": {k: v for k, v in config.items() if k not in VOLATILE_CONFIG_KEYS}}
 
 
 def _as_json(value):
@@ -114,6 +149,8 @@ def check_stage_settings(folder: Path, fingerprint: dict, extendable=()) -> bool
     done = (folder / "DONE").exists()
     if settings.exists():
         recorded, wanted = _as_json(json.loads(settings.read_text())), _as_json(fingerprint)
+        recorded, wanted = _without_volatile(recorded), _without_volatile(wanted)
+        wanted = _without_new_defaults(recorded, wanted)
         fixed_recorded = {k: v for k, v in recorded.items() if k not in extendable}
         fixed_wanted = {k: v for k, v in wanted.items() if k not in extendable}
         if fixed_recorded != fixed_wanted:

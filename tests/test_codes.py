@@ -213,3 +213,30 @@ def test_pretraining_step_with_other_settings_is_not_reused(tmp_path, tiny_corpu
     (pre / "stage1" / "settings.json").unlink()
     with pytest.raises(ValueError, match="without the settings it was made with"):
         run_pretraining.main(base + ["--config_overrides", "audio_encoder_hidden_size=8"])
+
+
+def test_a_config_field_added_after_a_step_ran_counts_only_at_its_default(tmp_path):
+    """A finished step recorded before a config field existed is still itself when the field sits at its default
+    (which keeps the old behaviour); set to anything else, the step is refused and the message names the field."""
+    from sqa_train.stages import check_stage_settings, config_defaults
+
+    defaults = config_defaults()
+    assert defaults["soft_word_embedding_top_k"] == 0 and defaults["soft_word_embedding_pieces"] is None
+    old_config = {k: v for k, v in defaults.items() if not k.startswith("soft_word_embedding")}
+    folder = tmp_path / "stage1"
+    folder.mkdir()
+    (folder / "settings.json").write_text(json.dumps({"stage": "stage1", "config": old_config}))
+    (folder / "DONE").touch()
+    assert check_stage_settings(folder, {"stage": "stage1", "config": dict(defaults)})
+    # Nor does a key that says nothing about training (use_cache, saved either way) tell steps apart.
+    assert check_stage_settings(folder, {"stage": "stage1", "config": {**defaults, "use_cache": not
+                                                                       old_config.get("use_cache", True)}})
+    changed = {**defaults, "soft_word_embedding_top_k": 16}
+    with pytest.raises(ValueError, match=r"config.soft_word_embedding_top_k: '\(absent\)' -> 16"):
+        check_stage_settings(folder, {"stage": "stage1", "config": changed})
+    # A field the step did record is compared as always, default or not; so is a key that is no config field.
+    with pytest.raises(ValueError, match=r"config.audio_frame_stack: \d+ -> \d+"):
+        check_stage_settings(folder, {"stage": "stage1", "config": {**defaults, "audio_frame_stack":
+                                                                    defaults["audio_frame_stack"] + 2}})
+    with pytest.raises(ValueError, match=r"config.not_a_field: '\(absent\)' -> None"):
+        check_stage_settings(folder, {"stage": "stage1", "config": {**defaults, "not_a_field": None}})
