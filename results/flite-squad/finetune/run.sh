@@ -9,7 +9,10 @@ TRAIN="--report_to none --save_strategy steps --save_steps ${SAVE_STEPS:-200} --
   --per_device_train_batch_size 8 --per_device_eval_batch_size 32 --dataloader_num_workers 0 --seed 42
   --resume_from_checkpoint true --learning_rate 1e-4 --disable_tqdm true --codes_eval_splits validation test"
 # Step-1 encoders (../step1/) by short name; a graft graft_<encoder>_<mode> is the oracle's QA BERT (../oracle/)
-# with that encoder, reading its codes soft (audio_code_mode=soft_word_embedding) or direct.
+# with that encoder, reading its codes soft (audio_code_mode=soft_word_embedding) or direct; graftcas_<encoder>_<mode>
+# the same under the oracle that started from the cascade's QA BERT (../oracle/, RUNS=asr:first_piece:cascade).
+declare -A QA=([graft]=outputs/oracle/asr_first_piece/oracle
+  [graftcas]=outputs/oracle/asr_first_piece_from_cascade/oracle)
 declare -A ENCODER=([cos]=outputs/step1/cos_t005_norm1 [v128]=outputs/step1/cos_neg2048_voices
   [v2x256]=outputs/step1/cos_neg2048_voices_2x256
   # Voice robustness (issue 11, section 4): the 1 x 128 encoder that never heard slt (voices + pitch copies).
@@ -27,6 +30,9 @@ declare -A MODEL=(
   [zeroshot_graft_v2x256_soft]=graft_v2x256_soft [graft_v2x256_soft_frozen]=graft_v2x256_soft
   [zeroshot_graft_p128noslt_soft]=graft_p128noslt_soft [graft_p2x256noslt_soft_frozen]=graft_p2x256noslt_soft
   [zeroshot_graft_v2x256pc_soft]=graft_v2x256pc_soft [graft_v2x256pc_soft_frozen]=graft_v2x256pc_soft
+  # The same encoders under the oracle QA BERT that started from the cascade's (graftcas_).
+  [zeroshot_graftcas_v2x256_soft]=graftcas_v2x256_soft [graftcas_v2x256_soft_frozen]=graftcas_v2x256_soft
+  [zeroshot_graftcas_v2x256pc_soft]=graftcas_v2x256pc_soft [graftcas_v2x256pc_soft_frozen]=graftcas_v2x256pc_soft
   # The soft word embedding over each code's 16 most similar pieces (soft_word_embedding_top_k): 1.74x faster steps,
   # but those pieces hold only 59.5% of the weight for this encoder (codes.json soft_top_mass): not run yet.
   [zeroshot_graft_v2x256_soft_top16]=graft_v2x256_soft [graft_v2x256_soft_top16_frozen]=graft_v2x256_soft
@@ -43,7 +49,8 @@ declare -A ARGS=(
   [cos_direct_frozen]="--freeze_audio_encoder"
   [graft_soft_frozen]="--freeze_audio_encoder" [graft_direct_frozen]="--freeze_audio_encoder"
   [graft_v128_soft_frozen]="--freeze_audio_encoder" [graft_v2x256_soft_frozen]="--freeze_audio_encoder"
-  [graft_v2x256pc_soft_frozen]="--freeze_audio_encoder"
+  [graft_v2x256pc_soft_frozen]="--freeze_audio_encoder" [graftcas_v2x256_soft_frozen]="--freeze_audio_encoder"
+  [graftcas_v2x256pc_soft_frozen]="--freeze_audio_encoder"
   [graft_p2x256noslt_soft_frozen]="--freeze_audio_encoder --exclude_train_voices slt"
   [eval_2ep_t003]="--freeze_audio_encoder --config_overrides alignment_temperature=0.03"
   [eval_2ep_t01]="--freeze_audio_encoder --config_overrides alignment_temperature=0.1"
@@ -55,17 +62,18 @@ declare -A ARGS=(
 # given. With --freeze_audio_encoder each passage's codes are computed once and cached (for evaluation too).
 declare -A EPOCHS_OF=([cos_soft_frozen]=2 [cos_direct_frozen]=2 [cos_direct]=2 [graft_soft_frozen]=1
   [graft_direct_frozen]=1 [graft_v128_soft_frozen]=1 [graft_v2x256_soft_frozen]=1 [graft_v2x256_soft_top16_frozen]=1
-  [graft_p2x256noslt_soft_frozen]=1 [graft_v2x256pc_soft_frozen]=1)
+  [graft_p2x256noslt_soft_frozen]=1 [graft_v2x256pc_soft_frozen]=1 [graftcas_v2x256_soft_frozen]=1
+  [graftcas_v2x256pc_soft_frozen]=1)
 for name in ${RUNS:-cos_soft_frozen}; do
   out=outputs/finetune/$name
   test -f "$out/metrics.json" && continue
   model=${MODEL[$name]}
-  if [[ $model == graft_* ]]; then
-    IFS=_ read -r _ encoder mode <<< "$model"
+  if [[ $model == graft_* || $model == graftcas_* ]]; then
+    IFS=_ read -r qa encoder mode <<< "$model"
     model=outputs/finetune/$model
     if [ ! -f "$model/config.json" ]; then
       overrides=(); [ "$mode" = soft ] && overrides=(--config_overrides audio_code_mode=soft_word_embedding)
-      $PY -m sqa_train.graft --qa outputs/oracle/asr_first_piece/oracle --encoder "${ENCODER[$encoder]}" \
+      $PY -m sqa_train.graft --qa "${QA[$qa]}" --encoder "${ENCODER[$encoder]}" \
         --output_dir "$model" "${overrides[@]}"
     fi
   fi
