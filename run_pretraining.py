@@ -37,7 +37,7 @@ from sqa_train.data import (
     speechbert_qa_items,
 )
 from sqa_train.distributed import finish_distributed
-from sqa_train.models import config_overrides, default_text_bert, overridden_config
+from sqa_train.models import check_model_reference, config_overrides, default_text_bert, overridden_config
 from sqa_train.stages import (  # noqa: F401  (the fingerprint helpers are part of this script's interface)
     VOLATILE_CONFIG_KEYS,
     checkpoint_identity,
@@ -65,7 +65,10 @@ class ModelArguments:
                                         "'audio_encoder_hidden_size=256,audio_frame_stack=2'"})
 
     def __post_init__(self):
-        self.text_model_name_or_path = self.text_model_name_or_path or default_text_bert()
+        self.text_model_name_or_path = check_model_reference(
+            "--text_model_name_or_path", self.text_model_name_or_path or default_text_bert())
+        if self.model_name_or_path is not None:
+            check_model_reference("--model_name_or_path", self.model_name_or_path)
 
     def overrides(self) -> dict:
         return config_overrides(self.config_overrides)

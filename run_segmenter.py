@@ -34,7 +34,7 @@ from speechbert import SpeechBertForPreTraining, SpeechBertProcessor
 from speechbert.segmentation_speechbert import boundary_scores, decode_segments, frame_labels
 from sqa_train.data import PassageFrames, leave_out_voices, load_corpus, segment_times
 from sqa_train.distributed import finish_distributed
-from sqa_train.models import config_overrides, default_text_bert
+from sqa_train.models import check_model_reference, config_overrides, default_text_bert
 from sqa_train.stages import (check_stage_settings, mark_done, record_settings, resume_checkpoint, stage_args,
                               stage_fingerprint)
 
@@ -78,7 +78,8 @@ class SegmenterArguments:
         bad = [t for t in self.thresholds if not 0 < t < 1]
         if bad or not self.thresholds:
             raise ValueError(f"--thresholds must be numbers in (0, 1), got {self.thresholds}")
-        self.model_name_or_path = self.model_name_or_path or default_text_bert()
+        self.model_name_or_path = check_model_reference("--model_name_or_path",
+                                                        self.model_name_or_path or default_text_bert())
 
 
 class SegmenterTrainingModule(nn.Module):

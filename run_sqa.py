@@ -55,7 +55,7 @@ from sqa_train.data import (
     text_qa_items,
 )
 from sqa_train.distributed import finish_distributed
-from sqa_train.models import config_overrides, default_text_bert, overridden_config
+from sqa_train.models import check_model_reference, config_overrides, default_text_bert, overridden_config
 from sqa_train.stages import (auto_resume, check_stage_settings, checkpoint_identity, mark_done, record_settings,
                               resume_checkpoint, stage_args)
 from sqa_train.evaluation import load_metric, markdown_table, plot_buckets, score, voice_table, write_json
@@ -130,8 +130,10 @@ class ModelArguments:
             raise ValueError(f"--audio_encoder_learning_rate must be >= 0, got {self.audio_encoder_learning_rate}")
         if self.audio_encoder_learning_rate is not None and self.freeze_audio_encoder:
             raise ValueError("--audio_encoder_learning_rate and --freeze_audio_encoder exclude each other")
-        self.text_model_name_or_path = self.text_model_name_or_path or default_text_bert()
-        self.model_name_or_path = self.model_name_or_path or self.text_model_name_or_path
+        self.text_model_name_or_path = check_model_reference(
+            "--text_model_name_or_path", self.text_model_name_or_path or default_text_bert())
+        self.model_name_or_path = check_model_reference(
+            "--model_name_or_path", self.model_name_or_path or self.text_model_name_or_path)
 
 
 @dataclass

@@ -14,6 +14,7 @@ recordings outside the corpus. Windows, word scores and span rules are run_sqa.p
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from speechbert.pipeline_speechbert import SAMPLING_RATE, check_sampling_rate_ty
 from speechbert.processing_speechbert import best_spans, check_words
 
 from .data import TextQACollator, text_qa_items
+from .models import check_model_reference
 from .postprocess import text_word_scores
 
 
@@ -31,17 +33,18 @@ class CascadeSpokenQA:
     def __init__(self, model, tokenizer=None, max_length=384, stride=128, max_answer_words=30, batch_size=16):
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-        if isinstance(model, str) or hasattr(model, "__fspath__"):
-            tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
-            model = AutoModelForQuestionAnswering.from_pretrained(model)
-        if tokenizer is None:
-            raise ValueError("pass the tokenizer with a model object")
         for name, value, low in (("max_length", max_length, 8), ("stride", stride, 0),
                                  ("max_answer_words", max_answer_words, 1), ("batch_size", batch_size, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if stride >= max_length // 2:
             raise ValueError(f"stride ({stride}) must be below half of max_length ({max_length})")
+        if isinstance(model, str) or hasattr(model, "__fspath__"):
+            model = check_model_reference("model", model)
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
+            model = AutoModelForQuestionAnswering.from_pretrained(model)
+        if tokenizer is None:
+            raise ValueError("pass the tokenizer with a model object")
         self.model, self.tokenizer = model.eval(), tokenizer
         self.max_length, self.stride = max_length, stride
         self.max_answer_words, self.batch_size = max_answer_words, batch_size
@@ -105,6 +108,18 @@ def main(argv=None):
     parser.add_argument("--question", required=True, nargs="+", help="one or more questions")
     parser.add_argument("--top_k", type=int, default=1)
     args = parser.parse_args(argv)
+    # The arguments are checked before the model is loaded or the audio decoded.
+    problems = []
+    try:
+        check_model_reference("--model", args.model)
+    except ValueError as error:
+        problems.append(str(error))
+    if not Path(args.audio).is_file():
+        problems.append(f"--audio {args.audio}: no such file")
+    if args.top_k < 1:
+        problems.append(f"--top_k must be >= 1, got {args.top_k}")
+    if problems:
+        parser.error("; ".join(problems))
     cascade = CascadeSpokenQA(args.model)
     answers = cascade(args.audio, question=args.question if len(args.question) > 1 else args.question[0],
                       top_k=args.top_k)

