@@ -252,6 +252,7 @@ def test_model_references_are_checked_before_any_work(tmp_path, monkeypatch, cap
     from sqa_train.models import check_model_reference
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # CI sets HF_HUB_OFFLINE=1; the offline case is below
     (tmp_path / "outputs" / "empty").mkdir(parents=True)
     (tmp_path / "weights.bin").write_bytes(b"")
     assert check_model_reference("--m", str(tiny_text_bert)) == str(tiny_text_bert)
