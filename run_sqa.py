@@ -132,8 +132,8 @@ class ModelArguments:
             raise ValueError("--audio_encoder_learning_rate and --freeze_audio_encoder exclude each other")
         self.text_model_name_or_path = check_model_reference(
             "--text_model_name_or_path", self.text_model_name_or_path or default_text_bert())
-        self.model_name_or_path = check_model_reference(
-            "--model_name_or_path", self.model_name_or_path or self.text_model_name_or_path)
+        self.model_name_or_path = (check_model_reference("--model_name_or_path", self.model_name_or_path)
+                                   if self.model_name_or_path else self.text_model_name_or_path)
 
 
 @dataclass

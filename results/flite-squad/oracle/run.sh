@@ -11,13 +11,13 @@ TRAIN="--report_to none --save_strategy steps --save_steps 200 --save_total_limi
 for run in ${RUNS:-asr:first_piece ref:first_piece asr:mean_pieces}; do
   IFS=: read -r segments mode from <<< "$run"
   out=outputs/oracle/${segments}_${mode}${from:+_from_$from}
+  test -f "$out/metrics.json" && continue
   start=()
   if [ "$from" = cascade ]; then
     # The cascade is trained first if it is not there (or resumed); the same model run_ensemble.sh uses.
     DATASET="${DATASET:-data/flite-squad}" PY="$PY" bash "$(dirname "$0")/../finetune/run_cascade.sh"
     start=(--model_name_or_path outputs/cascade/cascade)
   elif [ -n "$from" ]; then echo "unknown start '$from' in RUNS entry '$run' (expected cascade)" >&2; exit 2; fi
-  test -f "$out/metrics.json" && continue
   mkdir -p "results/flite-squad/oracle/$(basename "$out")"
   $PY run_sqa.py --output_dir "$out" --dataset "${DATASET:-data/flite-squad}" --systems oracle --oracle_codes "$mode" \
     --oracle_segments "$segments" "${start[@]}" --do_train --do_eval $TRAIN \
