@@ -3,7 +3,7 @@
 Usage:
     python run_segmenter.py --model_name_or_path outputs/benchmark/pretraining --dataset outputs/benchmark/dataset \
         --output_dir outputs/benchmark/segmenter [--num_train_epochs 5 --learning_rate 1e-3] \
-        [--config_overrides segmenter_hidden_size=128]
+        [--config_overrides segmenter_hidden_size=128] [--extra_records data/step1-voices] [--pitch_cents 300 -150]
     accelerate launch run_segmenter.py ...
 
 The checkpoint is loaded as the class it was saved as (pre-training or question answering; a text BERT becomes a
@@ -19,6 +19,7 @@ The training step lives in OUTPUT_DIR/segmenter with its settings fingerprint (`
 its checkpoints, is skipped when it finished with the same settings, and is refused when it was made with others.
 """
 
+import hashlib
 import json
 import logging
 import sys
@@ -62,9 +63,14 @@ class SegmenterArguments:
     exclude_train_voices: list[str] = field(default_factory=list,
                                             metadata={"help": "train without these voices' passages"})
     max_train_passages: int | None = field(default=None, metadata={"help": "use only this many train passages"})
+    extra_records: list[str] = field(
+        default_factory=list,
+        metadata={"help": "speech folders (python -m sqa_data.augment voices|lexicon, as run_pretraining.py "
+                          "--stage1_extra_records) whose passages and reference word times join the train split's"})
     pitch_cents: list[int] = field(
         default_factory=list,
-        metadata={"help": "pitch shifts in cents (100 a semitone): every train passage is heard once more, shifted by "
+        metadata={"help": "pitch shifts in cents (100 a semitone): every train passage (extra speech included) is heard "
+                          "once more, shifted by "
                           "sox by one of them drawn per passage, duration and word times kept (as run_pretraining.py "
                           "--stage1_pitch_cents)"})
 
@@ -78,6 +84,10 @@ class SegmenterArguments:
         bad = [t for t in self.thresholds if not 0 < t < 1]
         if bad or not self.thresholds:
             raise ValueError(f"--thresholds must be numbers in (0, 1), got {self.thresholds}")
+        for folder in self.extra_records:
+            if not sorted((Path(folder) / "shards").glob("step1-*.jsonl.gz")):
+                raise ValueError(f"--extra_records {folder!r} holds no speech shards (shards/step1-*.jsonl.gz): build it "
+                                 "with python -m sqa_data.augment voices|lexicon --output_dir FOLDER")
         self.model_name_or_path = check_model_reference("--model_name_or_path",
                                                         self.model_name_or_path or default_text_bert())
 
@@ -239,13 +249,20 @@ def main(argv=None):
     missing = [s for s in ["train", *args.eval_splits] if s not in corpus]
     if missing:
         raise SystemExit(f"dataset {args.dataset!r} has no {missing} split (it has {sorted(corpus)})")
-    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path, trust_remote_code=True)
-    model = load_model(args, tokenizer)
-    config = model.config
-    processor = SpeechBertProcessor.for_config(config, tokenizer)
-    frames = PassageFrames(processor.feature_extractor, args.audio_cache_dir)
+    # The train passages (and extra speech), checked before the model loads.
     excluded = set(args.exclude_train_voices)
-    rows = passage_rows(leave_out_voices(corpus["train"], excluded), args.max_train_passages)
+    extra = []
+    for folder in args.extra_records:
+        from sqa_data.augment import read_step1_rows
+
+        found = [row for row in read_step1_rows(folder) if row["ref_words"]]
+        logger.info("segmenter: %d extra passages from %s", len(found), folder)
+        extra += found
+    # A left-out voice must read some passage, of the train split or of the extra speech.
+    kept = leave_out_voices(list(corpus["train"]) + extra, excluded)
+    extra_ids = {row["paragraph_id"] for row in extra}
+    extra = [row for row in kept if row["paragraph_id"] in extra_ids]
+    rows = passage_rows([row for row in kept if row["paragraph_id"] not in extra_ids], args.max_train_passages) + extra
     if not rows:
         raise SystemExit("no train passages with reference words" + (f" outside {sorted(excluded)}" if excluded else ""))
     if args.pitch_cents:
@@ -254,12 +271,19 @@ def main(argv=None):
         rows += pitch_rows(rows, args.pitch_cents)
         logger.info("segmenter: every train passage once more at a pitch shift drawn from %s cents (%d passages)",
                     args.pitch_cents, len(rows))
-
+    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path, trust_remote_code=True)
+    model = load_model(args, tokenizer)
+    config = model.config
+    processor = SpeechBertProcessor.for_config(config, tokenizer)
+    frames = PassageFrames(processor.feature_extractor, args.audio_cache_dir)
     module = SegmenterTrainingModule(model.bert.word_segmenter)
     step_args = stage_args(training_args, "segmenter")
     fingerprint = stage_fingerprint("segmenter", model, step_args, None, rows,
                                     max_frames_per_item=args.max_frames_per_item,
                                     excluded_voices=sorted(excluded),
+                                    **({"extra_passages": len(extra), "extra_passages_sha1": hashlib.sha1(
+                                        "\n".join(sorted(r["paragraph_id"] for r in extra)).encode()).hexdigest()}
+                                       if extra else {}),
                                     **({"pitch_cents": sorted(args.pitch_cents)} if args.pitch_cents else {}))
     fingerprint["config"] = {k: v for k, v in fingerprint["config"].items()
                              if k.startswith("segmenter_") or k in ("word_segmenter", *config.feature_extractor_kwargs())}

@@ -189,6 +189,40 @@ def test_run_segmenter_hears_the_train_passages_again_pitch_shifted(tmp_path, ti
         run_segmenter.main(common + ["--exclude_train_voices", "nobody"])
 
 
+def test_run_segmenter_learns_from_extra_speech(tmp_path, tiny_corpus, tiny_text_bert, monkeypatch):
+    """--extra_records (the step-1 speech folders: other voices reading the train passages) join the segmenter's
+    train passages, are part of the step's settings and are checked before the model loads; a left-out voice's
+    readings are dropped from them too."""
+    need_binaries("flite", "sox")
+    import run_segmenter
+    from sqa_data import augment
+    from sqa_data.dataset import read_records
+
+    train_voice = read_records(tiny_corpus)["train"][0]["voice"]
+    other = next(v for v in ("rms", "awb", "slt", "kal16") if v != train_voice)
+    voices = tmp_path / "voices"
+    augment.main(["voices", "--records", str(tiny_corpus), "--output_dir", str(voices), "--voices", other])
+    out, cache = tmp_path / "seg", tmp_path / "cache"
+    common = ["--model_name_or_path", str(tiny_text_bert), "--dataset", str(tiny_corpus), "--output_dir", str(out),
+              "--audio_cache_dir", str(cache), "--report_to", "none", "--max_steps", "1",
+              "--per_device_train_batch_size", "2", "--max_frames_per_item", "200", "--save_strategy", "no",
+              "--disable_tqdm", "true", "--eval_splits", "none", "--config_overrides", "segmenter_hidden_size=8"]
+    run_segmenter.main(common + ["--extra_records", str(voices), "--pitch_cents", "300"])
+    settings = json.loads((out / "segmenter" / "settings.json").read_text())
+    # The train passage, the other voice's reading of it, and a pitch-shifted copy of each.
+    assert settings["extra_passages"] == 1 and settings["train_questions"] == 4
+    with pytest.raises(ValueError, match="other settings"):
+        run_segmenter.main(common)  # the same step without the extra speech is another step
+    left_out = tmp_path / "seg_left_out"
+    run_segmenter.main([a if a != str(out) else str(left_out) for a in common] +
+                       ["--extra_records", str(voices), "--exclude_train_voices", other])
+    assert "extra_passages" not in json.loads((left_out / "segmenter" / "settings.json").read_text())
+    # A folder with no speech is named before any model is loaded.
+    monkeypatch.setattr(run_segmenter, "load_model", lambda *a: pytest.fail("the model was loaded"))
+    with pytest.raises(ValueError, match=r"--extra_records '.*nowhere' holds no speech shards"):
+        run_segmenter.main(common + ["--extra_records", str(tmp_path / "nowhere")])
+
+
 # ------------------------------------------------------------------------------------------- the pipeline
 @pytest.fixture
 def segmenting_qa(tester, processor):
