@@ -8,7 +8,7 @@ QA=${QA:-outputs/finetune/graft_soft_frozen/speechbert}
 SEG=${SEG:-outputs/segmenter/conv64x4}
 DATASET=${DATASET:-outputs/benchmark/dataset}
 EVAL="--report_to none --per_device_eval_batch_size 32 --dataloader_num_workers 0 --disable_tqdm true --codes_eval_splits none"
-name=$(basename "$(dirname "$QA")")
+name=${NAME:-$(basename "$(dirname "$QA")")}  # NAME: another name (e.g. the same QA model with another segmenter)
 out=outputs/segmenter/qa_$name
 test -f "$out/model/config.json" || \
   $PY -m sqa_train.graft --qa "$QA" --encoder "$QA" --segmenter "$SEG" --output_dir "$out/model"
