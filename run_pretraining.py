@@ -15,7 +15,6 @@ trust_remote_code=True)` loads it.
 """
 
 import copy
-import hashlib
 import json
 import logging
 import sys
@@ -42,6 +41,7 @@ from sqa_train.stages import (  # noqa: F401  (the fingerprint helpers are part 
     VOLATILE_CONFIG_KEYS,
     checkpoint_identity,
     check_stage_settings,
+    extra_passages_settings,
     fingerprint_sha1,
     mark_done,
     record_settings,
@@ -279,11 +279,9 @@ def main(argv=None):
             param.requires_grad = name.startswith(("bert.audio_encoder.", "audio_decoder."))
         args = stage_args(training_args, "stage1", num_train_epochs=data_args.stage1_num_train_epochs,
                           learning_rate=data_args.stage1_learning_rate)
-        extra = sorted(row["paragraph_id"] for row in extra_rows)
         fingerprint = stage_fingerprint("stage1", model, args, start, rows,
                                         segments_per_item=data_args.segments_per_item,
-                                        **({"extra_passages": len(extra), "extra_passages_sha1": hashlib.sha1(
-                                            "\n".join(extra).encode()).hexdigest()} if extra else {}))
+                                        **extra_passages_settings(extra_rows))
         trained = run_stage("stage1", model, args, stage1_items, JointEmbeddingCollator(frames), training_args,
                             fingerprint)
         for param in model.parameters():

@@ -19,7 +19,6 @@ The training step lives in OUTPUT_DIR/segmenter with its settings fingerprint (`
 its checkpoints, is skipped when it finished with the same settings, and is refused when it was made with others.
 """
 
-import hashlib
 import json
 import logging
 import sys
@@ -36,8 +35,8 @@ from speechbert.segmentation_speechbert import boundary_scores, decode_segments,
 from sqa_train.data import PassageFrames, leave_out_voices, load_corpus, segment_times
 from sqa_train.distributed import finish_distributed
 from sqa_train.models import check_model_reference, config_overrides, default_text_bert
-from sqa_train.stages import (check_stage_settings, mark_done, record_settings, resume_checkpoint, stage_args,
-                              stage_fingerprint)
+from sqa_train.stages import (check_stage_settings, extra_passages_settings, mark_done, record_settings,
+                              resume_checkpoint, stage_args, stage_fingerprint)
 
 logger = logging.getLogger("run_segmenter")
 TOLERANCES_MS = (20, 50)
@@ -84,8 +83,10 @@ class SegmenterArguments:
         bad = [t for t in self.thresholds if not 0 < t < 1]
         if bad or not self.thresholds:
             raise ValueError(f"--thresholds must be numbers in (0, 1), got {self.thresholds}")
+        from sqa_data.augment import step1_shards
+
         for folder in self.extra_records:
-            if not sorted((Path(folder) / "shards").glob("step1-*.jsonl.gz")):
+            if not step1_shards(folder):
                 raise ValueError(f"--extra_records {folder!r} holds no speech shards (shards/step1-*.jsonl.gz): build it "
                                  "with python -m sqa_data.augment voices|lexicon --output_dir FOLDER")
         self.model_name_or_path = check_model_reference("--model_name_or_path",
@@ -281,9 +282,7 @@ def main(argv=None):
     fingerprint = stage_fingerprint("segmenter", model, step_args, None, rows,
                                     max_frames_per_item=args.max_frames_per_item,
                                     excluded_voices=sorted(excluded),
-                                    **({"extra_passages": len(extra), "extra_passages_sha1": hashlib.sha1(
-                                        "\n".join(sorted(r["paragraph_id"] for r in extra)).encode()).hexdigest()}
-                                       if extra else {}),
+                                    **extra_passages_settings(extra),
                                     **({"pitch_cents": sorted(args.pitch_cents)} if args.pitch_cents else {}))
     fingerprint["config"] = {k: v for k, v in fingerprint["config"].items()
                              if k.startswith("segmenter_") or k in ("word_segmenter", *config.feature_extractor_kwargs())}

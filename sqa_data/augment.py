@@ -177,12 +177,17 @@ def pitch_rows(rows: list[dict], cents_choices) -> list[dict]:
     return copies
 
 
+def step1_shards(folder) -> list[Path]:
+    """The record shards of a step-1 speech folder, in order (none: it was never built)."""
+    return sorted((Path(folder) / "shards").glob("step1-*.jsonl.gz"))
+
+
 def read_step1_rows(folder, evaluation: bool = False) -> list[dict]:
     """The built records of a step-1 speech folder as rows `run_pretraining.py` reads (reference words only). A
     folder built with `--evaluation` (validation or test passages) is refused unless `evaluation` is true, and the
     other way round."""
     folder = Path(folder)
-    shards = sorted((folder / "shards").glob("step1-*.jsonl.gz"))
+    shards = step1_shards(folder)
     if not shards:
         raise FileNotFoundError(f"{folder} holds no step-1 speech shards (shards/step1-*.jsonl.gz)")
     config_path = folder / "build_config.json"

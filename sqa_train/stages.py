@@ -71,6 +71,15 @@ def stage_fingerprint(name, model, args, start, rows, **settings) -> dict:
     }
 
 
+def extra_passages_settings(rows) -> dict:
+    """The fingerprint entries of a step's extra speech (passages beyond the train split): how many and the sha1 of
+    their sorted paragraph ids; none without any."""
+    if not rows:
+        return {}
+    ids = sorted(row["paragraph_id"] for row in rows)
+    return {"extra_passages": len(ids), "extra_passages_sha1": hashlib.sha1("\n".join(ids).encode()).hexdigest()}
+
+
 def checkpoint_identity(name_or_path) -> dict:
     """A start checkpoint as a step's fingerprint records it: for a local folder the sha1 of its weight files (so a
     checkpoint rebuilt in place, say a graft of another step-1 encoder, is not taken for the old one, and a folder
