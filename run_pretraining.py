@@ -122,6 +122,9 @@ class PretrainingArguments:
             raise ValueError(f"--preprocessing_num_workers must be >= 1, got {self.preprocessing_num_workers}")
         if self.segments_per_item < 1:
             raise ValueError(f"--segments_per_item must be >= 1, got {self.segments_per_item}")
+        from sqa_data.augment import check_step1_folders
+
+        check_step1_folders(self.stage1_extra_records, "--stage1_extra_records")
 
 
 class LossPartsTrainer(Trainer):

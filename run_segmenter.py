@@ -83,12 +83,9 @@ class SegmenterArguments:
         bad = [t for t in self.thresholds if not 0 < t < 1]
         if bad or not self.thresholds:
             raise ValueError(f"--thresholds must be numbers in (0, 1), got {self.thresholds}")
-        from sqa_data.augment import step1_shards
+        from sqa_data.augment import check_step1_folders
 
-        for folder in self.extra_records:
-            if not step1_shards(folder):
-                raise ValueError(f"--extra_records {folder!r} holds no speech shards (shards/step1-*.jsonl.gz): build it "
-                                 "with python -m sqa_data.augment voices|lexicon --output_dir FOLDER")
+        check_step1_folders(self.extra_records, "--extra_records")
         self.model_name_or_path = check_model_reference("--model_name_or_path",
                                                         self.model_name_or_path or default_text_bert())
 

@@ -182,6 +182,15 @@ def step1_shards(folder) -> list[Path]:
     return sorted((Path(folder) / "shards").glob("step1-*.jsonl.gz"))
 
 
+def check_step1_folders(folders, option: str):
+    """Refuse (ValueError naming `option` and the folder) a step-1 speech folder with no shards: an argument check,
+    made before any model is loaded."""
+    for folder in folders:
+        if not step1_shards(folder):
+            raise ValueError(f"{option} {str(folder)!r} holds no speech shards (shards/step1-*.jsonl.gz): build it "
+                             "with python -m sqa_data.augment voices|lexicon --output_dir FOLDER")
+
+
 def read_step1_rows(folder, evaluation: bool = False) -> list[dict]:
     """The built records of a step-1 speech folder as rows `run_pretraining.py` reads (reference words only). A
     folder built with `--evaluation` (validation or test passages) is refused unless `evaluation` is true, and the

@@ -260,3 +260,16 @@ def test_a_single_process_build_does_not_die_with_its_parent_shell():
     assert out.returncode == 0, out.stderr[-2000:]
     # 0: the main process keeps running when its shell exits; 15: pool workers still die with the build (SIGTERM).
     assert out.stdout.split()[-2:] == ["0", "15"]
+
+
+def test_pretraining_refuses_an_empty_speech_folder_at_argument_parsing(tmp_path):
+    from run_pretraining import PretrainingArguments
+
+    empty = tmp_path / "voices"
+    (empty / "shards").mkdir(parents=True)  # made, never built
+    with pytest.raises(ValueError, match=r"--stage1_extra_records '.*voices' holds no speech shards"):
+        PretrainingArguments(stage1_extra_records=[str(empty)])
+    with pytest.raises(ValueError, match=r"--stage1_extra_records '.*nowhere' holds no speech shards"):
+        PretrainingArguments(stage1_extra_records=[str(tmp_path / "nowhere")])
+    (empty / "shards" / "step1-00000.jsonl.gz").write_bytes(b"")
+    assert PretrainingArguments(stage1_extra_records=[str(empty)]).stage1_extra_records == [str(empty)]
