@@ -86,10 +86,10 @@ benchmark: setup bench-dataset
 	$(PY) run_sqa.py --output_dir $(BENCH)/sqa --model_name_or_path $(BENCH)/graft --dataset $(BENCH)/dataset \
 		--freeze_audio_encoder --do_train --do_eval --num_train_epochs $(BENCH_EPOCHS) --learning_rate 1e-4 \
 		--codes_eval_splits validation test $(BENCH_TRAIN) $(BENCH_SQA_EXTRA)
-# The corpus with its passage audio, built once for both recipes.
+# The corpus with its passage audio for both recipes: rebuilt when the records changed (a longer train split), kept
+# when they did not (records_source.json); audio already written is kept either way.
 bench-dataset: setup
-	test -f $(BENCH)/dataset/dataset_dict.json || \
-		$(PY) -m sqa_data.dataset --records $(BENCH_RECORDS) --output_dir $(BENCH)/dataset --with_audio --stats --num_proc 2
+	$(PY) -m sqa_data.dataset --records $(BENCH_RECORDS) --output_dir $(BENCH)/dataset --with_audio --stats --num_proc 2
 BENCH_SQA_EXTRA := --spoken_squad_text_json ../shared/data/spoken-squad-test/spoken_test-v1.1_42.json
 
 # The 2026-11-27 benchmark's recipe (its figures are README's first Results table): the paper's L1 step 1, weighted

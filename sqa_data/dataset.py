@@ -46,6 +46,29 @@ def read_records(path) -> dict[str, list[dict]]:
     return dict(records)
 
 
+def records_fingerprint(path) -> str:
+    """sha1 over the names and bytes of a records folder's shards: what a saved dataset was made from."""
+    import hashlib
+
+    path = Path(path)
+    folder = path / "shards" if (path / "shards").is_dir() else path
+    digest = hashlib.sha1()
+    for shard in sorted(folder.glob("*.jsonl.gz")):
+        digest.update(shard.name.encode() + b"\0" + hashlib.sha1(shard.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+SOURCE_FILE = "records_source.json"  # beside dataset_dict.json: the records (and options) a saved dataset came from
+
+
+def saved_from(output_dir, source: dict) -> bool:
+    """True when OUTPUT_DIR holds a dataset saved from exactly `source` (records fingerprint and options)."""
+    output_dir = Path(output_dir)
+    marker = output_dir / SOURCE_FILE
+    return ((output_dir / "dataset_dict.json").exists() and marker.exists()
+            and json.loads(marker.read_text()) == source)
+
+
 def question_rows(record: dict, source: str = "flite") -> list[dict]:
     """The question rows of one built paragraph (none for a failed one)."""
     if "failed" in record:
@@ -210,7 +233,14 @@ def main(argv=None):
         parser.exit(2, f"error: {error}\n")
     if args.stats:
         print(statistics_markdown(statistics(records)))
-    if args.output_dir:
+    source = {"records": str(args.records), "records_sha1": records_fingerprint(args.records),
+              "with_audio": args.with_audio}
+    if args.output_dir and saved_from(args.output_dir, source):
+        print(f"{args.output_dir} is up to date with {args.records} (its {SOURCE_FILE}); not rebuilt", file=sys.stderr)
+    elif args.output_dir:
+        if (Path(args.output_dir) / "dataset_dict.json").exists():
+            print(f"{args.output_dir} was saved from other records or options than {args.records}"
+                  f"{'' if args.with_audio else ' without --with_audio'}: rebuilding it", file=sys.stderr)
         if args.with_audio:
             from tqdm.auto import tqdm
 
@@ -225,8 +255,10 @@ def main(argv=None):
                     job.result()
             for record in todo:
                 record["audio_paths"] = [str(audio_dir / f"{record['audio_sha1']}.flac")]
+        (Path(args.output_dir) / SOURCE_FILE).unlink(missing_ok=True)  # not up to date until saved
         dataset = to_dataset_dict(records)
         dataset.save_to_disk(args.output_dir)
+        (Path(args.output_dir) / SOURCE_FILE).write_text(json.dumps(source, indent=1) + "\n")
         print(f"saved {dataset} to {args.output_dir}", file=sys.stderr)
 
 

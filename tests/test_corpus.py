@@ -430,6 +430,44 @@ def test_dataset_cli_writes_audio_in_parallel(tmp_path, tiny_corpus):
         dataset_main(["--records", str(tiny_corpus), "--output_dir", str(tmp_path / "x"), "--num_proc", "0"])
 
 
+def test_dataset_cli_rebuilds_only_when_the_records_change(tmp_path, tiny_corpus, capsys):
+    """`make benchmark` calls the dataset CLI every time: a saved dataset is kept while its records are the same, and
+    rebuilt (never silently reused) once they change, e.g. a train split built further."""
+    from datasets import load_from_disk
+
+    from sqa_data.dataset import SOURCE_FILE, main as dataset_main
+
+    records = tmp_path / "records"
+    shutil.copytree(tiny_corpus, records)
+    out = tmp_path / "ds"
+    args = ["--records", str(records), "--output_dir", str(out), "--with_audio"]
+    dataset_main(args)
+    assert json.loads((out / SOURCE_FILE).read_text())["with_audio"] is True
+    arrow = sorted(out.glob("*/*.arrow"))
+    stamps = [f.stat().st_mtime_ns for f in arrow]
+    capsys.readouterr()
+    dataset_main(args)
+    assert "is up to date" in capsys.readouterr().err
+    assert [f.stat().st_mtime_ns for f in arrow] == stamps
+    # The train split grows by a shard (a copy of the train paragraph under a new id): the dataset is rebuilt.
+    [train_shard] = sorted((records / "shards").glob("train-*.jsonl.gz"))
+    with gzip.open(train_shard, "rt") as f:
+        record = json.loads(f.readline())
+    record["paragraph_id"] += "-again"
+    for qa in record["qas"]:
+        qa["id"] += "-again"
+    with gzip.open(records / "shards" / "train-99999.jsonl.gz", "wt") as f:
+        f.write(json.dumps(record) + "\n")
+    before = load_from_disk(str(out))["train"].num_rows
+    dataset_main(args)
+    assert "rebuilding it" in capsys.readouterr().err
+    assert load_from_disk(str(out))["train"].num_rows == 2 * before
+    # The same records without --with_audio are another dataset too.
+    dataset_main(args[:-1])
+    assert "rebuilding it" in capsys.readouterr().err
+    assert load_from_disk(str(out))["train"][0]["audio_paths"] == []
+
+
 def test_one_record_definition():
     """Every record comes from sqa_data.schema.paragraph_record: all fields, in one order, defaults filled, unknown
     fields refused; the row schema and the datasets Features come from one table."""
