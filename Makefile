@@ -53,10 +53,11 @@ DEMO_AUDIO := audio_frame_stack=3
 # from the cascade's and fine-tuned one epoch on BERT's own embedding of each ASR word at the ASR segments (the oracle
 # system, oracle/: 42.6 test F1 against 38.1 from MiniLM); the step-1 encoder grafted under it, reading the codes as
 # soft word embeddings (whole vocabulary); that graft fine-tuned on the audio with the encoder frozen, then evaluated
-# beside the cascade, the text upper bound (both reused, trained first) and their ensemble. Every step resumes (rerun `make benchmark` after an interruption); a step or system made
-# with other settings, or from another start checkpoint, is refused rather than reused: delete its folder to rerun it.
-# About 5 h on 2 CPU cores with the whole train split, estimated from its parts (results/flite-squad/README.md says which
-# run made the committed figures); meant for a GPU.
+# beside the cascade, the text upper bound (both reused, trained first) and their ensemble. Every step resumes (rerun
+# `make benchmark` after an interruption); a step or system made with other settings, or from another start checkpoint,
+# is refused rather than reused: delete its folder to rerun it.
+# About 5 h on 2 CPU cores with the whole train split, estimated from its parts (results/flite-squad/README.md says
+# which run made the committed figures); meant for a GPU.
 BENCH := outputs/benchmark
 BENCH_RECORDS := data/flite-squad
 BENCH_VOICES := data/step1-voices

@@ -15,6 +15,7 @@ files (concatenated in order: Spoken SQuAD stores one per sentence).
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import sys
@@ -30,30 +31,35 @@ from .schema import features, question_row  # noqa: F401  (features is part of t
 SPLITS = ("train", "validation", "test")
 
 
-def read_records(path) -> dict[str, list[dict]]:
-    """{split: [record, ...]} from a folder of `SPLIT-*.jsonl.gz` shards (or its `shards/` subfolder), in order."""
+def record_shards(path) -> list[Path]:
+    """The `SPLIT-*.jsonl.gz` shards of a records folder (or of its `shards/` subfolder), in order."""
     path = Path(path)
     folder = path / "shards" if (path / "shards").is_dir() else path
     if not folder.is_dir():
         raise FileNotFoundError(f"{path} holds no shards folder")
+    shards = sorted(folder.glob("*.jsonl.gz"))
+    if not shards:
+        raise FileNotFoundError(f"no *.jsonl.gz shards in {folder}")
+    return shards
+
+
+def read_records(path) -> dict[str, list[dict]]:
+    """{split: [record, ...]} from a folder of `SPLIT-*.jsonl.gz` shards (or its `shards/` subfolder), in order."""
     records = defaultdict(list)
-    for shard in sorted(folder.glob("*.jsonl.gz")):
+    shards = record_shards(path)
+    for shard in shards:
         split = shard.name.split("-")[0]
         with gzip.open(shard, "rt", encoding="utf-8") as f:
             records[split].extend(json.loads(line) for line in f)
     if not records:
-        raise FileNotFoundError(f"no *.jsonl.gz shards in {folder}")
+        raise FileNotFoundError(f"no *.jsonl.gz shards in {shards[0].parent}")
     return dict(records)
 
 
 def records_fingerprint(path) -> str:
     """sha1 over the names and bytes of a records folder's shards: what a saved dataset was made from."""
-    import hashlib
-
-    path = Path(path)
-    folder = path / "shards" if (path / "shards").is_dir() else path
     digest = hashlib.sha1()
-    for shard in sorted(folder.glob("*.jsonl.gz")):
+    for shard in record_shards(path):
         digest.update(shard.name.encode() + b"\0" + hashlib.sha1(shard.read_bytes()).digest())
     return digest.hexdigest()
 
@@ -233,11 +239,11 @@ def main(argv=None):
         parser.exit(2, f"error: {error}\n")
     if args.stats:
         print(statistics_markdown(statistics(records)))
-    source = {"records": str(args.records), "records_sha1": records_fingerprint(args.records),
-              "with_audio": args.with_audio}
-    if args.output_dir and saved_from(args.output_dir, source):
+    source = args.output_dir and {"records": str(args.records), "records_sha1": records_fingerprint(args.records),
+                                  "with_audio": args.with_audio}
+    if source and saved_from(args.output_dir, source):
         print(f"{args.output_dir} is up to date with {args.records} (its {SOURCE_FILE}); not rebuilt", file=sys.stderr)
-    elif args.output_dir:
+    elif source:
         if (Path(args.output_dir) / "dataset_dict.json").exists():
             print(f"{args.output_dir} was saved from other records or options than {args.records}"
                   f"{'' if args.with_audio else ' without --with_audio'}: rebuilding it", file=sys.stderr)

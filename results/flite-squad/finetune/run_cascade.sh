@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The cascade (ASR transcript, then text QA from all-MiniLM-L6-v2) retrained on the same data as the fine-tunes
 # (cascade/, outputs/cascade/cascade): what run_ensemble.sh and ../oracle/run.sh (START cascade) start from. DATASET as
-# in run.sh. CASCADE_EPOCHS (default 2) other than 2 trains another cascade into outputs/cascade_${CASCADE_EPOCHS}ep and
-# cascade_${CASCADE_EPOCHS}ep/ (the oracle from the cascade had one epoch of QA more: a third epoch for the cascade tells what
-# that epoch is worth). Resumable: it resumes from its checkpoints and is reused once finished. Run from the
-# repository root.
+# in run.sh. CASCADE_EPOCHS (default 2) other than 2 trains another cascade into outputs/cascade_${CASCADE_EPOCHS}ep
+# and cascade_${CASCADE_EPOCHS}ep/ (the oracle from the cascade had one epoch of QA more: a third epoch for the cascade
+# tells what that epoch is worth). Resumable: it resumes from its checkpoints and is reused once finished. Run from
+# the repository root.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 DATASET=${DATASET:-outputs/benchmark/dataset}
