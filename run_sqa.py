@@ -21,6 +21,7 @@ under OUTPUT_DIR/SYSTEM (the SpeechBERT one with its processor and Hub code, loa
 `--push_to_hub --hub_model_id ORG/NAME` then releases the SpeechBERT with its model card (sqa_train/release.py).
 """
 
+import copy
 import json
 import logging
 import os
@@ -146,6 +147,11 @@ class DataTrainingArguments:
                           "(SpeechBERT at its own word segmenter's segments, no ASR: needs a checkpoint from "
                           "run_segmenter.py) and oracle (a measurement: --oracle_codes); the ensemble runs when "
                           "speechbert and cascade both do"})
+    system_num_train_epochs: list[str] = field(
+        default_factory=list,
+        metadata={"help": "epochs for some systems instead of --num_train_epochs, as SYSTEM=EPOCHS (space- or "
+                          "comma-separated): 'cascade=3' trains the cascade 3 epochs beside a 2-epoch SpeechBERT. "
+                          "Part of each system's settings: a finished system is reused only under the same value"})
     max_length: int = field(default=384, metadata={"help": "tokens per window, special tokens included"})
     stride: int = field(default=128, metadata={"help": "overlap of consecutive windows (segments or word pieces)"})
     max_question_length: int = field(default=64, metadata={"help": "question word pieces kept"})
@@ -173,6 +179,8 @@ class DataTrainingArguments:
         unknown = [s for s in self.system_list if s not in SYSTEMS]
         if unknown or not self.system_list:
             raise ValueError(f"--systems {' '.join(self.systems)!r}: unknown {unknown}, expected some of {SYSTEMS}")
+        self.system_num_train_epochs = _items(self.system_num_train_epochs)
+        self.epochs_by_system = _epochs_by_system(self.system_num_train_epochs, self.system_list)
         self.codes_eval_splits = [s for s in self.codes_eval_splits if s.lower() != "none"]
         if self.stride >= self.max_length // 2:
             raise ValueError(f"--stride {self.stride} must be below half of --max_length {self.max_length}")
@@ -194,6 +202,39 @@ def _items(values) -> list[str]:
     if isinstance(values, str):
         values = [values]
     return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
+
+
+def _epochs_by_system(entries, systems) -> dict[str, float]:
+    """`--system_num_train_epochs cascade=3 text=2` as {system: epochs}, each system one that --systems runs."""
+    found = {}
+    for entry in entries:
+        system, sep, value = entry.partition("=")
+        try:
+            epochs = float(value) if sep else None
+        except ValueError:
+            epochs = None
+        if epochs is None or not epochs > 0:
+            raise ValueError(f"--system_num_train_epochs {entry!r}: expected SYSTEM=EPOCHS with a positive number of "
+                             "epochs, e.g. cascade=3")
+        if system not in systems:
+            raise ValueError(f"--system_num_train_epochs {entry!r}: {system!r} is not among the systems run "
+                             f"(--systems {' '.join(systems)})")
+        if system in found:
+            raise ValueError(f"--system_num_train_epochs names {system!r} twice")
+        found[system] = epochs
+    return found
+
+
+def system_training_args(training_args, data_args, system):
+    """`training_args` with the system's own number of epochs (`--system_num_train_epochs`), else as given."""
+    epochs = data_args.epochs_by_system.get(system)
+    if epochs is None:
+        return training_args
+    args = copy.copy(training_args)
+    args.num_train_epochs = epochs
+    logger.info("%s: %g epochs (--system_num_train_epochs; --num_train_epochs %g for the others)", system, epochs,
+                training_args.num_train_epochs)
+    return args
 
 
 # --------------------------------------------------------------------------------------------------- steps
@@ -584,10 +625,11 @@ def main(argv=None):
     scores = {}
     for system in data_args.system_list:
         logger.info("===== %s =====", system)
+        args = system_training_args(training_args, data_args, system)
         if system in ("speechbert", "oracle", "speechbert_segmenter"):
-            scores[system] = run_speechbert(model_args, data_args, training_args, splits, tokenizer, system)
+            scores[system] = run_speechbert(model_args, data_args, args, splits, tokenizer, system)
         else:
-            scores[system] = run_text(system, model_args, data_args, training_args, splits, tokenizer)
+            scores[system] = run_text(system, model_args, data_args, args, splits, tokenizer)
     if training_args.do_eval and training_args.process_index == 0:
         predictions, metrics = evaluate_all(data_args, training_args, splits, scores,
                                             model_args.oracle_segments)

@@ -152,7 +152,8 @@ def check_stage_settings(folder: Path, fingerprint: dict, extendable=()) -> bool
     """True when `folder` holds a finished step made with exactly these settings; False when it holds nothing or an
     unfinished run with them. Raises when the folder was made with other settings (or by a version that did not
     record them), instead of silently reusing or resuming it. Top-level keys in `extendable` (the schedule's length)
-    may differ: the step then counts as unfinished and resumes from its last checkpoint with the new value."""
+    may differ: the step then counts as unfinished and resumes from its last checkpoint with the new value. They may
+    only grow: a shorter schedule would "resume" past its own end and pass the longer run off as the shorter one."""
     folder = Path(folder)
     settings = folder / "settings.json"
     done = (folder / "DONE").exists()
@@ -166,12 +167,30 @@ def check_stage_settings(folder: Path, fingerprint: dict, extendable=()) -> bool
             changed = "; ".join(_differences(fixed_recorded, fixed_wanted)[:8])
             raise ValueError(f"{folder} was made with other settings ({changed}): delete it to run "
                              f"{fingerprint['stage']} again with these, or choose another --output_dir")
+        compared = [k for k in extendable if k in recorded and k in wanted]
+        if all(_schedule_length("max_steps", side.get("max_steps", 0)) < float("inf") for side in (recorded, wanted)):
+            compared = [k for k in compared if k != "num_train_epochs"]  # a step limit on both sides: epochs unused
+        shorter = [f"{k}: {recorded[k]} -> {wanted[k]}" for k in compared
+                   if _schedule_length(k, wanted[k]) < _schedule_length(k, recorded[k])]
+        if shorter and (done or any(folder.glob("checkpoint-*"))):
+            raise ValueError(f"{folder} was trained on a longer schedule than asked ({'; '.join(shorter)}): its "
+                             f"checkpoints are past the new end. Delete it to run {fingerprint['stage']} again with "
+                             "these, ask for at least the recorded length, or choose another --output_dir")
         return done and recorded == wanted
     if done or any(folder.glob("checkpoint-*")):
         raise ValueError(f"{folder} holds a {'finished' if done else 'started'} step without the settings it was made "
                          f"with (settings.json; written since this check exists): delete it to run "
                          f"{fingerprint['stage']} again")
     return done
+
+
+def _schedule_length(key, value) -> float:
+    """A schedule setting as a comparable length: `max_steps` at 0 or below means no step limit (epochs decide)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return float("nan")  # not a number: never counted shorter
+    return float("inf") if key == "max_steps" and number <= 0 else number
 
 
 def record_settings(folder: Path, fingerprint: dict, process_index: int = 0):

@@ -324,6 +324,71 @@ def test_sqa_evaluates_int8_quantized_models(tmp_path, tiny_corpus, tiny_text_be
 
 
 @pytest.mark.slow
+def test_a_system_trains_its_own_epochs_and_is_reused_only_under_them(tmp_path, tiny_corpus, tiny_text_bert):
+    """`--system_num_train_epochs cascade=2`: the cascade trains 2 epochs beside a 1-epoch text system, a rerun with
+    the same option reuses it, and a shorter schedule is refused instead of passing the 2-epoch model off as 1."""
+    import run_sqa
+
+    args = common_args(tmp_path / "sqa", tiny_corpus, tmp_path / "audio") + [
+        "--text_model_name_or_path", str(tiny_text_bert), "--do_train", "--systems", "cascade", "text",
+        "--num_train_epochs", "1", "--save_strategy", "epoch", "--max_length", "64", "--stride", "8",
+        "--resume_from_checkpoint", "true"]
+    run_sqa.main(args + ["--system_num_train_epochs", "cascade=2"])
+
+    def trained(system):
+        settings = json.loads((tmp_path / "sqa" / system / "settings.json").read_text())
+        state = sorted((tmp_path / "sqa" / system).glob("checkpoint-*/trainer_state.json"),
+                       key=lambda path: int(path.parent.name.split("-")[1]))[-1]
+        return settings["num_train_epochs"], json.loads(state.read_text())["epoch"]
+
+    assert trained("cascade") == (2.0, 2.0) and trained("text") == (1.0, 1.0)
+    final = tmp_path / "sqa" / "cascade" / "model.safetensors"
+    saved = final.stat().st_mtime_ns
+    run_sqa.main(args + ["--system_num_train_epochs", "cascade=2"])  # finished under the same settings: reused
+    assert final.stat().st_mtime_ns == saved
+    with pytest.raises(ValueError, match=r"longer schedule than asked \(num_train_epochs: 2.0 -> 1.0\)"):
+        run_sqa.main(args)  # the 2-epoch cascade would "resume" past a 1-epoch end and count as 1 epoch
+    assert final.stat().st_mtime_ns == saved
+
+
+def test_system_epochs_option_is_checked_at_parsing():
+    from transformers import HfArgumentParser
+
+    import run_sqa
+
+    parser = HfArgumentParser(run_sqa.DataTrainingArguments)
+    (args,) = parser.parse_args_into_dataclasses(["--system_num_train_epochs", "cascade=3,text=1.5"])
+    assert args.epochs_by_system == {"cascade": 3.0, "text": 1.5}
+    for wrong, message in ((["cascade=0"], "positive number of epochs"), (["cascade"], "SYSTEM=EPOCHS"),
+                           (["cascade=three"], "SYSTEM=EPOCHS"), (["bert=2"], r"'bert' is not among the systems run"),
+                           (["cascade=3", "cascade=2"], "names 'cascade' twice")):
+        with pytest.raises(ValueError, match=message):
+            parser.parse_args_into_dataclasses(["--system_num_train_epochs", *wrong])
+    with pytest.raises(ValueError, match="'text' is not among the systems run"):
+        parser.parse_args_into_dataclasses(["--systems", "cascade", "--system_num_train_epochs", "text=2"])
+
+
+def test_a_shorter_schedule_never_resumes_a_longer_run(tmp_path):
+    from sqa_train.stages import check_stage_settings, record_settings
+
+    folder = tmp_path / "cascade"
+    record_settings(folder, {"stage": "cascade", "max_steps": -1, "num_train_epochs": 3})
+    extendable = ("max_steps", "num_train_epochs")
+    # Nothing trained yet: any length may start.
+    assert not check_stage_settings(folder, {"stage": "cascade", "max_steps": -1, "num_train_epochs": 2}, extendable)
+    (folder / "checkpoint-10").mkdir()
+    assert not check_stage_settings(folder, {"stage": "cascade", "max_steps": -1, "num_train_epochs": 4}, extendable)
+    for shorter in ({"max_steps": -1, "num_train_epochs": 2}, {"max_steps": 500, "num_train_epochs": 3}):
+        with pytest.raises(ValueError, match="longer schedule than asked"):
+            check_stage_settings(folder, {"stage": "cascade", **shorter}, extendable)
+    # Step limits on both sides: only the steps count (epochs do nothing then).
+    record_settings(folder, {"stage": "cascade", "max_steps": 20, "num_train_epochs": 3})
+    assert not check_stage_settings(folder, {"stage": "cascade", "max_steps": 30, "num_train_epochs": 1}, extendable)
+    with pytest.raises(ValueError, match=r"max_steps: 20 -> 10"):
+        check_stage_settings(folder, {"stage": "cascade", "max_steps": 10, "num_train_epochs": 3}, extendable)
+
+
+@pytest.mark.slow
 def test_sqa_with_frozen_audio_encoder_trains_only_the_rest(tmp_path, tiny_corpus, tiny_text_bert, monkeypatch):
     import torch
 
