@@ -10,7 +10,8 @@ Usage:
 
 - `voices`: every built train paragraph of `--records` read again by each flite voice but its own, at a speed drawn
   from the recipe's (0.9, 1.0, 1.1) by a hash of the paragraph and voice. `--voices` may name espeak-ng voices
-  (`espeak:en-us+f3`), another synthesiser altogether; `--evaluation --split validation` reads an evaluation split,
+  (`espeak:en-us+f3`), another synthesiser altogether; `--voices_per_paragraph K` has each paragraph read by only K
+  of them (drawn by a hash), for many voices at a few readings' cost; `--evaluation --split validation` reads an evaluation split,
   for measurement only (`python -m sqa_train.codes --speech DIR`).
 - `pitch_rows` (no command: `run_pretraining.py --stage1_pitch_cents 300 500`): every step-1 passage once more with
   its pitch and formants shifted by sox (duration kept, word times exact).
@@ -48,15 +49,20 @@ def _stable_hash(text: str) -> int:
     return int(hashlib.sha1(text.encode()).hexdigest(), 16)
 
 
-def voice_jobs(records: list[dict], voices=FLITE_VOICES) -> list[dict]:
-    """One job per (train paragraph, other voice)."""
+def voice_jobs(records: list[dict], voices=FLITE_VOICES, per_paragraph: int | None = None) -> list[dict]:
+    """One job per (train paragraph, other voice); with `per_paragraph` K, only K of the other voices read each
+    paragraph, drawn by a hash of the paragraph and voice (many voices, each paragraph read K times)."""
+    if per_paragraph is not None and not (isinstance(per_paragraph, int) and per_paragraph >= 1):
+        raise ValueError(f"voices per paragraph must be a positive integer, got {per_paragraph!r}")
     jobs = []
     for record in records:
         if "failed" in record or not record.get("ref_words"):
             continue
-        for voice in voices:
-            if voice == record.get("voice"):
-                continue
+        others = [voice for voice in voices if voice != record.get("voice")]
+        if per_paragraph is not None:
+            drawn = set(sorted(others, key=lambda v: _stable_hash(f"{record['paragraph_id']}|{v}|draw"))[:per_paragraph])
+            others = [voice for voice in others if voice in drawn]
+        for voice in others:
             key = f"{record['paragraph_id']}|{voice}"
             jobs.append({"paragraph_id": f"{record['paragraph_id']}@{voice}",
                          "spoken_text": record["spoken_text"].rstrip() + TAIL_TEXT,
@@ -230,6 +236,9 @@ def main(argv=None):
     parser.add_argument("--words_per_passage", type=int, default=30)
     parser.add_argument("--voices", nargs="+", default=list(FLITE_VOICES),
                         help=f"flite voices {FLITE_VOICES} or espeak-ng ones, 'espeak:en-us+f3'")
+    parser.add_argument("--voices_per_paragraph", type=int, default=None,
+                        help="voices: each paragraph read by only this many of the --voices (but its own), drawn by a "
+                             "hash: many voices at the cost of a few readings (default: every one)")
     parser.add_argument("--max_jobs", type=int, default=None,
                         help="build only the first N jobs, rounded up to whole shards of 16 (resume later)")
     parser.add_argument("--num_proc", type=int, default=1)
@@ -237,6 +246,9 @@ def main(argv=None):
     bad = [v for v in args.voices if not is_voice(v)]
     if bad:
         parser.error(f"--voices: {bad} are neither flite voices {FLITE_VOICES} nor 'espeak:NAME'")
+    if args.voices_per_paragraph is not None and (args.source != "voices" or args.voices_per_paragraph < 1):
+        parser.error(f"--voices_per_paragraph {args.voices_per_paragraph}: expected a positive integer, for the "
+                     "voices source only")
     if args.source == "voices":
         if (args.split == "train") == args.evaluation:
             raise SystemExit(f"--split {args.split!r}" + (" with --evaluation: evaluation folders read validation or "
@@ -249,9 +261,10 @@ def main(argv=None):
         if args.split not in records:
             raise SystemExit(f"--split {args.split!r}: {args.records} has {sorted(records)}")
         records = records[args.split]
-        jobs = voice_jobs(records, args.voices)
+        jobs = voice_jobs(records, args.voices, args.voices_per_paragraph)
         config = {"source": "voices", "records": str(Path(args.records).resolve().name), "split": args.split,
-                  "voices": args.voices, "paragraphs": len(records), **({"evaluation": True} if args.evaluation else {})}
+                  "voices": args.voices, "paragraphs": len(records), **({"evaluation": True} if args.evaluation else {}),
+                  **({"voices_per_paragraph": args.voices_per_paragraph} if args.voices_per_paragraph else {})}
     else:
         from transformers import AutoTokenizer
 

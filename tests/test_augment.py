@@ -20,6 +20,30 @@ def test_voice_jobs_skip_the_paragraphs_own_voice_and_failed_ones():
     assert jobs == augment.voice_jobs(records)  # deterministic
 
 
+def test_voices_per_paragraph_draws_that_many_other_voices_for_each_paragraph():
+    records = [{"paragraph_id": f"p{i}", "voice": "awb", "spoken_text": "a b", "ref_words": ["a", "b"]}
+               for i in range(40)]
+    voices = ["awb", "espeak:en-us+m3", "espeak:en-us+f2", "espeak:en-gb+m4", "espeak:en-us+f4"]
+    jobs = augment.voice_jobs(records, voices, per_paragraph=1)
+    assert len(jobs) == 40 and all(j["voice"] != "awb" for j in jobs)
+    assert len({j["voice"] for j in jobs}) == 4, "the draw spreads the paragraphs over the voices"
+    assert jobs == augment.voice_jobs(records, voices, per_paragraph=1)  # deterministic
+    two = augment.voice_jobs(records, voices, per_paragraph=2)
+    assert len(two) == 80 and all(len({j["voice"] for j in two if j["paragraph_id"].startswith(f"p{i}@")}) == 2
+                                  for i in range(40))
+    assert augment.voice_jobs(records, voices, per_paragraph=9) == augment.voice_jobs(records, voices)
+    with pytest.raises(ValueError, match="positive integer, got 0"):
+        augment.voice_jobs(records, voices, per_paragraph=0)
+
+
+def test_voices_per_paragraph_is_checked_before_any_build(tmp_path, capsys):
+    for argv in (["voices", "--voices_per_paragraph", "0"], ["lexicon", "--voices_per_paragraph", "1"]):
+        with pytest.raises(SystemExit):
+            augment.main(argv + ["--output_dir", str(tmp_path / "x")])
+        assert "--voices_per_paragraph" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_lexicon_words_are_whole_word_pieces_the_dictionary_knows(tokenizer):
     words = augment.lexicon_words(tokenizer, {"normandy", "river", "the", "zzz", "a"})
     assert sorted(words) == ["a", "normandy", "river", "the"]  # no ## pieces, no specials, only dictionary words
