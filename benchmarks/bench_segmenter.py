@@ -3,14 +3,14 @@ segmenter against pocketsphinx word times, in one run, as a ratio.
 
 Usage:
     python benchmarks/bench_segmenter.py [--quick] [--model DIR] [--seconds 60] [--repeats 20] [--asr_repeats 3]
-        [--soft_pieces_from data/flite-squad]
+        [--soft_pieces_from data/flite-squad] [--soft_top_k 64]
 
 The passage is flite speech (voice kal16) of SQuAD sentences, about `--seconds` long. Both paths are the pipeline
 call a user makes (`pipe(audio, question=..., sampling_rate=16000, segmenter="model"|"asr")`): decoding checks,
 segments, features, the model and post-processing, on one CPU thread. `--model` is a checkpoint with a segmenter
-(`run_segmenter.py`); without it a MiniLM-size SpeechBERT with an untrained segmenter stands in (its segments are
-not words, so only the segmenter's own row is meaningful then, and the model row is timed at the ASR path's word
-count). Goal (issue 13): under 100 ms on one core, at least 100x faster than the ASR path.
+(`run_segmenter.py`); without it a MiniLM-size SpeechBERT with an untrained segmenter stands in, reading its codes as
+soft word embeddings like the benchmark's recipe (its segments are not words, so only the segmenter's own row is
+meaningful then, and the model row is timed at the ASR path's word count). Goal (issue 13): under 100 ms on one core, at least 100x faster than the ASR path.
 """
 
 import argparse
@@ -71,17 +71,28 @@ def load_pipeline(model_dir, size):
         tokenizer = AutoTokenizer.from_pretrained(path)
         torch.manual_seed(0)
         if size == "minilm":
-            model, _ = SpeechBertForQuestionAnswering.from_text_bert(path, tokenizer=tokenizer, word_segmenter=True)
+            model, _ = SpeechBertForQuestionAnswering.from_text_bert(path, tokenizer=tokenizer, word_segmenter=True,
+                                                                     audio_code_mode="soft_word_embedding")
         else:
             from speechbert import SpeechBertConfig
 
             config = SpeechBertConfig(**SIZES[size], vocab_size=tokenizer.vocab_size, word_segmenter=True,
+                                      audio_code_mode="soft_word_embedding",
                                       audio_token_id=tokenizer.convert_tokens_to_ids("[unused0]"),
                                       mask_token_id=tokenizer.mask_token_id)
             model = SpeechBertForQuestionAnswering(config)
         model.eval()
     processor = SpeechBertProcessor.for_config(model.config, tokenizer)
     return SpokenQuestionAnsweringPipeline(model=model, processor=processor, task="spoken-question-answering")
+
+
+def timed_top_k(qa, top_k, call, repeats) -> float:
+    """`call`'s median with the model's soft word embedding over each code's `top_k` most similar pieces."""
+    kept, qa.model.config.soft_word_embedding_top_k = qa.model.config.soft_word_embedding_top_k, top_k
+    try:
+        return median_seconds(call, repeats)
+    finally:
+        qa.model.config.soft_word_embedding_top_k = kept
 
 
 def main(argv=None):
@@ -96,8 +107,13 @@ def main(argv=None):
     parser.add_argument("--soft_pieces_from", default=None,
                         help="a corpus (run_sqa.py --dataset): also time the checkpoint's soft word embedding over the "
                              "first pieces of its train split's words (run_sqa.py --soft_word_embedding_pieces train)")
+    parser.add_argument("--soft_top_k", type=int, default=None,
+                        help="also time the checkpoint with its soft word embedding over each code's K most similar "
+                             "pieces (config soft_word_embedding_top_k; with --soft_pieces_from, among those too)")
     parser.add_argument("--results", default=None, help="write the section to this file instead of RESULTS.md")
     args = parser.parse_args(argv)
+    if args.soft_top_k is not None and args.soft_top_k < 1:
+        parser.error(f"--soft_top_k {args.soft_top_k}: expected a positive number of pieces")
     if args.quick:
         args.size, args.seconds, args.repeats, args.asr_repeats = "tiny", 10.0, 2, 1
     for binary in ("flite",):
@@ -163,7 +179,15 @@ def main(argv=None):
             call, args.repeats)
         timings[f"pipeline, {path}, the {len(pieces)} train pieces, CPU bf16 autocast"] = median_seconds(
             under_bf16, args.repeats)
+        if args.soft_top_k:
+            timings[f"pipeline, {path}, top {args.soft_top_k} of the {len(pieces)} train pieces, CPU bf16 autocast"] = \
+                timed_top_k(qa, args.soft_top_k, under_bf16, args.repeats)
         qa.model.config.soft_word_embedding_pieces = whole
+    if args.soft_top_k and qa.model.config.audio_code_mode == "soft_word_embedding":
+        timings[f"pipeline, {path}, soft word embedding over each code's top {args.soft_top_k} pieces"] = \
+            timed_top_k(qa, args.soft_top_k, call, args.repeats)
+        timings[f"pipeline, {path}, top {args.soft_top_k} pieces, CPU bf16 autocast"] = \
+            timed_top_k(qa, args.soft_top_k, under_bf16, args.repeats)
     from sqa_train.quantization import quantize_int8
 
     fp32_model, qa.model = qa.model, quantize_int8(qa.model)  # quantize_dynamic quantises a copy

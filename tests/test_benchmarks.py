@@ -22,6 +22,10 @@ SCRIPTS = {
     "bench_frozen_finetune.py": ("Frozen-encoder fine-tuning step (quick)", "speed-up"),
 }
 
+# Options whose rows a quick run shows too.
+EXTRA_ARGS = {"bench_segmenter.py": ("--soft_top_k", "8")}
+EXTRA_ROWS = {"bench_segmenter.py": ("soft word embedding over each code's top 8 pieces", "top 8 pieces, CPU bf16")}
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", list(SCRIPTS))
@@ -30,13 +34,17 @@ def test_quick_run_prints_and_records(tmp_path, script):
         need_binaries("flite")
     results = tmp_path / "RESULTS.md"
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--results", str(results)],
+    extra = EXTRA_ARGS.get(script, ())
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--results", str(results),
+                             *extra],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip(), "the script printed nothing"
     section, phrase = SCRIPTS[script]
     text = results.read_text()
     assert f"## {section}" in text and phrase in text and "Measured " in text and "Command: `python " in text
+    for row in EXTRA_ROWS.get(script, ()):
+        assert row in text, f"{script} {' '.join(extra)}: no row {row!r}"
 
 
 def test_sections_are_replaced_not_duplicated(tmp_path):
