@@ -180,6 +180,8 @@ def main(argv=None):
         timings[f"pipeline, {path}, the {len(pieces)} train pieces, CPU bf16 autocast"] = median_seconds(
             under_bf16, args.repeats)
         if args.soft_top_k:
+            timings[f"pipeline, {path}, top {args.soft_top_k} of the {len(pieces)} train pieces"] = \
+                timed_top_k(qa, args.soft_top_k, call, args.repeats)
             timings[f"pipeline, {path}, top {args.soft_top_k} of the {len(pieces)} train pieces, CPU bf16 autocast"] = \
                 timed_top_k(qa, args.soft_top_k, under_bf16, args.repeats)
         qa.model.config.soft_word_embedding_pieces = whole
