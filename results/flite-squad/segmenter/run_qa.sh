@@ -34,13 +34,16 @@ if [ "${FINETUNE:-0}" = 1 ]; then
 fi
 # PIECES=1: the same checkpoint evaluated with its soft word embedding over the first pieces of the train words only
 # (run_sqa.py --soft_word_embedding_pieces train: 9,795 of 30,522 pieces), at both segmentations, no training.
+# TOPK=K with it: each code mixes only its K most similar of those pieces (config soft_word_embedding_top_k; the
+# cheaper inference bench_segmenter.py --soft_top_k times), into pieces_topK_NAME.
 if [ "${PIECES:-0}" = 1 ]; then
-  pieces=outputs/segmenter/pieces_$name
-  mkdir -p "results/flite-squad/segmenter/pieces_$name"
+  pieces=outputs/segmenter/pieces${TOPK:+_top$TOPK}_$name
+  results="results/flite-squad/segmenter/$(basename "$pieces")"
+  mkdir -p "$results"
   test -f "$pieces/metrics.json" || \
     $PY run_sqa.py --output_dir "$pieces" --dataset "$DATASET" \
       --model_name_or_path "$out/model" --systems speechbert speechbert_segmenter --freeze_audio_encoder --do_eval \
-      --soft_word_embedding_pieces train $EVAL \
-      2>&1 | tee -a "results/flite-squad/segmenter/pieces_$name/eval.log"
-  cp "$pieces/metrics.json" "$pieces/results.md" "results/flite-squad/segmenter/pieces_$name/"
+      --soft_word_embedding_pieces train ${TOPK:+--config_overrides soft_word_embedding_top_k=$TOPK} $EVAL \
+      2>&1 | tee -a "$results/eval.log"
+  cp "$pieces/metrics.json" "$pieces/results.md" "$results/"
 fi
