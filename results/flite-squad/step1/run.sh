@@ -26,13 +26,21 @@ declare -A EXTRA=([cos_t005_norm1_lexicon]="--stage1_extra_records data/step1-le
   # A longer step 1 for the 2 x 256 encoder (70% after 2 epochs, still rising): continued from that run's model for
   # one epoch of the passages plus their pitch-shifted copies, at half the learning rate (a new schedule).
   [cos_neg2048_voices_2x256_pitch_cont]="$VOICES --stage1_pitch_cents $PITCH
-    --model_name_or_path outputs/step1/cos_neg2048_voices_2x256 --stage1_learning_rate 5e-4")
+    --model_name_or_path outputs/step1/cos_neg2048_voices_2x256 --stage1_learning_rate 5e-4"
+  # Another synthesiser in step 1 (2026-12-05): the pitch-continued model continued one more epoch with every train
+  # paragraph also read by one of nine espeak-ng voices (data/step1-espeak; en-us+f3 and en-us+m1, eval_espeak.sh's,
+  # are not among them), against the same epoch without them (the control).
+  [cos_neg2048_voices_2x256_pitch_cont2]="$VOICES --stage1_pitch_cents $PITCH
+    --model_name_or_path outputs/step1/cos_neg2048_voices_2x256_pitch_cont --stage1_learning_rate 2.5e-4"
+  [cos_neg2048_voices_2x256_pitch_espeak_cont2]="$VOICES data/step1-espeak --stage1_pitch_cents $PITCH
+    --model_name_or_path outputs/step1/cos_neg2048_voices_2x256_pitch_cont --stage1_learning_rate 2.5e-4")
 # Epochs of step 1 per run (EPOCHS, if set, overrides them all).
 declare -A EPOCHS_OF=([l1_w10]=10 [cos_t005_norm1]=5 [cos_t005_norm1_lexicon]=3 [cos_t005_norm1_2x256]=2
   [cos_neg2048]=5 [cos_neg2048_voices]=3 [cos_neg2048_voices_2x256]=2 [cos_neg2048_voices_2x256_no_slt]=2
   # The pitch-shifted copies double the passages: half the epochs make as many steps.
   [cos_neg2048_voices_no_slt]=3 [cos_neg2048_voices_pitch_no_slt]=1.5 [cos_neg2048_voices_2x256_pitch_no_slt]=1
-  [cos_neg2048_voices_pitch]=1.5 [cos_neg2048_voices_pitch_3ep]=3 [cos_neg2048_voices_2x256_pitch_cont]=1)
+  [cos_neg2048_voices_pitch]=1.5 [cos_neg2048_voices_pitch_3ep]=3 [cos_neg2048_voices_2x256_pitch_cont]=1
+  [cos_neg2048_voices_2x256_pitch_cont2]=1 [cos_neg2048_voices_2x256_pitch_espeak_cont2]=1)
 declare -A OVERRIDES=(
   [l1_w10]="audio_frame_stack=3,alignment_loss_weight=10"
   [cos_t005_norm1]="audio_frame_stack=3,alignment_loss_type=cosine_softmax,alignment_temperature=0.05,norm_loss_weight=1"
@@ -49,8 +57,17 @@ declare -A OVERRIDES=(
   [cos_neg2048_voices_pitch]="$COS,alignment_num_negatives=2048"
   [cos_neg2048_voices_pitch_3ep]="$COS,alignment_num_negatives=2048"
   [cos_neg2048_voices_2x256_pitch_cont]=""  # the continued model's own config
+  [cos_neg2048_voices_2x256_pitch_cont2]=""
+  [cos_neg2048_voices_2x256_pitch_espeak_cont2]=""
 )
+# The espeak-ng readings (resumable; nothing to do once built): one of nine voices per train paragraph.
+ESPEAK_VOICES="espeak:en-us+f1 espeak:en-us+f2 espeak:en-us+f4 espeak:en-us+f5 espeak:en-us+m2 espeak:en-us+m6
+  espeak:en-us+edward espeak:en-us+klatt espeak:en-us+klatt3"
 for name in ${RUNS:-l1_w10 cos_t005_norm1}; do
+  if [[ ${EXTRA[$name]:-} == *data/step1-espeak* ]]; then
+    $PY -m sqa_data.augment voices --records data/flite-squad --output_dir data/step1-espeak --voices $ESPEAK_VOICES \
+      --voices_per_paragraph 1 --num_proc "${WORKERS:-1}"
+  fi
   out=outputs/step1/$name
   mkdir -p "results/flite-squad/step1/$name"
   $PY run_pretraining.py --output_dir "$out" --dataset "${DATASET:-outputs/benchmark/dataset}" $TRAIN \
