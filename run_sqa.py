@@ -603,6 +603,9 @@ def main(argv=None):
                         handlers=[logging.StreamHandler(sys.stdout)])
     if not (training_args.do_train or training_args.do_eval):
         raise SystemExit("nothing to do: pass --do_train and/or --do_eval")
+    if data_args.epochs_by_system and training_args.max_steps > 0:
+        raise SystemExit(f"--system_num_train_epochs {' '.join(data_args.system_num_train_epochs)} would do nothing: "
+                         f"--max_steps {training_args.max_steps} ends every system's training first (drop one of them)")
     if model_args.quantize:
         if training_args.do_train:
             raise SystemExit("--quantize int8 is for evaluation: drop --do_train (fine-tune first, then evaluate)")

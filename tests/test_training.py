@@ -366,6 +366,10 @@ def test_system_epochs_option_is_checked_at_parsing():
             parser.parse_args_into_dataclasses(["--system_num_train_epochs", *wrong])
     with pytest.raises(ValueError, match="'text' is not among the systems run"):
         parser.parse_args_into_dataclasses(["--systems", "cascade", "--system_num_train_epochs", "text=2"])
+    # A step limit overrides every epoch count: refused before any data is read.
+    with pytest.raises(SystemExit, match=r"would do nothing: --max_steps 5"):
+        run_sqa.main(["--output_dir", "/nonexistent/sqa", "--dataset", "/nonexistent/corpus", "--do_train",
+                      "--systems", "cascade", "--system_num_train_epochs", "cascade=3", "--max_steps", "5"])
 
 
 def test_a_shorter_schedule_never_resumes_a_longer_run(tmp_path):
