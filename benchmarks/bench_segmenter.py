@@ -10,7 +10,8 @@ call a user makes (`pipe(audio, question=..., sampling_rate=16000, segmenter="mo
 segments, features, the model and post-processing, on one CPU thread. `--model` is a checkpoint with a segmenter
 (`run_segmenter.py`); without it a MiniLM-size SpeechBERT with an untrained segmenter stands in, reading its codes as
 soft word embeddings like the benchmark's recipe (its segments are not words, so only the segmenter's own row is
-meaningful then, and the model row is timed at the ASR path's word count). Goal (issue 13): under 100 ms on one core, at least 100x faster than the ASR path.
+meaningful then, and the model row is timed at the ASR path's word count). Goal (issue 13): under 100 ms on one core,
+at least 100x faster than the ASR path.
 """
 
 import argparse

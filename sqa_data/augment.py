@@ -11,8 +11,8 @@ Usage:
 - `voices`: every built train paragraph of `--records` read again by each flite voice but its own, at a speed drawn
   from the recipe's (0.9, 1.0, 1.1) by a hash of the paragraph and voice. `--voices` may name espeak-ng voices
   (`espeak:en-us+f3`), another synthesiser altogether; `--voices_per_paragraph K` has each paragraph read by only K
-  of them (drawn by a hash), for many voices at a few readings' cost; `--evaluation --split validation` reads an evaluation split,
-  for measurement only (`python -m sqa_train.codes --speech DIR`).
+  of them (drawn by a hash), for many voices at a few readings' cost; `--evaluation --split validation` reads an
+  evaluation split, for measurement only (`python -m sqa_train.codes --speech DIR`).
 - `pitch_rows` (no command: `run_pretraining.py --stage1_pitch_cents 300 500`): every step-1 passage once more with
   its pitch and formants shifted by sox (duration kept, word times exact).
 - `lexicon`: the words of the tokenizer's vocabulary that are whole words (one word piece) and in pocketsphinx's
@@ -60,7 +60,8 @@ def voice_jobs(records: list[dict], voices=FLITE_VOICES, per_paragraph: int | No
             continue
         others = [voice for voice in voices if voice != record.get("voice")]
         if per_paragraph is not None:
-            drawn = set(sorted(others, key=lambda v: _stable_hash(f"{record['paragraph_id']}|{v}|draw"))[:per_paragraph])
+            order = sorted(others, key=lambda v: _stable_hash(f"{record['paragraph_id']}|{v}|draw"))
+            drawn = set(order[:per_paragraph])
             others = [voice for voice in others if voice in drawn]
         for voice in others:
             key = f"{record['paragraph_id']}|{voice}"
@@ -145,22 +146,41 @@ def build(jobs: list[dict], output_dir, config: dict, num_proc=1, chunk_size=16,
             tasks.append((str(path), jobs[index : index + chunk_size]))
     print(f"{output_dir}: {len(jobs) - done} jobs to build, {done} already done", file=sys.stderr, flush=True)
     start, built, failed, seconds = time.perf_counter(), 0, 0, 0.0
+    voice_of = {job["paragraph_id"]: job["voice"] for job in jobs}
+    by_voice = {}  # voice -> [built, failed] in this run
     results = map_chunks(build_job, tasks, num_proc)
     try:
         for n, records in enumerate(results, 1):
             for record in records:
+                counts = by_voice.setdefault(voice_of.get(record["paragraph_id"], "?"), [0, 0])
                 if "failed" in record:
                     failed += 1
+                    counts[1] += 1
                 else:
                     built += 1
+                    counts[0] += 1
                     seconds += record["audio_duration"]
             if n % 10 == 0 or n == len(tasks):
                 print(f"{n}/{len(tasks)} shards, {built} built, {failed} failed, {seconds / 3600:.2f} h of audio, "
                       f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+                warn_failing_voices(by_voice)
     finally:
         results.close()  # stops the pool
     return {"built": built, "failed": failed, "audio_hours": round(seconds / 3600, 3),
-            "wall_seconds": round(time.perf_counter() - start, 1)}
+            "wall_seconds": round(time.perf_counter() - start, 1),
+            "failed_by_voice": {voice: counts[1] for voice, counts in sorted(by_voice.items()) if counts[1]}}
+
+
+def warn_failing_voices(by_voice: dict, min_jobs: int = 8, max_share: float = 0.5) -> list[str]:
+    """Name (on stderr) the voices whose passages mostly fail (forced alignment finds no path through some espeak-ng
+    voices): each costs the synthesis and alignment time of every job and gives nothing. Returns those voices."""
+    failing = sorted(voice for voice, (ok, bad) in by_voice.items()
+                     if ok + bad >= min_jobs and bad > max_share * (ok + bad))
+    for voice in failing:
+        ok, bad = by_voice[voice]
+        print(f"warning: voice {voice!r} failed {bad} of its {ok + bad} passages so far (mostly forced alignment): "
+              "consider building without it (a new --output_dir)", file=sys.stderr, flush=True)
+    return failing
 
 
 def pitch_rows(rows: list[dict], cents_choices) -> list[dict]:
@@ -263,7 +283,8 @@ def main(argv=None):
         records = records[args.split]
         jobs = voice_jobs(records, args.voices, args.voices_per_paragraph)
         config = {"source": "voices", "records": str(Path(args.records).resolve().name), "split": args.split,
-                  "voices": args.voices, "paragraphs": len(records), **({"evaluation": True} if args.evaluation else {}),
+                  "voices": args.voices, "paragraphs": len(records),
+                  **({"evaluation": True} if args.evaluation else {}),
                   **({"voices_per_paragraph": args.voices_per_paragraph} if args.voices_per_paragraph else {})}
     else:
         from transformers import AutoTokenizer

@@ -44,6 +44,13 @@ def test_voices_per_paragraph_is_checked_before_any_build(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_voices_that_mostly_fail_are_named(capsys):
+    by_voice = {"espeak:en-us+m7": [1, 9], "espeak:en-us+f2": [9, 1], "espeak:en-us+m8": [0, 3]}
+    assert augment.warn_failing_voices(by_voice) == ["espeak:en-us+m7"]  # m8: too few passages yet to say
+    err = capsys.readouterr().err
+    assert "'espeak:en-us+m7' failed 9 of its 10 passages" in err and "f2" not in err
+
+
 def test_lexicon_words_are_whole_word_pieces_the_dictionary_knows(tokenizer):
     words = augment.lexicon_words(tokenizer, {"normandy", "river", "the", "zzz", "a"})
     assert sorted(words) == ["a", "normandy", "river", "the"]  # no ## pieces, no specials, only dictionary words
