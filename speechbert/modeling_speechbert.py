@@ -237,21 +237,31 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
         """(V, H) float32 input word embeddings (or the rows of `pieces`) scaled to unit norm. Without autograd
         (inference) they are kept until the embedding weights change (a new tensor, device, dtype or an in-place
         update) or other pieces are asked for."""
+        return self._word_embedding_rows(pieces, unit=True)
+
+    def _word_embedding_rows(self, pieces: torch.Tensor | None = None, unit: bool = False) -> torch.Tensor:
+        """(V, H) float32 input word embeddings, or the rows of `pieces`, scaled to unit norm if `unit`. Without
+        autograd the result is cached (one per `unit`) until the weights change or other pieces are asked for: a
+        gather of the pieces' rows costs as much as a third of the product it feeds."""
         weight = self.embeddings.word_embeddings.weight
 
-        def unit():
-            return F.normalize((weight if pieces is None else weight[pieces]).float(), dim=-1)
+        def rows():
+            selected = (weight if pieces is None else weight[pieces]).float()
+            return F.normalize(selected, dim=-1) if unit else selected
 
         if torch.is_grad_enabled() and weight.requires_grad:
-            return unit()
-        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, tuple(weight.shape),
-               None if pieces is None else (pieces.data_ptr(), len(pieces)))
-        cached = getattr(self, "_unit_embeddings_cache", None)
-        if cached is None or cached[0] != key:  # the rows are gathered only when the cache misses
+            return rows()
+        if pieces is None and not unit and weight.dtype == torch.float32:
+            return weight.detach()  # nothing to compute
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, tuple(weight.shape))
+        name = "_unit_embeddings_cache" if unit else "_piece_rows_cache"
+        cached = getattr(self, name, None)
+        # The cache holds the pieces tensor itself (compared by identity, so its memory cannot be reused by another).
+        if cached is None or cached[0] != key or cached[1] is not pieces:  # gathered only when the cache misses
             with torch.no_grad():
-                cached = (key, unit())
-            self._unit_embeddings_cache = cached
-        return cached[1]
+                cached = (key, pieces, rows())
+            setattr(self, name, cached)
+        return cached[2]
 
     def _soft_pieces(self):
         """The `soft_word_embedding_pieces` ids as a tensor on the embeddings' device (None: the whole vocabulary)."""
@@ -274,8 +284,8 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
         top_k = self.config.soft_word_embedding_top_k
         size = table.shape[0] if pieces is None else len(pieces)
         if not top_k or top_k >= size:
-            mixed = table if pieces is None else table[pieces]
-            return (self.word_similarities(codes, pieces).softmax(-1) @ mixed.float()).to(codes.dtype)
+            mixed = self._word_embedding_rows(pieces)
+            return (self.word_similarities(codes, pieces).softmax(-1) @ mixed).to(codes.dtype)
         with torch.no_grad():
             top = self.word_similarities(codes.detach(), pieces).topk(top_k, dim=-1).indices  # (N, k)
             if pieces is not None:

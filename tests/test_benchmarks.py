@@ -20,6 +20,7 @@ SCRIPTS = {
     "bench_segmenter.py": ("Word segmenter against ASR segments (quick)", "ASR path / this"),
     "bench_step1.py": ("Step-1 step: whole vocabulary against sampled softmax (quick)", "speed-up"),
     "bench_frozen_finetune.py": ("Frozen-encoder fine-tuning step (quick)", "speed-up"),
+    "bench_latency_budget.py": ("Latency budget without ASR (quick)", "of budget"),
 }
 
 # Options whose rows a quick run shows too.

@@ -565,8 +565,15 @@ def test_soft_word_embedding_over_chosen_pieces(tmp_path, tester):
         assert not torch.allclose(got, whole.soft_word_embedding(codes))
         chosen.embeddings.word_embeddings.weight[5].add_(10.0)  # not a chosen piece
         torch.testing.assert_close(chosen.soft_word_embedding(codes), got)
-        chosen.embeddings.word_embeddings.weight[9].add_(1.0)  # a chosen one: the cached unit rows follow it
-        assert not torch.allclose(chosen.soft_word_embedding(codes), got)
+        chosen.embeddings.word_embeddings.weight[9].add_(1.0)  # a chosen one: the cached rows (unit and mixed) follow
+        now = chosen.embeddings.word_embeddings.weight.detach()[pieces]
+        updated = (F.normalize(codes, dim=-1) @ F.normalize(now, dim=-1).T / 0.2).softmax(-1) @ now
+        assert not torch.allclose(updated, got)
+        torch.testing.assert_close(chosen.soft_word_embedding(codes), updated)
+        chosen.config.soft_word_embedding_pieces = pieces[:3]  # other pieces: other cached rows
+        now = now[:3]
+        torch.testing.assert_close(chosen.soft_word_embedding(codes),
+                                   (F.normalize(codes, dim=-1) @ F.normalize(now, dim=-1).T / 0.2).softmax(-1) @ now)
     every = seeded(SpeechBertModel, tester.config(**config, soft_word_embedding_pieces=list(range(tester.vocab_size))))
     every.load_state_dict(whole.state_dict())
     top = seeded(SpeechBertModel, tester.config(**config, soft_word_embedding_pieces=pieces,
