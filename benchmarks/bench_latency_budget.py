@@ -207,7 +207,7 @@ def main(argv=None):
             + "; ".join(f"{len(found)} of {len(pool)} {name}"
                         + (f" (BERT at most {max(int(c[1][4].split()[0]) for c in found)} layers)" if found else "")
                         for (name, found), pool in zip(fits.items(), (soft, combos)))
-            + ". Codes fed directly skip the soft word embedding but read worse (`results/flite-squad/finetune/`).")
+            + ". Codes fed directly skip the soft word embedding (a recipe not fine-tuned with the current encoders).")
     print(body)
     write_section("Latency budget without ASR" + (" (quick)" if args.quick else ""), body,
                   Path(args.results) if args.results else RESULTS)

@@ -241,8 +241,9 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
 
     def _word_embedding_rows(self, pieces: torch.Tensor | None = None, unit: bool = False) -> torch.Tensor:
         """(V, H) float32 input word embeddings, or the rows of `pieces`, scaled to unit norm if `unit`. Without
-        autograd the result is cached (one per `unit`) until the weights change or other pieces are asked for: a
-        gather of the pieces' rows costs as much as a third of the product it feeds."""
+        autograd the result is cached (one per `unit`) until the weights change or other pieces are asked for, so an
+        inference call does not gather the pieces' rows again (about 9% of the soft word embedding over 9,795 pieces
+        on one CPU core, `benchmarks/RESULTS.md`)."""
         weight = self.embeddings.word_embeddings.weight
 
         def rows():
