@@ -33,6 +33,9 @@ declare -A MODEL=(
   # The same encoders under the oracle QA BERT that started from the cascade's (graftcas_).
   [zeroshot_graftcas_v2x256_soft]=graftcas_v2x256_soft [graftcas_v2x256_soft_frozen]=graftcas_v2x256_soft
   [zeroshot_graftcas_v2x256pc_soft]=graftcas_v2x256pc_soft [graftcas_v2x256pc_soft_frozen]=graftcas_v2x256pc_soft
+  # The same graft reading its codes directly (audio_code_mode=direct), no QA training: does BERT need the soft word
+  # embedding (44 ms of a no-ASR question, benchmarks/RESULTS.md "Latency budget without ASR")? 2026-12-05.
+  [zeroshot_graftcas_v2x256pc_direct]=graftcas_v2x256pc_direct
   # The soft word embedding over each code's 16 most similar pieces (soft_word_embedding_top_k): 1.74x faster steps,
   # but those pieces hold only 59.5% of the weight for this encoder (codes.json soft_top_mass): not run yet.
   [zeroshot_graft_v2x256_soft_top16]=graft_v2x256_soft [graft_v2x256_soft_top16_frozen]=graft_v2x256_soft
