@@ -39,6 +39,15 @@ TRAIN_PIECES = 9795  # first pieces of the benchmark corpus's train words (bench
 QUESTION_PIECES = 10
 
 
+def median_no_grad(function, repeats):
+    """`median_seconds` of `function` run without autograd, as inference runs."""
+    def call():
+        with torch.no_grad():
+            return function()
+
+    return median_seconds(call, repeats)
+
+
 def config_for(**fields):
     from speechbert import SpeechBertConfig
 
@@ -56,12 +65,8 @@ def time_segmenter(frames, hidden, layers, repeats):
     config = config_for(segmenter_hidden_size=hidden, segmenter_num_layers=layers)
     segmenter = SpeechBertWordSegmenter(config).eval()
 
-    def call():
-        with torch.no_grad():
-            logits = segmenter(frames)
-        return decode_segments(logits[0], config.hop_ms / 1000, config.window_ms / 1000)
-
-    return median_seconds(call, repeats)
+    return median_no_grad(
+        lambda: decode_segments(segmenter(frames)[0], config.hop_ms / 1000, config.window_ms / 1000), repeats)
 
 
 def time_encoder(features, lengths, layers, hidden, repeats):
@@ -71,37 +76,23 @@ def time_encoder(features, lengths, layers, hidden, repeats):
     encoder = SpeechBertAudioEncoder(config_for(audio_encoder_num_layers=layers,
                                                 audio_encoder_hidden_size=hidden)).eval()
 
-    def call():
-        with torch.no_grad():
-            return encoder(features, lengths)
-
-    return median_seconds(call, repeats)
+    return median_no_grad(lambda: encoder(features, lengths), repeats)
 
 
 def time_soft_embedding(model, codes, pieces, repeats):
-    model.config.soft_word_embedding_pieces = pieces
-
-    def call():
-        with torch.no_grad():
-            return model.soft_word_embedding(codes)
-
+    kept, model.config.soft_word_embedding_pieces = model.config.soft_word_embedding_pieces, pieces
     try:
-        return median_seconds(call, repeats)
+        return median_no_grad(lambda: model.soft_word_embedding(codes), repeats)
     finally:
-        model.config.soft_word_embedding_pieces = None
+        model.config.soft_word_embedding_pieces = kept
 
 
 def time_bert(model, tokens, layers, repeats):
     kept = model.encoder.layer
     model.encoder.layer = kept[:layers]
     hidden = torch.randn(1, tokens, model.config.hidden_size)
-
-    def call():
-        with torch.no_grad():
-            return model.encoder(hidden)
-
     try:
-        return median_seconds(call, repeats)
+        return median_no_grad(lambda: model.encoder(hidden), repeats)
     finally:
         model.encoder.layer = kept
 
