@@ -1,0 +1,87 @@
+"""Does the segmenter's decoder lose boundaries that its frame scores hold? (issue 13, 2026-12-05)
+
+Grid over the decoding settings of a trained segmenter on validation: the P(word start) threshold, the shortest word
+(`segmenter_min_word_frames`) and the P(silence) below which a frame is speech (`decode_segments` fixes it at 0.5; here
+it is moved by shifting the silence logit, which also raises P(word start) a little where silence is likely). Then
+test at the configured and at the validation-best settings. Frame logits are cached in /tmp. Run from the root:
+    .venv/bin/python results/flite-squad/segmenter/decode_grid.py outputs/segmenter/conv64x6_voices_pitch \
+        outputs/benchmark/dataset > results/flite-squad/segmenter/conv64x6_voices_pitch/decode_grid.txt
+"""
+import itertools
+import os
+import pickle
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.getcwd())
+import run_segmenter as rs  # noqa: E402
+from speechbert import SpeechBertForPreTraining, SpeechBertProcessor  # noqa: E402
+from speechbert.segmentation_speechbert import SILENCE, decode_segments  # noqa: E402
+from sqa_train.data import PassageFrames, load_corpus  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+model_dir, dataset = sys.argv[1], sys.argv[2]
+cache = f"/tmp/segmenter_logits_{os.path.basename(model_dir.rstrip('/'))}.pkl"
+corpus = load_corpus(dataset)
+splits = {s: rs.passage_rows(corpus[s]) for s in ("validation", "test")}
+model = SpeechBertForPreTraining.from_pretrained(model_dir)
+config = model.config
+if os.path.exists(cache):
+    with open(cache, "rb") as f:
+        logits = pickle.load(f)
+else:
+    processor = SpeechBertProcessor.for_config(config, AutoTokenizer.from_pretrained(model_dir))
+    frames = PassageFrames(processor.feature_extractor, None)
+    logits = {s: rs.passage_logits(model.bert.word_segmenter, frames, rows) for s, rows in splits.items()}
+    with open(cache, "wb") as f:
+        pickle.dump(logits, f)
+
+
+def score(split, threshold, min_word_frames, silence):
+    shift = float(np.log(silence / (1 - silence)))  # P(SILENCE) < silence  <=>  shifted P(SILENCE) < 0.5
+
+    def predict(row):
+        shifted = logits[split][row["paragraph_id"]].clone()
+        shifted[:, SILENCE] -= shift
+        return decode_segments(shifted, config.hop_ms / 1000, config.window_ms / 1000, threshold, min_word_frames)
+
+    return rs.score_rows(splits[split], predict)["all"]
+
+
+configured = (config.segmenter_threshold, config.segmenter_min_word_frames, 0.5)
+grid = []
+for setting in itertools.product([0.2, 0.3, 0.4, 0.5, 0.6], [2, 3, 4, 5, 6], [0.3, 0.5, 0.7]):
+    r = score("validation", *setting)
+    grid.append((r["f1_20ms"], setting, r["f1_50ms"], r["word_ratio"]))
+grid.sort(key=lambda g: -g[0])
+print(f"{len(grid)} settings (threshold, min_word_frames, silence) on validation, best first:")
+for f1, setting, f1_50, ratio in grid[:8]:
+    print(f"  {setting}: F1 20 ms {f1:.2f}, 50 ms {f1_50:.2f}, words per word {ratio:.3f}")
+print(f"  configured {configured}: F1 20 ms {next(g[0] for g in grid if g[1] == configured):.2f}")
+for name, setting in {"configured": configured, "validation-best": grid[0][1]}.items():
+    r = score("test", *setting)
+    print(f"test, {name} {setting}: P / R / F1 at 20 ms {r['precision_20ms']:.1f} / {r['recall_20ms']:.1f} / "
+          f"{r['f1_20ms']:.1f}, F1 at 50 ms {r['f1_50ms']:.1f}, words per word {r['word_ratio']:.3f}")
+
+# Which reference word starts have no predicted boundary near them: after a pause (> 30 ms of silence before the
+# word), joined to the word before with no pause, or a passage's first word. Configured settings.
+from speechbert.segmentation_speechbert import boundaries  # noqa: E402
+from sqa_train.data import segment_times  # noqa: E402
+
+for split, source in itertools.product(("validation", "test"), ("segmenter", "asr")):
+    counts = {"pause": [0, 0, 0], "joined": [0, 0, 0], "first": [0, 0, 0]}  # starts, within 20 ms, none within 100 ms
+    for row in splits[split]:
+        reference = np.asarray(segment_times(row, "ref"), np.float64)
+        segments = (segment_times(row, "asr").tolist() if source == "asr" else decode_segments(
+            logits[split][row["paragraph_id"]], config.hop_ms / 1000, config.window_ms / 1000, *configured[:2]))
+        predicted = boundaries(segments)
+        for i, (start, _) in enumerate(reference):
+            kind = "first" if i == 0 else ("pause" if start - reference[i - 1][1] > 0.03 else "joined")
+            distance = np.min(np.abs(predicted - start)) if len(predicted) else np.inf
+            counts[kind][0] += 1
+            counts[kind][1] += distance <= 0.02 + 1e-9
+            counts[kind][2] += distance > 0.1
+    print(f"{split}, {source}, word starts: " + "; ".join(
+        f"{kind} {n} ({100 * n / sum(c[0] for c in counts.values()):.1f}%): {100 * near / n:.1f}% with a boundary "
+        f"within 20 ms, {100 * far / n:.1f}% with none within 100 ms" for kind, (n, near, far) in counts.items()))
