@@ -19,6 +19,7 @@ copy() {  # copy SOURCE_DIR DEST_DIR FILE...: the files that exist; say which pa
 }
 copy "$BENCH/step1" "$here/step1" codes.json stage1/settings.json
 copy "$BENCH/step1_pitch" "$here/step1_pitch" codes.json stage1/settings.json
+copy "$BENCH/step1_espeak" "$here/step1_espeak" codes.json codes_espeak.json stage1/settings.json
 copy "$BENCH/sqa/cascade" "$here/cascade" settings.json
 copy "$BENCH/sqa/text" "$here/text" settings.json
 copy "$BENCH/oracle" "$here/oracle" metrics.json results.md
