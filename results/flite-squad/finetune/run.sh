@@ -46,6 +46,9 @@ declare -A MODEL=(
   # ... and with its soft word embedding over the first pieces of the train words only (9,795 of 30,522 pieces,
   # which held 78% of the weight on validation): no training.
   [eval_2ep_pieces_train]=outputs/finetune/graft_v2x256_soft_frozen_2ep/speechbert
+  # The benchmark's own graft (`make benchmark`, 2026-12-05: step1_espeak under the whole-split oracle), no QA
+  # training on audio: what the whole train split gives before the benchmark's fine-tune.
+  [zeroshot_bench_graft]=outputs/benchmark/graft
 )
 declare -A ARGS=(
   [cos_soft_frozen]="--config_overrides audio_code_mode=soft_word_embedding --freeze_audio_encoder"
