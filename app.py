@@ -98,6 +98,11 @@ class Demo:
 
 
 def build(demo: Demo) -> gr.Blocks:
+    # The example WAVs are written by the app itself: serve them as static files, so Gradio neither copies them nor
+    # refuses them when `outputs/` is a symlink or a mount outside the working directory (InvalidPathError), and the
+    # path the "Answer" click gets back is the one `Demo.example` returned (its words and times are known).
+    EXAMPLE_DIR.mkdir(parents=True, exist_ok=True)
+    gr.set_static_paths([EXAMPLE_DIR])
     with gr.Blocks(title="SpeechBERT: spoken question answering") as page:
         gr.Markdown("# SpeechBERT: spoken question answering\nAsk about a spoken passage; the answer is a span of "
                     "the audio. (Chuang et al., Interspeech 2020, arXiv:1910.11559)")

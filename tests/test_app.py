@@ -140,3 +140,33 @@ def test_browser_shows_the_answer(demo):
     finally:
         driver.quit()
         page.close()
+
+
+@pytest.mark.slow
+def test_examples_are_served_from_an_outputs_folder_outside_the_working_directory(demo, tmp_path, monkeypatch):
+    """`outputs/` as a symlink to another disk: Gradio must serve the example WAV, not refuse it (InvalidPathError)."""
+    import tempfile
+
+    gradio_client = pytest.importorskip("gradio_client")
+    import app
+
+    work, elsewhere, temp = tmp_path / "work", tmp_path / "elsewhere", tmp_path / "temp"
+    for folder in (work, elsewhere, temp):
+        folder.mkdir()
+    (work / "outputs").symlink_to(elsewhere, target_is_directory=True)
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # neither the working nor the temp folder holds the WAV
+    monkeypatch.setattr(app, "EXAMPLE_DIR", work / "outputs" / "cache" / "app_examples")
+    page = app.build(demo)
+    port = free_port()
+    page.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
+        audio, question = client.predict("Civil disobedience", api_name="/example")
+        assert question == demo.example("Civil disobedience")[1]
+        assert audio["path"] == str(app.EXAMPLE_DIR / "Civil_disobedience-0.wav")
+        answer, span, _, _ = client.predict(audio, question, api_name="/answer")
+        # The path came back unchanged, so the answer used the corpus' words and times, as a direct call does.
+        assert answer == demo.answer(*demo.example("Civil disobedience"))[0] and " s - " in span
+    finally:
+        page.close()
