@@ -60,6 +60,7 @@ from sqa_train.models import check_model_reference, config_overrides, default_te
 from sqa_train.stages import (auto_resume, check_stage_settings, checkpoint_identity, mark_done, record_settings,
                               resume_checkpoint, stage_args)
 from sqa_train.evaluation import load_metric, markdown_table, plot_buckets, score, voice_table, write_json
+from sqa_train.logits_cache import load_logits, logits_key, logits_path, save_logits
 from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_word_scores, text_word_scores
 from sqa_train.quantization import quantize_int8
 
@@ -478,11 +479,25 @@ def run_system(system, model, collator, items, scores, saved_with_model, eval_se
         mark_done(folder, training_args.process_index)
     if after_training is not None:
         after_training(trainer)
+    # The logits of a model saved in this system's folder (finished now or before) are kept there per split
+    # (sqa_train.logits_cache) and reused by a rerun made from the same weights, items and code.
+    saved_model = done or (trainer.args.output_dir if training_args.do_train else None)
     found = {}
     if training_args.do_eval:
         for split, rows in eval_sets.items():
             eval_items = items(rows, False, split)
-            start, end = predict_logits(trainer, eval_items, collator)
+            stored, key = None, None
+            if saved_model:
+                key = logits_key(saved_model, eval_items, rows, {"system": system, "quantize": quantize, **settings})
+                stored = load_logits(logits_path(trainer.args.output_dir, split), key)
+            if stored is not None:
+                logger.info("%s: %s logits reused from %s", system, split,
+                            logits_path(trainer.args.output_dir, split))
+                start, end = stored
+            else:
+                start, end = predict_logits(trainer, eval_items, collator)
+                if key is not None and training_args.process_index == 0:
+                    save_logits(logits_path(trainer.args.output_dir, split), key, start, end)
             found[split] = scores(eval_items, start, end, rows, split)
     return found
 

@@ -255,6 +255,47 @@ def test_sqa_resumes_from_its_last_checkpoint(tmp_path, tiny_corpus, tiny_text_b
 
 
 @pytest.mark.slow
+def test_an_evaluation_rerun_reuses_the_logits_of_the_same_model_and_data_only(tmp_path, tiny_corpus, tiny_text_bert,
+                                                                              monkeypatch):
+    import run_sqa
+
+    args = common_args(tmp_path / "sqa", tiny_corpus, tmp_path / "audio") + [
+        "--text_model_name_or_path", str(tiny_text_bert), "--do_train", "--do_eval", "--systems", "speechbert",
+        "cascade", "--max_steps", "1", "--save_strategy", "no", "--max_length", "64", "--stride", "8",
+        "--resume_from_checkpoint", "true"]
+    run_sqa.main(args)
+    first = json.loads((tmp_path / "sqa" / "metrics.json").read_text())
+    for system in ("speechbert", "cascade"):
+        assert {p.name for p in (tmp_path / "sqa" / system / "eval_logits").iterdir()} == {"validation.npz",
+                                                                                            "test.npz"}
+    predicted = []
+    original = run_sqa.predict_logits
+    monkeypatch.setattr(run_sqa, "predict_logits", lambda *a: predicted.append(1) or original(*a))
+    run_sqa.main(args)  # say after an interruption during the report: nothing is predicted again
+    assert predicted == []
+    assert json.loads((tmp_path / "sqa" / "metrics.json").read_text()) == first
+    # Shorter windows are other items for the cascade (question and words in 48 pieces): its two splits are predicted
+    # again and their files replaced. SpeechBERT's tiny passages fit either length: same items, logits reused.
+    run_sqa.main(args[:-6] + ["--max_length", "48", "--stride", "8", "--resume_from_checkpoint", "true"])
+    assert len(predicted) == 2
+    run_sqa.main(args[:-6] + ["--max_length", "48", "--stride", "8", "--resume_from_checkpoint", "true"])
+    assert len(predicted) == 2
+    # A file cut short by an interruption: predicted again. Weights changed in place: never the old logits.
+    stored = tmp_path / "sqa" / "cascade" / "eval_logits" / "test.npz"
+    stored.write_bytes(stored.read_bytes()[:100])
+    run_sqa.main(args[:-6] + ["--max_length", "48", "--stride", "8", "--resume_from_checkpoint", "true"])
+    assert len(predicted) == 3
+    from safetensors.torch import load_file, save_file
+
+    weights_file = tmp_path / "sqa" / "cascade" / "model.safetensors"
+    weights = load_file(weights_file)
+    weights["qa_outputs.bias"] = weights["qa_outputs.bias"] + 1
+    save_file(weights, weights_file, metadata={"format": "pt"})
+    run_sqa.main(args[:-6] + ["--max_length", "48", "--stride", "8", "--resume_from_checkpoint", "true"])
+    assert len(predicted) == 5
+
+
+@pytest.mark.slow
 def test_two_process_gloo_run(tmp_path, tiny_corpus, tiny_text_bert):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
