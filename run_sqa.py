@@ -17,7 +17,10 @@ Systems:
   the weight chosen on validation F1.
 
 Writes OUTPUT_DIR/{metrics.json, results.md, wer_buckets_SPLIT.png, predictions_SPLIT.json} and each trained model
-under OUTPUT_DIR/SYSTEM (the SpeechBERT one with its processor and Hub code, loadable with trust_remote_code).
+under OUTPUT_DIR/SYSTEM (the SpeechBERT one with its processor and Hub code, loadable with trust_remote_code), with
+its evaluation logits per split in OUTPUT_DIR/SYSTEM/eval_logits/ (sqa_train/logits_cache.py): a rerun with
+--resume_from_checkpoint true evaluates a finished system from them when its weights, windows, rows and model code
+are unchanged, and predicts again otherwise.
 `--push_to_hub --hub_model_id ORG/NAME` then releases the SpeechBERT with its model card (sqa_train/release.py).
 """
 
