@@ -30,8 +30,18 @@ if [ -f "$BENCH/sqa/metrics.json" ] && [ -f "$BENCH/sqa/speechbert/codes.json" ]
   cp "$BENCH/sqa/speechbert/codes.json" results/flite-squad/codes.json
   echo "copied: $BENCH/sqa/speechbert/codes.json -> results/flite-squad/codes.json"
 fi
-# LOG=outputs/logs/benchmark.log: the run's log without progress bars, as train.log.
-if [ -n "${LOG:-}" ] && [ -f "$LOG" ]; then
-  tr '\r' '\n' < "$LOG" | grep -v -E '(it/s|s/it)\]' | grep -v '^ *$' > "$here/train.log"
-  echo "copied: $LOG -> $here/train.log (progress bars dropped)"
+# LOG=outputs/logs/benchmark.log: the run's log without progress bars, as train.log. LOG may name several logs
+# (space-separated, in the order they ran: parts started by hand beside make), concatenated.
+if [ -n "${LOG:-}" ]; then
+  : > "$here/train.log.new"
+  for log in $LOG; do
+    if [ -f "$log" ]; then
+      echo "===== $log" >> "$here/train.log.new"
+      tr '\r' '\n' < "$log" | grep -v -E '(it/s|s/it)\]' | grep -v '^ *$' >> "$here/train.log.new" || true
+      echo "copied: $log -> $here/train.log (progress bars dropped)"
+    else
+      echo "no such log: $log"
+    fi
+  done
+  mv "$here/train.log.new" "$here/train.log"
 fi

@@ -12,7 +12,9 @@ TRAIN="--report_to none --save_strategy steps --save_steps ${SAVE_STEPS:-200} --
 # with that encoder, reading its codes soft (audio_code_mode=soft_word_embedding) or direct; graftcas_<encoder>_<mode>
 # the same under the oracle that started from the cascade's QA BERT (../oracle/, RUNS=asr:first_piece:cascade).
 declare -A QA=([graft]=outputs/oracle/asr_first_piece/oracle
-  [graftcas]=outputs/oracle/asr_first_piece_from_cascade/oracle)
+  [graftcas]=outputs/oracle/asr_first_piece_from_cascade/oracle
+  # bench_<encoder>_<mode>: under the benchmark's own oracle (`make benchmark`, whole train split).
+  [bench]=outputs/benchmark/oracle/oracle)
 declare -A ENCODER=([cos]=outputs/step1/cos_t005_norm1 [v128]=outputs/step1/cos_neg2048_voices
   [v2x256]=outputs/step1/cos_neg2048_voices_2x256
   # Voice robustness (issue 11, section 4): the 1 x 128 encoder that never heard slt (voices + pitch copies).
@@ -20,7 +22,9 @@ declare -A ENCODER=([cos]=outputs/step1/cos_t005_norm1 [v128]=outputs/step1/cos_
   # ... and the 2 x 256 one (voices + pitch copies, slt left out), fine-tuned without slt's train passages too.
   [p2x256noslt]=outputs/step1/cos_neg2048_voices_2x256_pitch_no_slt
   # The 2 x 256 encoder after one more epoch of step 1 with pitch-shifted copies (../step1/, a longer step 1).
-  [v2x256pc]=outputs/step1/cos_neg2048_voices_2x256_pitch_cont)
+  [v2x256pc]=outputs/step1/cos_neg2048_voices_2x256_pitch_cont
+  # The benchmark's step 1 (`make benchmark`: + pitch epoch + espeak-ng epoch), the encoder its graft reads.
+  [espeak]=outputs/benchmark/step1_espeak)
 COS=${ENCODER[cos]}
 declare -A MODEL=(
   [cos_soft_frozen]=$COS [cos_direct_frozen]=$COS [cos_direct]=$COS
@@ -49,6 +53,9 @@ declare -A MODEL=(
   # The benchmark's own graft (`make benchmark`, 2026-12-05: step1_espeak under the whole-split oracle), no QA
   # training on audio: what the whole train split gives before the benchmark's fine-tune.
   [zeroshot_bench_graft]=outputs/benchmark/graft
+  # The benchmark's graft reading its codes directly (no soft word embedding, 44 ms less per no-ASR question):
+  # zero-shot, then fine-tuned exactly as the benchmark's SpeechBERT (2 epochs, encoder frozen), to set beside it.
+  [zeroshot_bench_espeak_direct]=bench_espeak_direct [bench_espeak_direct_frozen]=bench_espeak_direct
 )
 declare -A ARGS=(
   [cos_soft_frozen]="--config_overrides audio_code_mode=soft_word_embedding --freeze_audio_encoder"
@@ -56,7 +63,7 @@ declare -A ARGS=(
   [graft_soft_frozen]="--freeze_audio_encoder" [graft_direct_frozen]="--freeze_audio_encoder"
   [graft_v128_soft_frozen]="--freeze_audio_encoder" [graft_v2x256_soft_frozen]="--freeze_audio_encoder"
   [graft_v2x256pc_soft_frozen]="--freeze_audio_encoder" [graftcas_v2x256_soft_frozen]="--freeze_audio_encoder"
-  [graftcas_v2x256pc_soft_frozen]="--freeze_audio_encoder"
+  [graftcas_v2x256pc_soft_frozen]="--freeze_audio_encoder" [bench_espeak_direct_frozen]="--freeze_audio_encoder"
   [graft_p2x256noslt_soft_frozen]="--freeze_audio_encoder --exclude_train_voices slt"
   [eval_2ep_t003]="--freeze_audio_encoder --config_overrides alignment_temperature=0.03"
   [eval_2ep_t01]="--freeze_audio_encoder --config_overrides alignment_temperature=0.1"
@@ -74,7 +81,7 @@ for name in ${RUNS:-cos_soft_frozen}; do
   out=outputs/finetune/$name
   test -f "$out/metrics.json" && continue
   model=${MODEL[$name]}
-  if [[ $model == graft_* || $model == graftcas_* ]]; then
+  if [[ $model == graft_* || $model == graftcas_* || $model == bench_* ]]; then
     IFS=_ read -r qa encoder mode <<< "$model"
     model=outputs/finetune/$model
     if [ ! -f "$model/config.json" ]; then
