@@ -69,15 +69,19 @@ def _cell(value):
 
 
 def markdown_table(metrics: dict[str, dict], split: str) -> str:
-    """One row per system: EM / F1 / AOS overall, F1 and AOS per WER bucket, and on answers with ASR errors."""
+    """One row per system: EM / F1 / AOS overall, F1 and AOS per WER bucket, and on answers with ASR errors. A bucket
+    with no question (and the ASR-error column when no answer has one) is left out, named under the table: a split
+    without audio (Spoken SQuAD's transcripts) has neither, and neither time-based score (AOS, FF1, shown "-")."""
     systems = [s for s in SYSTEM_ORDER if s in metrics]
     if not systems:
         return ""
-    buckets = list(metrics[systems[0]]["wer_buckets"])
     counts = metrics[systems[0]]["wer_buckets"]
+    buckets = [b for b in counts if counts[b]["count"]]
+    errors = metrics[systems[0]]["answers_with_asr_errors"]["count"]
     header = ["system", "EM", "F1", "AOS", "FF1"]
     header += [f"F1 / AOS, WER {b} (n={counts[b]['count']})" for b in buckets]
-    header += [f"F1 / AOS, answers with ASR errors (n={metrics[systems[0]]['answers_with_asr_errors']['count']})"]
+    if errors:
+        header += [f"F1 / AOS, answers with ASR errors (n={errors})"]
     lines = [f"**{split}** ({metrics[systems[0]]['overall']['count']} questions)", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for system in systems:
@@ -85,9 +89,13 @@ def markdown_table(metrics: dict[str, dict], split: str) -> str:
         o = m["overall"]
         cells = [SYSTEM_NAMES[system], _cell(o["exact_match"]), _cell(o["f1"]), _cell(o["aos"]), _cell(o["frame_f1"])]
         cells += [f"{_cell(m['wer_buckets'][b]['f1'])} / {_cell(m['wer_buckets'][b]['aos'])}" for b in buckets]
-        e = m["answers_with_asr_errors"]
-        cells.append(f"{_cell(e['f1'])} / {_cell(e['aos'])}")
+        if errors:
+            e = m["answers_with_asr_errors"]
+            cells.append(f"{_cell(e['f1'])} / {_cell(e['aos'])}")
         lines.append("| " + " | ".join(cells) + " |")
+    empty = [f"WER {b}" for b in counts if not counts[b]["count"]] + ([] if errors else ["answers with ASR errors"])
+    if empty:
+        lines += ["", f"No questions in: {', '.join(empty)} (columns left out)."]
     return "\n".join(lines)
 
 

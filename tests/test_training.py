@@ -334,7 +334,12 @@ def test_cascade_on_real_spoken_squad_transcripts(tmp_path, tiny_corpus, tiny_te
     text_only = metrics["spoken_squad_text"]["cascade"]
     assert text_only["overall"]["count"] == 2 and text_only["overall"]["aos"] is None
     assert 0 <= text_only["overall"]["f1"] <= 100
-    assert "**spoken_squad_text** (2 questions)" in (tmp_path / "sqa" / "results.md").read_text()
+    report = (tmp_path / "sqa" / "results.md").read_text()
+    assert "**spoken_squad_text** (2 questions)" in report
+    # No audio, so no WER buckets and no answers with ASR errors: those columns are left out, and said so.
+    table = report[report.index("**spoken_squad_text**"):].split("\n\n")[1]
+    assert "WER" not in table and "ASR errors" not in table
+    assert "No questions in: WER [0%, 10%)" in report and "answers with ASR errors (columns left out)" in report
 
 
 @pytest.mark.slow
