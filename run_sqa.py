@@ -175,7 +175,8 @@ class DataTrainingArguments:
         default_factory=list, metadata={"help": "flite voices whose train passages are left out of fine-tuning (the "
                                                 "voice-robustness run); evaluation keeps every voice"})
     spoken_squad_text_json: str | None = field(
-        default=None, metadata={"help": "also evaluate the cascade on these real Spoken SQuAD transcripts (text only)"})
+        default=None, metadata={"help": "also evaluate the cascade on these real Spoken SQuAD transcripts (text only), "
+                                        "on the articles outside the dataset's train and validation splits"})
 
     def __post_init__(self):
         self.systems = _items(self.systems)
@@ -255,6 +256,22 @@ def load_splits(data_args):
         logger.info("left out voices %s from training", sorted(set(data_args.exclude_train_voices)))
     logger.info("questions per split: %s", {k: len(v) for k, v in splits.items()})
     return splits
+
+
+def held_out_articles(records, seen, source):
+    """The Spoken SQuAD transcripts of articles neither trained nor tuned on: Spoken SQuAD's test set is SQuAD's dev
+    set, the same articles this project's corpora split into train / validation / test, so its paragraphs of train
+    and validation articles (`seen`, titles) are left out, and how many is logged."""
+    kept = [r for r in records if r["title"] not in seen]
+    questions = sum(len(r["qas"]) for r in records)
+    kept_questions = sum(len(r["qas"]) for r in kept)
+    if not kept:
+        raise SystemExit(f"--spoken_squad_text_json {source}: every article of it is in the dataset's train or "
+                         f"validation split ({len({r['title'] for r in records})} articles), so none is held out")
+    logger.info("spoken_squad_text: %d of %d questions (%d of %d articles) from articles outside the train and "
+                "validation splits", kept_questions, questions, len({r["title"] for r in kept}),
+                len({r["title"] for r in records}))
+    return kept
 
 
 def is_speechbert_checkpoint(path) -> bool:
@@ -639,7 +656,11 @@ def main(argv=None):
         from sqa_data.dataset import to_dataset_dict
         from sqa_data.loaders import spoken_squad_text_records
 
-        rows = to_dataset_dict({"test": spoken_squad_text_records(data_args.spoken_squad_text_json)})["test"]
+        corpus = load_corpus(data_args.dataset)  # every train and validation title, whatever --max_*_samples keep
+        seen = {title for split in ("train", "validation") if split in corpus for title in corpus[split]["title"]}
+        records = held_out_articles(spoken_squad_text_records(data_args.spoken_squad_text_json), seen,
+                                    data_args.spoken_squad_text_json)
+        rows = to_dataset_dict({"test": records})["test"]
         limit = min(data_args.max_eval_samples or len(rows), len(rows))
         splits["spoken_squad_text"] = [rows[i] for i in range(limit)]
     tokenizer = AutoTokenizer.from_pretrained(model_args.text_model_name_or_path)

@@ -322,10 +322,16 @@ def test_cascade_on_real_spoken_squad_transcripts(tmp_path, tiny_corpus, tiny_te
     import run_sqa
 
     transcript = "the normans gave their name to normandy a region in france"
-    squad = {"version": "1.1", "data": [{"title": "Normans", "paragraphs": [{"context": transcript, "qas": [
+    qas = [
         {"id": "s1", "question": "Who gave their name?", "answers": [{"text": "the normans", "answer_start": 0}]},
         {"id": "s2", "question": "Where?", "answers": [{"text": "france", "answer_start": transcript.index("france")}]},
-    ]}]}]}
+    ]
+    # Spoken SQuAD's articles are this project's: those of the train and validation splits (the tiny corpus titles its
+    # articles by split) are left out, or a cascade would be scored on passages it was trained on.
+    squad = {"version": "1.1", "data": [
+        {"title": title, "paragraphs": [{"context": transcript,
+                                         "qas": [dict(qa, id=f"{title}-{qa['id']}") for qa in qas]}]}
+        for title in ("Normans", "train", "validation")]}
     (tmp_path / "spoken_test.json").write_text(json.dumps(squad))
     run_sqa.main(common_args(tmp_path / "sqa", tiny_corpus, tmp_path / "audio") + [
         "--text_model_name_or_path", str(tiny_text_bert), "--systems", "cascade", "--do_eval", "--max_length", "64",
@@ -333,6 +339,15 @@ def test_cascade_on_real_spoken_squad_transcripts(tmp_path, tiny_corpus, tiny_te
     metrics = json.loads((tmp_path / "sqa" / "metrics.json").read_text())
     text_only = metrics["spoken_squad_text"]["cascade"]
     assert text_only["overall"]["count"] == 2 and text_only["overall"]["aos"] is None
+    predicted = json.loads((tmp_path / "sqa" / "predictions_spoken_squad_text.json").read_text())["cascade"]
+    assert sorted(predicted) == ["Normans-s1", "Normans-s2"]
+    squad["data"] = squad["data"][1:]  # nothing held out: refused before any model is loaded
+    (tmp_path / "seen.json").write_text(json.dumps(squad))
+    with pytest.raises(SystemExit, match="every article of it is in the dataset's train or validation split"):
+        run_sqa.main(common_args(tmp_path / "sqa2", tiny_corpus, tmp_path / "audio") + [
+            "--text_model_name_or_path", str(tiny_text_bert), "--systems", "cascade", "--do_eval",
+            "--spoken_squad_text_json", str(tmp_path / "seen.json")])
+    assert not (tmp_path / "sqa2" / "cascade").exists()
     assert 0 <= text_only["overall"]["f1"] <= 100
     report = (tmp_path / "sqa" / "results.md").read_text()
     assert "**spoken_squad_text** (2 questions)" in report
