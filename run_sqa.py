@@ -63,7 +63,7 @@ from sqa_train.models import check_model_reference, config_overrides, default_te
 from sqa_train.stages import (auto_resume, check_stage_settings, checkpoint_identity, mark_done, record_settings,
                               resume_checkpoint, stage_args)
 from sqa_train.evaluation import load_metric, markdown_table, plot_buckets, score, voice_table, write_json
-from sqa_train.logits_cache import load_logits, logits_key, logits_path, save_logits
+from sqa_train.logits_cache import load_logits, logits_key, logits_path, model_identity, save_logits
 from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_word_scores, text_word_scores
 from sqa_train.quantization import quantize_int8
 
@@ -243,8 +243,7 @@ def system_training_args(training_args, data_args, system):
 
 
 # --------------------------------------------------------------------------------------------------- steps
-def load_splits(data_args):
-    corpus = load_corpus(data_args.dataset)
+def load_splits(data_args, corpus):
     splits = {}
     for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples),
                          ("test", data_args.max_eval_samples)):
@@ -504,20 +503,22 @@ def run_system(system, model, collator, items, scores, saved_with_model, eval_se
     saved_model = done or (trainer.args.output_dir if training_args.do_train else None)
     found = {}
     if training_args.do_eval:
+        # The model's part of the key (its weights' sha1, files and code) once for every split.
+        identity = model_identity(saved_model, {"system": system, "quantize": quantize, **settings}) \
+            if saved_model else None
         for split, rows in eval_sets.items():
             eval_items = items(rows, False, split)
-            stored, key = None, None
-            if saved_model:
-                key = logits_key(saved_model, eval_items, rows, {"system": system, "quantize": quantize, **settings})
-                stored = load_logits(logits_path(trainer.args.output_dir, split), key)
+            path, stored, key = logits_path(trainer.args.output_dir, split), None, None
+            if identity is not None:
+                key = logits_key(identity, eval_items, rows)
+                stored = load_logits(path, key)
             if stored is not None:
-                logger.info("%s: %s logits reused from %s", system, split,
-                            logits_path(trainer.args.output_dir, split))
+                logger.info("%s: %s logits reused from %s", system, split, path)
                 start, end = stored
             else:
                 start, end = predict_logits(trainer, eval_items, collator)
                 if key is not None and training_args.process_index == 0:
-                    save_logits(logits_path(trainer.args.output_dir, split), key, start, end)
+                    save_logits(path, key, start, end)
             found[split] = scores(eval_items, start, end, rows, split)
     return found
 
@@ -649,14 +650,15 @@ def main(argv=None):
     set_seed(training_args.seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    splits = load_splits(data_args)
+    corpus = load_corpus(data_args.dataset)
+    splits = load_splits(data_args, corpus)
     if training_args.do_train and not splits.get("train"):
         raise SystemExit(f"--do_train: dataset {data_args.dataset!r} has no train split")
     if data_args.spoken_squad_text_json:
         from sqa_data.dataset import to_dataset_dict
         from sqa_data.loaders import spoken_squad_text_records
 
-        corpus = load_corpus(data_args.dataset)  # every train and validation title, whatever --max_*_samples keep
+        # Every train and validation title of the corpus, whatever --max_*_samples keep of its rows.
         seen = {title for split in ("train", "validation") if split in corpus for title in corpus[split]["title"]}
         records = held_out_articles(spoken_squad_text_records(data_args.spoken_squad_text_json), seen,
                                     data_args.spoken_squad_text_json)

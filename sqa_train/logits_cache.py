@@ -38,16 +38,21 @@ def _sha1_of_files(files) -> dict:
     return {Path(f).name: hashlib.sha1(Path(f).read_bytes()).hexdigest() for f in files}
 
 
-def logits_key(model_folder, items, rows, extra=None) -> dict:
-    """What the logits of `items` (built from `rows`) depend on, for the model saved in `model_folder`."""
+def model_identity(model_folder, extra=None) -> dict:
+    """The model's part of a key, the same for every split: the model saved in `model_folder` (weights, JSON files),
+    the model code, the versions, and the system's own settings (`extra`)."""
     import torch
     import transformers
 
     folder = Path(model_folder)
     return {"weights": checkpoint_identity(folder), "model_files": _sha1_of_files(sorted(folder.glob("*.json"))),
-            "items_sha1": _sha1_of_objects(items), "rows_sha1": _sha1_of_objects(rows),
             "model_code": _sha1_of_files(MODEL_CODE), "torch": torch.__version__,
             "transformers": transformers.__version__, "extra": extra or {}}
+
+
+def logits_key(identity, items, rows) -> dict:
+    """What the logits of `items` (built from `rows`) depend on, for the model of `identity` (`model_identity`)."""
+    return {**identity, "items_sha1": _sha1_of_objects(items), "rows_sha1": _sha1_of_objects(rows)}
 
 
 def logits_path(system_folder, split) -> Path:
