@@ -647,6 +647,9 @@ def main(argv=None):
             raise SystemExit("--quantize int8 is for evaluation: drop --do_train (fine-tune first, then evaluate)")
         if training_args.use_cpu is False and torch.cuda.is_available():
             raise SystemExit("--quantize int8 runs on CPU: add --use_cpu")
+        if training_args.bf16 or training_args.fp16:
+            raise SystemExit(f"--quantize int8 and --{'bf16' if training_args.bf16 else 'fp16'}: the int8 layers take "
+                             "float32 inputs and autocast would hand them half precision; choose one of the two")
     set_seed(training_args.seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 

@@ -382,6 +382,9 @@ def test_sqa_evaluates_int8_quantized_models(tmp_path, tiny_corpus, tiny_text_be
         run_sqa.main(args + ["--do_train"])
     with pytest.raises(ValueError, match="--quantize 'int4'"):
         run_sqa.main([a if a != "int8" else "int4" for a in args])
+    # bf16 autocast would feed the int8 layers bfloat16, which they refuse (RuntimeError mid-evaluation): refused first
+    with pytest.raises(SystemExit, match="--quantize int8 and --bf16"):
+        run_sqa.main(args + ["--bf16", "--use_cpu"])
 
 
 @pytest.mark.slow
