@@ -24,8 +24,10 @@ evaluates; the convolutional segmenter and the soft word embedding have no such 
 combination takes one precision for all its parts. Which is fastest depends on the CPU (bf16 is emulated without
 AVX-512 BF16 or AMX), so the section names the CPU's instruction sets.
 
-Their sums estimate every combination; the table's first row is the benchmark's recipe, whose real pipeline call
-`bench_segmenter.py` times, so the two can be compared. The figures say which parts must shrink to meet the budget.
+Their sums estimate every combination; the sums table starts each precision with the benchmark's recipe. Real
+pipeline calls with given segments (the recipe's encoder and BERT, codes fed directly and as soft word embeddings over
+the train pieces) are timed beside the sum of their parts, so the sums can be checked; `bench_segmenter.py` times the
+whole call with a trained checkpoint. The figures say which parts must shrink, or which precision, to meet the budget.
 """
 
 import argparse
