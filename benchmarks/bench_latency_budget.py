@@ -52,6 +52,16 @@ QUESTION_PIECES = 10
 PRECISIONS = ("float32", "int8", "bf16")
 
 
+def tag(precision):
+    """What a part's name carries for its precision: nothing for float32, else " (int8)" or " (bf16)"."""
+    return "" if precision == "float32" else f" ({precision})"
+
+
+def soft_precision(precision):
+    """The soft word embedding has no dynamic int8 form: with int8 weights it runs in float32."""
+    return "float32" if precision == "int8" else precision
+
+
 def median_no_grad(function, repeats, precision="float32"):
     """`median_seconds` of `function` run without autograd, as inference runs; under CPU bf16 autocast for "bf16"."""
     def call():
@@ -146,20 +156,6 @@ def time_pipeline(seconds, segments, repeats, tiny=True, precision="float32", so
     return median_seconds(call, repeats)
 
 
-def cpu_name():
-    """The CPU's model name and the instruction sets that decide int8 and bf16 speed."""
-    import platform
-
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
-    sets = [name for name in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if name in flags]
-    return f"{model} ({', '.join(sets) or 'none of AVX2, AVX-512, AMX'})"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -204,21 +200,20 @@ def main(argv=None):
     parts["soft word embedding"] = {}
     parts["BERT"] = {}
     for precision in PRECISIONS:
-        tag = "" if precision == "float32" else f" ({precision})"
         for h, n in segmenters:
-            parts["word segmenter"][f"{h} channels x {n} layers{tag}"] = time_segmenter(frames, h, n, args.repeats,
-                                                                                        precision)
+            parts["word segmenter"][f"{h} channels x {n} layers{tag(precision)}"] = time_segmenter(
+                frames, h, n, args.repeats, precision)
         for n, h in encoders:
-            parts["audio encoder"][f"{n} x biGRU-{h}{tag}"] = time_encoder(features, lengths, n, h, args.repeats,
-                                                                           precision)
-        soft = "float32" if precision == "int8" else precision  # no int8 form: int8 runs it in float32
-        soft_tag = "" if soft == "float32" else f" ({soft})"
-        parts["soft word embedding"][f"whole vocabulary ({model.config.vocab_size}){soft_tag}"] = \
-            time_soft_embedding(model, codes, None, args.repeats, soft)
-        parts["soft word embedding"][f"train pieces ({TRAIN_PIECES}){soft_tag}"] = \
-            time_soft_embedding(model, codes, pieces, args.repeats, soft)
+            parts["audio encoder"][f"{n} x biGRU-{h}{tag(precision)}"] = time_encoder(
+                features, lengths, n, h, args.repeats, precision)
+        soft = soft_precision(precision)
+        if precision == soft:  # int8 would time the float32 rows again
+            parts["soft word embedding"][f"whole vocabulary ({model.config.vocab_size}){tag(soft)}"] = \
+                time_soft_embedding(model, codes, None, args.repeats, soft)
+            parts["soft word embedding"][f"train pieces ({TRAIN_PIECES}){tag(soft)}"] = \
+                time_soft_embedding(model, codes, pieces, args.repeats, soft)
         for n in depths:
-            parts["BERT"][f"{n} layers x 384{tag}"] = time_bert(model, tokens, n, args.repeats, precision)
+            parts["BERT"][f"{n} layers x 384{tag(precision)}"] = time_bert(model, tokens, n, args.repeats, precision)
     parts["soft word embedding"]["none (codes fed directly)"] = 0.0
 
     # The check that the parts add up: real pipeline calls with given segments and the recipe's encoder and BERT,
@@ -226,15 +221,14 @@ def main(argv=None):
     # plus its segmenter).
     checks = []
     for precision in PRECISIONS:
-        tag = "" if precision == "float32" else f" ({precision})"
-        soft_tag = "" if precision != "bf16" else tag
-        model_parts = (overhead + parts["audio encoder"][f"{encoders[0][0]} x biGRU-{encoders[0][1]}{tag}"]
-                       + parts["BERT"][f"{depths[0]} layers x 384{tag}"])
+        model_parts = (overhead + parts["audio encoder"][f"{encoders[0][0]} x biGRU-{encoders[0][1]}{tag(precision)}"]
+                       + parts["BERT"][f"{depths[0]} layers x 384{tag(precision)}"])
         direct_call = time_pipeline(args.seconds, segments, args.repeats, tiny=False, precision=precision)
         soft_call = time_pipeline(args.seconds, segments, args.repeats, tiny=False, precision=precision,
                                   soft_pieces=pieces)
-        soft_part = parts["soft word embedding"][f"train pieces ({TRAIN_PIECES}){soft_tag}"]
-        segmenter_part = parts["word segmenter"][f"{segmenters[0][0]} channels x {segmenters[0][1]} layers{tag}"]
+        soft_part = parts["soft word embedding"][f"train pieces ({TRAIN_PIECES}){tag(soft_precision(precision))}"]
+        segmenter_part = parts["word segmenter"][
+            f"{segmenters[0][0]} channels x {segmenters[0][1]} layers{tag(precision)}"]
         checks.append(f"{precision}: codes fed directly {1000 * direct_call:.0f} ms for the call against "
                       f"{1000 * model_parts:.0f} ms for its parts, soft word embedding {1000 * soft_call:.0f} "
                       f"against {1000 * (model_parts + soft_part):.0f} ms; with the recipe's segmenter "
@@ -248,9 +242,6 @@ def main(argv=None):
     def precision_of(name):
         return next((p for p in PRECISIONS[1:] if name.endswith(f" ({p})")), "float32")
 
-    def soft_precision(precision):
-        return "float32" if precision == "int8" else precision
-
     combos = []  # (seconds, [part names], precision) of every combination whose parts share one precision
     for choice in itertools.product(*(sizes.items() for sizes in parts.values())):
         names = [name for name, _ in choice]
@@ -263,8 +254,8 @@ def main(argv=None):
         """The fastest combination in `precision` with the given segmenter, encoder, soft word embedding (a name's
         start) and BERT depth, each free when None."""
         pool = [c for c in combos if c[2] == precision
-                and (segmenter is None or c[1][1].startswith(segmenter + " (") or c[1][1] == segmenter)
-                and (encoder is None or c[1][2].startswith(encoder + " (") or c[1][2] == encoder)
+                and (segmenter is None or c[1][1] == segmenter + tag(precision))
+                and (encoder is None or c[1][2] == encoder + tag(precision))
                 and (soft is None or c[1][3].startswith(soft))
                 and (depth is None or c[1][4].startswith(f"{depth} layers"))]
         return min(pool, key=lambda c: c[0])
@@ -273,7 +264,7 @@ def main(argv=None):
     recipe_encoder = f"{encoders[0][0]} x biGRU-{encoders[0][1]}"
     summary_rows = []
     for precision in PRECISIONS:
-        label = "" if precision == "float32" else f", {precision}"
+        label = tag(precision).replace(" (", ", ").rstrip(")")
         recipe = find(precision, recipe_segmenter, recipe_encoder, "train pieces", depths[0])
         summary_rows.append([f"the benchmark's recipe{label}", *recipe[1][1:], f"{1000 * recipe[0]:.0f}"])
         same = find(precision, recipe_segmenter, recipe_encoder, "none", depths[0])
@@ -295,8 +286,7 @@ def main(argv=None):
         return (f"{precision}: {len(found)} of {totals[precision]} ({soft_fits} with a soft word embedding; BERT at "
                 f"most {deepest} layers)")
 
-    body = (f"CPU: {cpu_name()}.\n\n"
-            f"One question about a {args.seconds:.0f} s passage without ASR, part by part: {num_frames} frames, "
+    body = (f"One question about a {args.seconds:.0f} s passage without ASR, part by part: {num_frames} frames, "
             f"{num_segments} word segments, a {tokens}-position window; seeded random weights, one CPU thread, "
             f"medians of {args.repeats} calls; share of a {args.budget_ms:.0f} ms budget. \"int8\": dynamic int8 "
             f"weights (`run_sqa.py --quantize int8`; the segmenter's convolutions and the soft word embedding stay "

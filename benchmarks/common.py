@@ -28,8 +28,9 @@ def median_seconds(function, repeats: int, warmup: int = 1) -> float:
 
 
 def machine() -> str:
-    """The CPU (its model, the vector instructions torch uses, and whether it computes in bf16 natively: CPU bf16
-    autocast is fast with AVX-512 BF16 or AMX and many times slower without), cores, threads, torch and Python."""
+    """The CPU (its model, the vector instructions torch uses, and whether it computes in bf16 and int8 natively: CPU
+    bf16 autocast is fast with AVX-512 BF16 or AMX and many times slower without; dynamic int8 weights need VNNI or
+    AMX to pay), cores, threads, torch and Python."""
     name, flags = None, set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -42,8 +43,10 @@ def machine() -> str:
     cpu = name or platform.processor() or platform.machine()
     capability = torch.backends.cpu.get_cpu_capability()
     native_bf16 = sorted(flags & {"avx512_bf16", "amx_bf16"})
+    native_int8 = sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})  # int8 dot products (dynamic int8 weights)
     if flags:
         capability += f", bf16 {'in hardware (' + ', '.join(native_bf16) + ')' if native_bf16 else 'emulated'}"
+        capability += f", int8 dot products {'in hardware (' + ', '.join(native_int8) + ')' if native_int8 else 'emulated'}"
     device = f"{cpu} ({capability}), {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     if torch.cuda.is_available():
         device = f"{torch.cuda.get_device_name(0)} (+ {device})"
