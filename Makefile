@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := flite espeak-ng sox libsndfile1 pocketsphinx-testdata chromium chromium-driver
 
 .PHONY: setup system-deps quickstart demo benchmark benchmark-l1 bench-dataset bench-step1 bench-cascade bench-text \
-	bench-oracle bench-graft bench-sqa app test clean
+	bench-oracle bench-graft bench-sqa bench-segmenter bench-no-asr app test clean
 
 setup: $(VENV)/.installed
 
@@ -91,7 +91,7 @@ BENCH_JOBS := 2
 BENCH_THREADS := $(shell n=$$(nproc); t=$$((n / $(BENCH_JOBS))); echo $$((t > 0 ? t : 1)))
 BENCH_PY := OMP_NUM_THREADS=$(BENCH_THREADS) $(PY)
 benchmark: setup bench-dataset
-	$(MAKE) --no-print-directory -j $(BENCH_JOBS) bench-sqa
+	$(MAKE) --no-print-directory -j $(BENCH_JOBS) bench-no-asr
 bench-step1:
 	$(BENCH_PY) run_pretraining.py --output_dir $(BENCH)/step1 --dataset $(BENCH)/dataset --stage 1 \
 		--stage1_num_train_epochs $(BENCH_STEP1_EPOCHS) --stage1_extra_records $(BENCH_VOICES) $(BENCH_TRAIN) \
@@ -120,6 +120,24 @@ bench-sqa: bench-graft bench-text
 	$(BENCH_PY) run_sqa.py --output_dir $(BENCH)/sqa --model_name_or_path $(BENCH)/graft --dataset $(BENCH)/dataset \
 		--freeze_audio_encoder --do_train --do_eval --num_train_epochs $(BENCH_EPOCHS) --learning_rate 1e-4 \
 		$(BENCH_SYSTEM_EPOCHS) --codes_eval_splits validation test $(BENCH_TRAIN) $(BENCH_SQA_EXTRA)
+# Without ASR (issue 13; since 2026-12-05, sixth session): the word segmenter of results/flite-squad/segmenter/
+# (`conv64x6_voices_pitch`: 64 channels x 6 dilated layers, the other flite voices' readings and pitch-shifted copies,
+# 2 epochs) trained on the corpus's forced-alignment word times inside the step-1 checkpoint (only the segmenter
+# trains; about 1 h of one thread), then grafted onto the fine-tuned SpeechBERT, which is evaluated at ASR segments and
+# at the segmenter's own (`speechbert_segmenter`, not trained there) in one WER-bucket table: $(BENCH)/no_asr.
+BENCH_SEGMENTER := --num_train_epochs 2 --learning_rate 1e-3 --per_device_train_batch_size 16 --max_frames_per_item 1000 \
+	--config_overrides segmenter_num_layers=6 --extra_records $(BENCH_VOICES) --pitch_cents -300 -150 150 300 450 \
+	--report_to none --save_strategy steps --save_steps 100 --save_total_limit 2 --logging_steps 25 \
+	--dataloader_num_workers 0 --seed 42 --resume_from_checkpoint true --disable_tqdm true
+bench-segmenter: bench-step1
+	$(BENCH_PY) run_segmenter.py --model_name_or_path $(BENCH)/step1_espeak --dataset $(BENCH)/dataset \
+		--output_dir $(BENCH)/segmenter $(BENCH_SEGMENTER)
+bench-no-asr: bench-sqa bench-segmenter
+	$(BENCH_PY) -m sqa_train.graft --qa $(BENCH)/sqa/speechbert --encoder $(BENCH)/sqa/speechbert \
+		--segmenter $(BENCH)/segmenter --output_dir $(BENCH)/no_asr/model
+	$(BENCH_PY) run_sqa.py --output_dir $(BENCH)/no_asr --model_name_or_path $(BENCH)/no_asr/model \
+		--dataset $(BENCH)/dataset --systems speechbert speechbert_segmenter --do_eval --codes_eval_splits none \
+		--report_to none --per_device_eval_batch_size 32 --dataloader_num_workers 0 --seed 42
 # The corpus with its passage audio for both recipes: rebuilt when the records changed (a longer train split), kept
 # when they did not (records_source.json); audio already written is kept either way.
 bench-dataset: setup
