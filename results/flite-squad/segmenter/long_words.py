@@ -1,0 +1,119 @@
+"""Are the words the segmenter runs together recoverable from their length? (issue 13, 2026-12-05, sixth session)
+
+`decode_grid.py` found that the segmenter misses about 13% of the word starts that follow the previous word with no
+pause, so two words become one segment. Such a segment is longer than most words. This splits every decoded segment
+longer than `max_frames` at its strongest interior local maximum of P(word start) (at least `min_word_frames` from
+each end, at least `floor`), again until none is longer or none has such a peak, and scores the result against the
+forced alignment as `run_segmenter.py` does. The grid is searched on validation; test is scored at the configured
+decoder (no splitting) and at the validation-best setting. Frame logits are cached in /tmp as in `decode_grid.py`.
+Run from the repository root:
+    .venv/bin/python results/flite-squad/segmenter/long_words.py outputs/benchmark/segmenter outputs/benchmark/dataset \
+        > results/flite-squad/segmenter/benchmark/long_words.txt
+"""
+import itertools
+import os
+import pickle
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.getcwd())
+import run_segmenter as rs  # noqa: E402
+from speechbert import SpeechBertForPreTraining, SpeechBertProcessor  # noqa: E402
+from speechbert.segmentation_speechbert import BEGIN, boundaries, decode_segments, frame_time  # noqa: E402
+from sqa_train.data import PassageFrames, load_corpus, segment_times  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+model_dir, dataset = sys.argv[1], sys.argv[2]
+cache = f"/tmp/segmenter_logits_{os.path.basename(model_dir.rstrip('/'))}.pkl"
+corpus = load_corpus(dataset)
+splits = {s: rs.passage_rows(corpus[s]) for s in ("validation", "test")}
+model = SpeechBertForPreTraining.from_pretrained(model_dir)
+config = model.config
+hop, window = config.hop_ms / 1000, config.window_ms / 1000
+threshold, min_word = config.segmenter_threshold, config.segmenter_min_word_frames
+if os.path.exists(cache):
+    with open(cache, "rb") as f:
+        logits = pickle.load(f)
+else:
+    processor = SpeechBertProcessor.for_config(config, AutoTokenizer.from_pretrained(model_dir))
+    frames = PassageFrames(processor.feature_extractor, None)
+    logits = {s: rs.passage_logits(model.bert.word_segmenter, frames, rows) for s, rows in splits.items()}
+    with open(cache, "wb") as f:
+        pickle.dump(logits, f)
+
+
+def to_frames(segments):
+    """Decoded `(start, end)` seconds back to frame indices (the inverse of `frame_time`; a first start clipped to 0 s
+    maps back to frame 0)."""
+    t = np.asarray(segments, np.float64)
+    return np.maximum(np.rint((t - window / 2 + hop / 2) / hop), 0).astype(np.int64)
+
+
+def split_long(segments, begin, max_frames, floor):
+    """Split segments (frame pairs) longer than `max_frames` at their strongest interior P(BEGIN) local maximum."""
+    out, todo = [], [tuple(s) for s in segments][::-1]
+    while todo:
+        a, b = todo.pop()
+        if b - a > max_frames and b - a >= 2 * min_word:
+            inner = begin[a + min_word:b - min_word + 1]
+            left = np.concatenate([[-np.inf], inner[:-1]])
+            right = np.concatenate([inner[1:], [-np.inf]])
+            peaks = np.flatnonzero((inner >= left) & (inner >= right) & (inner >= floor))
+            if peaks.size:
+                cut = a + min_word + int(peaks[np.argmax(inner[peaks])])
+                todo += [(cut, b), (a, cut)]
+                continue
+        out.append((a, b))
+    return out
+
+
+def predict(split, row, max_frames=None, floor=0.0):
+    scores = logits[split][row["paragraph_id"]]
+    segments = decode_segments(scores, hop, window, threshold, min_word)
+    if max_frames is None or not segments:
+        return segments
+    begin = scores.softmax(-1)[:, BEGIN].numpy()
+    split_frames = split_long(to_frames(segments), begin, max_frames, floor)
+    times = frame_time(np.asarray(split_frames, np.float64), hop, window)
+    times[:, 0] = np.maximum(times[:, 0], 0.0)
+    return [(round(float(s), 4), round(float(e), 4)) for s, e in times]
+
+
+def score(split, *setting):
+    return rs.score_rows(splits[split], lambda row: predict(split, row, *setting))["all"]
+
+
+lengths = np.concatenate([np.diff(to_frames(segment_times(row, "ref")), axis=1)[:, 0] for row in splits["validation"]])
+print(f"validation reference words, frames: median {np.median(lengths):.0f}, 90th {np.percentile(lengths, 90):.0f}, "
+      f"95th {np.percentile(lengths, 95):.0f}, 99th {np.percentile(lengths, 99):.0f} (configured decoder: threshold "
+      f"{threshold}, min_word_frames {min_word})")
+base = score("validation")
+print(f"validation, configured decoder: F1 20 ms {base['f1_20ms']:.2f}, 50 ms {base['f1_50ms']:.2f}, "
+      f"words per word {base['word_ratio']:.3f}")
+grid = []
+for setting in itertools.product([25, 30, 35, 40, 50, 60, 70, 80, 100], [0.0, 0.05, 0.1, 0.15, 0.2, 0.25]):
+    r = score("validation", *setting)
+    grid.append((r["f1_20ms"], setting, r["f1_50ms"], r["word_ratio"]))
+grid.sort(key=lambda g: -g[0])
+print(f"{len(grid)} settings (max_frames, floor) on validation, best first:")
+for f1, setting, f1_50, ratio in grid[:10]:
+    print(f"  {setting}: F1 20 ms {f1:.2f}, 50 ms {f1_50:.2f}, words per word {ratio:.3f}")
+for name, setting in {"configured": (), "validation-best": grid[0][1]}.items():
+    r = score("test", *setting)
+    print(f"test, {name} {setting}: P / R / F1 at 20 ms {r['precision_20ms']:.1f} / {r['recall_20ms']:.1f} / "
+          f"{r['f1_20ms']:.1f}, F1 at 50 ms {r['f1_50ms']:.1f}, words per word {r['word_ratio']:.3f}")
+
+# Word starts joined to the word before (no pause over 30 ms) with no predicted boundary within 100 ms, before and
+# after splitting (decode_grid.py's count).
+for split in ("validation", "test"):
+    for name, setting in {"configured": (), "validation-best": grid[0][1]}.items():
+        joined = missed = 0
+        for row in splits[split]:
+            reference = np.asarray(segment_times(row, "ref"), np.float64)
+            predicted = boundaries(predict(split, row, *setting))
+            for i in range(1, len(reference)):
+                if reference[i][0] - reference[i - 1][1] <= 0.03:
+                    joined += 1
+                    missed += (np.min(np.abs(predicted - reference[i][0])) if len(predicted) else np.inf) > 0.1
+        print(f"{split}, {name}: {joined} joined word starts, {100 * missed / joined:.1f}% with no boundary within 100 ms")
