@@ -58,7 +58,8 @@ DEMO_AUDIO := audio_frame_stack=3
 # `make benchmark` after an interruption); a step or system made with other settings, or from another start checkpoint,
 # is refused rather than reused: delete its folder to rerun it.
 # About 9 h on 2 CPU cores with the whole train split (the espeak-ng epoch adds about 1.3 h to the step-1 chain),
-# from the step rates of its 2026-12-05 run
+# from the step rates of its 2026-12-05 run; the word segmenter and the evaluation without ASR (bench-no-asr, below)
+# add about 1 h
 # (results/flite-squad/README.md says which run made the committed figures); meant for a GPU.
 BENCH := outputs/benchmark
 BENCH_RECORDS := data/flite-squad
