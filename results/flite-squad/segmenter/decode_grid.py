@@ -3,39 +3,24 @@
 Grid over the decoding settings of a trained segmenter on validation: the P(word start) threshold, the shortest word
 (`segmenter_min_word_frames`) and the P(silence) below which a frame is speech (`decode_segments` fixes it at 0.5; here
 it is moved by shifting the silence logit, which also raises P(word start) a little where silence is likely). Then
-test at the configured and at the validation-best settings. Frame logits are cached in /tmp. Run from the root:
+test at the configured and at the validation-best settings. Frame logits are cached in /tmp (segmenter_logits.py). Run from the root:
     .venv/bin/python results/flite-squad/segmenter/decode_grid.py outputs/segmenter/conv64x6_voices_pitch \
         outputs/benchmark/dataset > results/flite-squad/segmenter/conv64x6_voices_pitch/decode_grid.txt
 """
 import itertools
 import os
-import pickle
 import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.getcwd())
 import run_segmenter as rs  # noqa: E402
-from speechbert import SpeechBertForPreTraining, SpeechBertProcessor  # noqa: E402
+import segmenter_logits  # noqa: E402
 from speechbert.segmentation_speechbert import SILENCE, decode_segments  # noqa: E402
-from sqa_train.data import PassageFrames, load_corpus  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
 
 model_dir, dataset = sys.argv[1], sys.argv[2]
-cache = f"/tmp/segmenter_logits_{os.path.basename(model_dir.rstrip('/'))}.pkl"
-corpus = load_corpus(dataset)
-splits = {s: rs.passage_rows(corpus[s]) for s in ("validation", "test")}
-model = SpeechBertForPreTraining.from_pretrained(model_dir)
-config = model.config
-if os.path.exists(cache):
-    with open(cache, "rb") as f:
-        logits = pickle.load(f)
-else:
-    processor = SpeechBertProcessor.for_config(config, AutoTokenizer.from_pretrained(model_dir))
-    frames = PassageFrames(processor.feature_extractor, None)
-    logits = {s: rs.passage_logits(model.bert.word_segmenter, frames, rows) for s, rows in splits.items()}
-    with open(cache, "wb") as f:
-        pickle.dump(logits, f)
+config, splits, logits = segmenter_logits.load(model_dir, dataset)
 
 
 def score(split, threshold, min_word_frames, silence):

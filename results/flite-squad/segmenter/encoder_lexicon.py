@@ -6,26 +6,26 @@ programme picks the boundaries that maximise, over the words they make (up to 3 
     confidence(code of the word's frames) + gamma * log-odds P(word start) at its first frame - beta,
 where confidence is the code's largest cosine to BERT's input embeddings ("maxcos") or the log of its top soft word
 embedding weight ("logp"). gamma and beta are chosen on validation (boundary F1 at 20 ms), then test is scored once.
-Needs decode_grid.py's cached logits (/tmp/segmenter_logits_<name>.pkl). Run from the repository root:
+Segmenter logits from segmenter_logits.py (cached in /tmp). Run from the repository root:
     .venv/bin/python results/flite-squad/segmenter/encoder_lexicon.py outputs/segmenter/conv64x6_voices_pitch \
         outputs/finetune/graftcas_v2x256pc_soft_frozen/speechbert outputs/benchmark/dataset
 """
 import itertools, os, pickle, sys, time
 import numpy as np, torch
 from torch.nn import functional as F
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.getcwd())
 import run_segmenter as rs
+import segmenter_logits
 from speechbert import SpeechBertForQuestionAnswering, SpeechBertProcessor
 from speechbert.segmentation_speechbert import SILENCE, BEGIN, frame_time, decode_segments
-from sqa_train.data import PassageFrames, load_corpus
+from sqa_train.data import PassageFrames
 from transformers import AutoTokenizer
 
 torch.set_num_threads(1)
 SEG, QA, DATA = sys.argv[1], sys.argv[2], sys.argv[3]
 K, T_LOW, MINF = 3, 0.05, 3
-logits = pickle.load(open(f"/tmp/segmenter_logits_{os.path.basename(SEG.rstrip('/'))}.pkl", "rb"))
-corpus = load_corpus(DATA)
-splits = {s: rs.passage_rows(corpus[s]) for s in ("validation", "test")}
+_, splits, logits = segmenter_logits.load(SEG, DATA)
 model = SpeechBertForQuestionAnswering.from_pretrained(QA).eval()
 bert = model.bert
 cfg = model.config

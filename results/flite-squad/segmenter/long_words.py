@@ -5,43 +5,28 @@ pause, so two words become one segment. Such a segment is longer than most words
 longer than `max_frames` at its strongest interior local maximum of P(word start) (at least `min_word_frames` from
 each end, at least `floor`), again until none is longer or none has such a peak, and scores the result against the
 forced alignment as `run_segmenter.py` does. The grid is searched on validation; test is scored at the configured
-decoder (no splitting) and at the validation-best setting. Frame logits are cached in /tmp as in `decode_grid.py`.
+decoder (no splitting) and at the validation-best setting. Frame logits are cached in /tmp (segmenter_logits.py).
 Run from the repository root:
     .venv/bin/python results/flite-squad/segmenter/long_words.py outputs/benchmark/segmenter outputs/benchmark/dataset \
-        > results/flite-squad/segmenter/benchmark/long_words.txt
+        < /dev/null > results/flite-squad/segmenter/benchmark/long_words.txt
 """
 import itertools
 import os
-import pickle
 import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.getcwd())
 import run_segmenter as rs  # noqa: E402
-from speechbert import SpeechBertForPreTraining, SpeechBertProcessor  # noqa: E402
+import segmenter_logits  # noqa: E402
 from speechbert.segmentation_speechbert import BEGIN, boundaries, decode_segments, frame_time  # noqa: E402
-from sqa_train.data import PassageFrames, load_corpus, segment_times  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
+from sqa_train.data import segment_times  # noqa: E402
 
 model_dir, dataset = sys.argv[1], sys.argv[2]
-cache = f"/tmp/segmenter_logits_{os.path.basename(model_dir.rstrip('/'))}.pkl"
-corpus = load_corpus(dataset)
-splits = {s: rs.passage_rows(corpus[s]) for s in ("validation", "test")}
-model = SpeechBertForPreTraining.from_pretrained(model_dir)
-config = model.config
+config, splits, logits = segmenter_logits.load(model_dir, dataset)
 hop, window = config.hop_ms / 1000, config.window_ms / 1000
 threshold, min_word = config.segmenter_threshold, config.segmenter_min_word_frames
-if os.path.exists(cache):
-    with open(cache, "rb") as f:
-        logits = pickle.load(f)
-else:
-    processor = SpeechBertProcessor.for_config(config, AutoTokenizer.from_pretrained(model_dir))
-    frames = PassageFrames(processor.feature_extractor, None)
-    logits = {s: rs.passage_logits(model.bert.word_segmenter, frames, rows) for s, rows in splits.items()}
-    with open(cache, "wb") as f:
-        pickle.dump(logits, f)
-
 
 def to_frames(segments):
     """Decoded `(start, end)` seconds back to frame indices (the inverse of `frame_time`; a first start clipped to 0 s
