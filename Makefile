@@ -124,8 +124,9 @@ bench-sqa: bench-graft bench-text
 # Without ASR (issue 13; since 2026-12-05, sixth session): the word segmenter of results/flite-squad/segmenter/
 # (`conv64x6_voices_pitch`: 64 channels x 6 dilated layers, the other flite voices' readings and pitch-shifted copies,
 # 2 epochs) trained on the corpus's forced-alignment word times inside the step-1 checkpoint (only the segmenter
-# trains; about 1 h of one thread), then grafted onto the fine-tuned SpeechBERT, which is evaluated at ASR segments and
-# at the segmenter's own (`speechbert_segmenter`, not trained there) in one WER-bucket table: $(BENCH)/no_asr.
+# trains; 36 minutes of one thread beside two other runs), then grafted onto the fine-tuned SpeechBERT, which is
+# evaluated at ASR segments and at the segmenter's own (`speechbert_segmenter`, not trained there) in one WER-bucket
+# table: $(BENCH)/no_asr.
 BENCH_SEGMENTER := --num_train_epochs 2 --learning_rate 1e-3 --per_device_train_batch_size 16 --max_frames_per_item 1000 \
 	--config_overrides segmenter_num_layers=6 --extra_records $(BENCH_VOICES) --pitch_cents -300 -150 150 300 450 \
 	--report_to none --save_strategy steps --save_steps 100 --save_total_limit 2 --logging_steps 25 \
