@@ -129,8 +129,9 @@ bench-sqa: bench-graft bench-text
 # table: $(BENCH)/no_asr.
 BENCH_SEGMENTER := --num_train_epochs 2 --learning_rate 1e-3 --per_device_train_batch_size 16 \
 	--max_frames_per_item 1000 --config_overrides segmenter_num_layers=6 --extra_records $(BENCH_VOICES) \
-	--pitch_cents -300 -150 150 300 450 --report_to none --save_strategy steps --save_steps 100 --save_total_limit 2 --logging_steps 25 \
-	--dataloader_num_workers 0 --seed 42 --resume_from_checkpoint true --disable_tqdm true
+	--pitch_cents -300 -150 150 300 450 --report_to none --save_strategy steps --save_steps 100 \
+	--save_total_limit 2 --logging_steps 25 --dataloader_num_workers 0 --seed 42 --resume_from_checkpoint true \
+	--disable_tqdm true
 bench-segmenter: bench-step1
 	$(BENCH_PY) run_segmenter.py --model_name_or_path $(BENCH)/step1_espeak --dataset $(BENCH)/dataset \
 		--output_dir $(BENCH)/segmenter $(BENCH_SEGMENTER)
