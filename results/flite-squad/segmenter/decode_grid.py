@@ -3,7 +3,8 @@
 Grid over the decoding settings of a trained segmenter on validation: the P(word start) threshold, the shortest word
 (`segmenter_min_word_frames`) and the P(silence) below which a frame is speech (`decode_segments` fixes it at 0.5; here
 it is moved by shifting the silence logit, which also raises P(word start) a little where silence is likely). Then
-test at the configured and at the validation-best settings. Frame logits are cached in /tmp (segmenter_logits.py). Run from the root:
+test at the configured and at the validation-best settings. Frame logits are cached in /tmp (segmenter_logits.py).
+Run from the repository root:
     .venv/bin/python results/flite-squad/segmenter/decode_grid.py outputs/segmenter/conv64x6_voices_pitch \
         outputs/benchmark/dataset > results/flite-squad/segmenter/conv64x6_voices_pitch/decode_grid.txt
 """
@@ -49,24 +50,14 @@ for name, setting in {"configured": configured, "validation-best": grid[0][1]}.i
     print(f"test, {name} {setting}: P / R / F1 at 20 ms {r['precision_20ms']:.1f} / {r['recall_20ms']:.1f} / "
           f"{r['f1_20ms']:.1f}, F1 at 50 ms {r['f1_50ms']:.1f}, words per word {r['word_ratio']:.3f}")
 
-# Which reference word starts have no predicted boundary near them: after a pause (> 30 ms of silence before the
-# word), joined to the word before with no pause, or a passage's first word. Configured settings.
-from speechbert.segmentation_speechbert import boundaries  # noqa: E402
+# Which reference word starts have no predicted boundary near them (segmenter_logits.start_counts). Configured
+# settings.
 from sqa_train.data import segment_times  # noqa: E402
 
 for split, source in itertools.product(("validation", "test"), ("segmenter", "asr")):
-    counts = {"pause": [0, 0, 0], "joined": [0, 0, 0], "first": [0, 0, 0]}  # starts, within 20 ms, none within 100 ms
-    for row in splits[split]:
-        reference = np.asarray(segment_times(row, "ref"), np.float64)
-        segments = (segment_times(row, "asr").tolist() if source == "asr" else decode_segments(
-            logits[split][row["paragraph_id"]], config.hop_ms / 1000, config.window_ms / 1000, *configured[:2]))
-        predicted = boundaries(segments)
-        for i, (start, _) in enumerate(reference):
-            kind = "first" if i == 0 else ("pause" if start - reference[i - 1][1] > 0.03 else "joined")
-            distance = np.min(np.abs(predicted - start)) if len(predicted) else np.inf
-            counts[kind][0] += 1
-            counts[kind][1] += distance <= 0.02 + 1e-9
-            counts[kind][2] += distance > 0.1
+    counts = segmenter_logits.start_counts(splits[split], lambda row: (
+        segment_times(row, "asr").tolist() if source == "asr" else decode_segments(
+            logits[split][row["paragraph_id"]], config.hop_ms / 1000, config.window_ms / 1000, *configured[:2])))
     print(f"{split}, {source}, word starts: " + "; ".join(
         f"{kind} {n} ({100 * n / sum(c[0] for c in counts.values()):.1f}%): {100 * near / n:.1f}% with a boundary "
         f"within 20 ms, {100 * far / n:.1f}% with none within 100 ms" for kind, (n, near, far) in counts.items()))

@@ -8,7 +8,7 @@ forced alignment as `run_segmenter.py` does. The grid is searched on validation;
 decoder (no splitting) and at the validation-best setting. Frame logits are cached in /tmp (segmenter_logits.py).
 Run from the repository root:
     .venv/bin/python results/flite-squad/segmenter/long_words.py outputs/benchmark/segmenter outputs/benchmark/dataset \
-        < /dev/null > results/flite-squad/segmenter/benchmark/long_words.txt
+        > results/flite-squad/segmenter/benchmark/long_words.txt
 """
 import itertools
 import os
@@ -20,13 +20,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.getcwd())
 import run_segmenter as rs  # noqa: E402
 import segmenter_logits  # noqa: E402
-from speechbert.segmentation_speechbert import BEGIN, boundaries, decode_segments, frame_time  # noqa: E402
+from speechbert.segmentation_speechbert import BEGIN, decode_segments, frame_time  # noqa: E402
 from sqa_train.data import segment_times  # noqa: E402
 
 model_dir, dataset = sys.argv[1], sys.argv[2]
 config, splits, logits = segmenter_logits.load(model_dir, dataset)
 hop, window = config.hop_ms / 1000, config.window_ms / 1000
 threshold, min_word = config.segmenter_threshold, config.segmenter_min_word_frames
+
 
 def to_frames(segments):
     """Decoded `(start, end)` seconds back to frame indices (the inverse of `frame_time`; a first start clipped to 0 s
@@ -90,15 +91,10 @@ for name, setting in {"configured": (), "validation-best": grid[0][1]}.items():
           f"{r['f1_20ms']:.1f}, F1 at 50 ms {r['f1_50ms']:.1f}, words per word {r['word_ratio']:.3f}")
 
 # Word starts joined to the word before (no pause over 30 ms) with no predicted boundary within 100 ms, before and
-# after splitting (decode_grid.py's count).
+# after splitting (decode_grid.py's count, segmenter_logits.start_counts).
 for split in ("validation", "test"):
     for name, setting in {"configured": (), "validation-best": grid[0][1]}.items():
-        joined = missed = 0
-        for row in splits[split]:
-            reference = np.asarray(segment_times(row, "ref"), np.float64)
-            predicted = boundaries(predict(split, row, *setting))
-            for i in range(1, len(reference)):
-                if reference[i][0] - reference[i - 1][1] <= 0.03:
-                    joined += 1
-                    missed += (np.min(np.abs(predicted - reference[i][0])) if len(predicted) else np.inf) > 0.1
-        print(f"{split}, {name}: {joined} joined word starts, {100 * missed / joined:.1f}% with no boundary within 100 ms")
+        counts = segmenter_logits.start_counts(splits[split], lambda row: predict(split, row, *setting))
+        joined, _, missed = counts["joined"]
+        print(f"{split}, {name}: {joined} joined word starts, "
+              f"{100 * missed / joined:.1f}% with no boundary within 100 ms")

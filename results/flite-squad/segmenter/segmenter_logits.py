@@ -8,10 +8,13 @@ import os
 import pickle
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.getcwd())
 import run_segmenter as rs  # noqa: E402
 from speechbert import SpeechBertForPreTraining, SpeechBertProcessor  # noqa: E402
-from sqa_train.data import PassageFrames, load_corpus  # noqa: E402
+from speechbert.segmentation_speechbert import boundaries  # noqa: E402
+from sqa_train.data import PassageFrames, load_corpus, segment_times  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 SPLITS = ("validation", "test")
@@ -28,9 +31,28 @@ def load(model_dir, dataset):
     if os.path.exists(cache):
         with open(cache, "rb") as f:
             return model.config, splits, pickle.load(f)
-    processor = SpeechBertProcessor.for_config(model.config, AutoTokenizer.from_pretrained(model_dir))
+    # The checkpoint's tokenizer is BERT's; its auto_map names only the processor, whose remote code is not needed.
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    processor = SpeechBertProcessor.for_config(model.config, tokenizer)
     frames = PassageFrames(processor.feature_extractor, None)
     logits = {s: rs.passage_logits(model.bert.word_segmenter, frames, rows) for s, rows in splits.items()}
     with open(cache, "wb") as f:
         pickle.dump(logits, f)
     return model.config, splits, logits
+
+
+def start_counts(rows, predict):
+    """How the reference word starts of `rows` are found by `predict(row) -> (start, end) segments`, by kind: after a
+    pause (over 30 ms of silence before the word), joined to the word before with no pause, or a passage's first word.
+    {kind: [starts, with a predicted boundary within 20 ms, with none within 100 ms]}."""
+    counts = {"pause": [0, 0, 0], "joined": [0, 0, 0], "first": [0, 0, 0]}
+    for row in rows:
+        reference = np.asarray(segment_times(row, "ref"), np.float64)
+        predicted = boundaries(predict(row))
+        for i, (start, _) in enumerate(reference):
+            kind = "first" if i == 0 else ("pause" if start - reference[i - 1][1] > 0.03 else "joined")
+            distance = np.min(np.abs(predicted - start)) if len(predicted) else np.inf
+            counts[kind][0] += 1
+            counts[kind][1] += distance <= 0.02 + 1e-9
+            counts[kind][2] += distance > 0.1
+    return counts
