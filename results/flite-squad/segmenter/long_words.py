@@ -7,8 +7,8 @@ each end, at least `floor`), again until none is longer or none has such a peak,
 forced alignment as `run_segmenter.py` does. The grid is searched on validation; test is scored at the configured
 decoder (no splitting) and at the validation-best setting. Frame logits are cached in /tmp (segmenter_logits.py).
 Run from the repository root:
-    .venv/bin/python results/flite-squad/segmenter/long_words.py outputs/benchmark/segmenter outputs/benchmark/dataset \
-        > results/flite-squad/segmenter/benchmark/long_words.txt
+    .venv/bin/python results/flite-squad/segmenter/long_words.py outputs/segmenter/bench_conv64x6 outputs/benchmark/dataset \
+        > results/flite-squad/segmenter/bench_conv64x6/long_words.txt
 """
 import itertools
 import os
