@@ -36,19 +36,11 @@ def score(split, threshold, min_word_frames, silence):
 
 
 configured = (config.segmenter_threshold, config.segmenter_min_word_frames, 0.5)
-grid = []
-for setting in itertools.product([0.2, 0.3, 0.4, 0.5, 0.6], [2, 3, 4, 5, 6], [0.3, 0.5, 0.7]):
-    r = score("validation", *setting)
-    grid.append((r["f1_20ms"], setting, r["f1_50ms"], r["word_ratio"]))
-grid.sort(key=lambda g: -g[0])
-print(f"{len(grid)} settings (threshold, min_word_frames, silence) on validation, best first:")
-for f1, setting, f1_50, ratio in grid[:8]:
-    print(f"  {setting}: F1 20 ms {f1:.2f}, 50 ms {f1_50:.2f}, words per word {ratio:.3f}")
+grid = segmenter_logits.grid_search(
+    score, itertools.product([0.2, 0.3, 0.4, 0.5, 0.6], [2, 3, 4, 5, 6], [0.3, 0.5, 0.7]),
+    "threshold, min_word_frames, silence", top=8)
 print(f"  configured {configured}: F1 20 ms {next(g[0] for g in grid if g[1] == configured):.2f}")
-for name, setting in {"configured": configured, "validation-best": grid[0][1]}.items():
-    r = score("test", *setting)
-    print(f"test, {name} {setting}: P / R / F1 at 20 ms {r['precision_20ms']:.1f} / {r['recall_20ms']:.1f} / "
-          f"{r['f1_20ms']:.1f}, F1 at 50 ms {r['f1_50ms']:.1f}, words per word {r['word_ratio']:.3f}")
+segmenter_logits.print_test(score, {"configured": configured, "validation-best": grid[0][1]})
 
 # Which reference word starts have no predicted boundary near them (segmenter_logits.start_counts). Configured
 # settings.

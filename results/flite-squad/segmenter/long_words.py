@@ -7,8 +7,8 @@ each end, at least `floor`), again until none is longer or none has such a peak,
 forced alignment as `run_segmenter.py` does. The grid is searched on validation; test is scored at the configured
 decoder (no splitting) and at the validation-best setting. Frame logits are cached in /tmp (segmenter_logits.py).
 Run from the repository root:
-    .venv/bin/python results/flite-squad/segmenter/long_words.py outputs/segmenter/bench_conv64x6 outputs/benchmark/dataset \
-        > results/flite-squad/segmenter/bench_conv64x6/long_words.txt
+    .venv/bin/python results/flite-squad/segmenter/long_words.py outputs/segmenter/bench_conv64x6 \
+        outputs/benchmark/dataset > results/flite-squad/segmenter/bench_conv64x6/long_words.txt
 """
 import itertools
 import os
@@ -77,18 +77,10 @@ print(f"validation reference words, frames: median {np.median(lengths):.0f}, 90t
 base = score("validation")
 print(f"validation, configured decoder: F1 20 ms {base['f1_20ms']:.2f}, 50 ms {base['f1_50ms']:.2f}, "
       f"words per word {base['word_ratio']:.3f}")
-grid = []
-for setting in itertools.product([25, 30, 35, 40, 50, 60, 70, 80, 100], [0.0, 0.05, 0.1, 0.15, 0.2, 0.25]):
-    r = score("validation", *setting)
-    grid.append((r["f1_20ms"], setting, r["f1_50ms"], r["word_ratio"]))
-grid.sort(key=lambda g: -g[0])
-print(f"{len(grid)} settings (max_frames, floor) on validation, best first:")
-for f1, setting, f1_50, ratio in grid[:10]:
-    print(f"  {setting}: F1 20 ms {f1:.2f}, 50 ms {f1_50:.2f}, words per word {ratio:.3f}")
-for name, setting in {"configured": (), "validation-best": grid[0][1]}.items():
-    r = score("test", *setting)
-    print(f"test, {name} {setting}: P / R / F1 at 20 ms {r['precision_20ms']:.1f} / {r['recall_20ms']:.1f} / "
-          f"{r['f1_20ms']:.1f}, F1 at 50 ms {r['f1_50ms']:.1f}, words per word {r['word_ratio']:.3f}")
+grid = segmenter_logits.grid_search(
+    score, itertools.product([25, 30, 35, 40, 50, 60, 70, 80, 100], [0.0, 0.05, 0.1, 0.15, 0.2, 0.25]),
+    "max_frames, floor", top=10)
+segmenter_logits.print_test(score, {"configured": (), "validation-best": grid[0][1]})
 
 # Word starts joined to the word before (no pause over 30 ms) with no predicted boundary within 100 ms, before and
 # after splitting (decode_grid.py's count, segmenter_logits.start_counts).

@@ -56,3 +56,26 @@ def start_counts(rows, predict):
             counts[kind][1] += distance <= 0.02 + 1e-9
             counts[kind][2] += distance > 0.1
     return counts
+
+
+def grid_search(score, settings, label, top):
+    """Every setting scored on validation (`score("validation", *setting)`, a `run_segmenter.score_rows` "all" dict),
+    as (F1 at 20 ms, setting, F1 at 50 ms, words per word), best F1 at 20 ms first (ties in the given order); the
+    count and the best `top` are printed."""
+    grid = []
+    for setting in settings:
+        r = score("validation", *setting)
+        grid.append((r["f1_20ms"], setting, r["f1_50ms"], r["word_ratio"]))
+    grid.sort(key=lambda g: -g[0])
+    print(f"{len(grid)} settings ({label}) on validation, best first:")
+    for f1, setting, f1_50, ratio in grid[:top]:
+        print(f"  {setting}: F1 20 ms {f1:.2f}, 50 ms {f1_50:.2f}, words per word {ratio:.3f}")
+    return grid
+
+
+def print_test(score, settings):
+    """Test scored once per named setting ({name: setting}), printed as boundary P / R / F1."""
+    for name, setting in settings.items():
+        r = score("test", *setting)
+        print(f"test, {name} {setting}: P / R / F1 at 20 ms {r['precision_20ms']:.1f} / {r['recall_20ms']:.1f} / "
+              f"{r['f1_20ms']:.1f}, F1 at 50 ms {r['f1_50ms']:.1f}, words per word {r['word_ratio']:.3f}")
