@@ -3,14 +3,17 @@
 Usage:
     python run_segmenter.py --model_name_or_path outputs/benchmark/pretraining --dataset outputs/benchmark/dataset \
         --output_dir outputs/benchmark/segmenter [--num_train_epochs 5 --learning_rate 1e-3] \
-        [--config_overrides segmenter_hidden_size=128] [--extra_records data/step1-voices] [--pitch_cents 300 -150]
+        [--config_overrides segmenter_hidden_size=128] [--extra_records data/step1-voices] [--pitch_cents 300 -150] \
+        [--word_loss_weight 0.1]
     accelerate launch run_segmenter.py ...
 
 The checkpoint is loaded as the class it was saved as (pre-training or question answering; a text BERT becomes a
 fresh SpeechBertForPreTraining) with `config.word_segmenter` on. Only the segmenter trains: it labels every MFCC frame
 of the train split's passages silence / word start / inside a word, from the reference (forced-alignment) word times;
-nothing else is run. The decoding threshold is then chosen on validation (`--thresholds`), boundary precision, recall
-and F1 at 20 and 50 ms and the ratio of predicted to reference words are measured per split and voice
+nothing else is run (with `--word_loss_weight`, a head that exists only while training also predicts each word's
+first word piece from the segmenter's hidden states). The decoding threshold is then chosen on validation
+(`--thresholds`), boundary precision, recall and F1 at 20 and 50 ms and the ratio of predicted to reference words are
+measured per split and voice
 (OUTPUT_DIR/segmenter.json, printed as a table), and the whole checkpoint, segmenter included, is saved to OUTPUT_DIR:
 `pipeline(model=OUTPUT_DIR, trust_remote_code=True)` then finds word boundaries without ASR, and `run_sqa.py
 --model_name_or_path OUTPUT_DIR` fine-tunes it as any other checkpoint.
@@ -25,13 +28,16 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from speechbert import SpeechBertForPreTraining, SpeechBertProcessor
+from speechbert.modeling_speechbert import sampled_classes
 from speechbert.segmentation_speechbert import boundary_scores, decode_segments, frame_labels
+from sqa_train.codes import first_pieces
 from sqa_train.data import PassageFrames, leave_out_voices, load_corpus, segment_times
 from sqa_train.distributed import finish_distributed
 from sqa_train.models import check_model_reference, config_overrides, default_text_bert
@@ -73,7 +79,23 @@ class SegmenterArguments:
                           "sox by one of them drawn per passage, duration and word times kept (as run_pretraining.py "
                           "--stage1_pitch_cents)"})
 
+    word_loss_weight: float = field(
+        default=0.0,
+        metadata={"help": "weight of an auxiliary loss while training (0: none): every --word_loss_stride-th frame of "
+                          "each reference word predicts that word's first word piece, through a linear head on the "
+                          "segmenter's last hidden states and a cosine softmax over BERT's input embeddings (step 1's "
+                          "alignment loss, config.alignment_temperature) with --word_loss_negatives sampled "
+                          "negatives. The head is dropped after training: checkpoints and inference are unchanged"})
+    word_loss_stride: int = field(default=4, metadata={"help": "frames between the word loss's frames"})
+    word_loss_negatives: int = field(default=1024, metadata={"help": "pieces drawn as negatives per batch"})
+
     def __post_init__(self):
+        if not self.word_loss_weight >= 0:
+            raise ValueError(f"--word_loss_weight must be >= 0, got {self.word_loss_weight}")
+        if self.word_loss_stride < 1:
+            raise ValueError(f"--word_loss_stride must be >= 1, got {self.word_loss_stride}")
+        if self.word_loss_negatives < 1:
+            raise ValueError(f"--word_loss_negatives must be >= 1, got {self.word_loss_negatives}")
         self.eval_splits = [s for s in self.eval_splits if s.lower() != "none"]
         from sqa_data.speech import check_pitch_shifts
 
@@ -91,35 +113,61 @@ class SegmenterArguments:
 
 
 class SegmenterTrainingModule(nn.Module):
-    """What `Trainer` trains: the checkpoint's segmenter, with a frame cross-entropy (padding labelled -100)."""
+    """What `Trainer` trains: the checkpoint's segmenter, with a frame cross-entropy (padding labelled -100); with
+    `word_embeddings` (V, E) and `word_loss_weight` > 0, plus that weight times a sampled cosine softmax from every
+    `word_loss_stride`-th frame of each word (`pieces` >= 0: the word's first piece) to its piece, through `word_head`
+    (part of this module only, not of the segmenter)."""
 
-    def __init__(self, segmenter):
+    def __init__(self, segmenter, word_embeddings=None, word_loss_weight=0.0, word_loss_stride=4,
+                 word_loss_negatives=1024, temperature=0.05):
         super().__init__()
         self.segmenter = segmenter
+        self.word_loss_weight = word_loss_weight
+        if word_loss_weight > 0:
+            self.register_buffer("word_embeddings", F.normalize(word_embeddings.detach().float(), dim=-1),
+                                 persistent=False)
+            self.word_head = nn.Linear(segmenter.output.in_features, word_embeddings.shape[1])
+            self.word_loss_stride, self.word_loss_negatives, self.temperature = (word_loss_stride, word_loss_negatives,
+                                                                                 temperature)
 
-    def forward(self, frames, labels=None):
-        logits = self.segmenter(frames)
+    def forward(self, frames, labels=None, pieces=None):
+        hidden = self.segmenter.hidden_states(frames)
+        logits = self.segmenter.output(hidden)
         if labels is None:
             return {"logits": logits}
-        return {"loss": F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100),
-                "logits": logits}
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        if self.word_loss_weight > 0 and pieces is not None:
+            hidden, pieces = hidden[:, :: self.word_loss_stride], pieces[:, :: self.word_loss_stride]
+            known = pieces >= 0
+            if known.any():
+                loss = loss + self.word_loss_weight * self.word_loss(hidden[known], pieces[known])
+        return {"loss": loss, "logits": logits}
+
+    def word_loss(self, hidden, pieces):
+        table, targets, correction = sampled_classes(self.word_embeddings, pieces, self.word_loss_negatives)
+        scaled = F.normalize(self.word_head(hidden).float(), dim=-1) / self.temperature
+        return F.cross_entropy(scaled @ table.T + correction, targets)
 
 
 @dataclass
 class FrameCollator:
     frames: PassageFrames
     labels: dict
+    pieces: dict | None = None  # {paragraph_id: (T,) first piece of the word each frame is in, -1 outside words}
 
     def __call__(self, items):
         width = max(item["end"] - item["start"] for item in items)
         size = self.frames.feature_extractor.feature_size
         frames = torch.zeros(len(items), width, size)
         labels = torch.full((len(items), width), -100, dtype=torch.long)
+        pieces = torch.full((len(items), width), -1, dtype=torch.long)
         for i, item in enumerate(items):
-            n = item["end"] - item["start"]
-            frames[i, :n] = torch.from_numpy(self.frames.frames[item["paragraph_id"]][item["start"] : item["end"]])
-            labels[i, :n] = torch.from_numpy(self.labels[item["paragraph_id"]][item["start"] : item["end"]])
-        return {"frames": frames, "labels": labels}
+            n, span = item["end"] - item["start"], slice(item["start"], item["end"])
+            frames[i, :n] = torch.from_numpy(self.frames.frames[item["paragraph_id"]][span])
+            labels[i, :n] = torch.from_numpy(self.labels[item["paragraph_id"]][span])
+            if self.pieces is not None:
+                pieces[i, :n] = torch.from_numpy(self.pieces[item["paragraph_id"]][span])
+        return {"frames": frames, "labels": labels, **({"pieces": pieces} if self.pieces is not None else {})}
 
 
 def load_model(args, tokenizer):
@@ -161,11 +209,24 @@ def reference_frames(frames: PassageFrames, row):
     return first, last, len(passage)
 
 
-def training_items(rows, frames, labels, begin_frames, max_frames):
+def frame_pieces(first, last, num_frames, word_pieces) -> np.ndarray:
+    """(num_frames,) `word_pieces[i]` on the frames `[first[i], last[i])` of word i, -1 elsewhere."""
+    out = np.full(num_frames, -1, np.int64)
+    for a, b, piece in zip(first, last, word_pieces):
+        out[max(a, 0) : min(b, num_frames)] = piece
+    return out
+
+
+def training_items(rows, frames, labels, begin_frames, max_frames, pieces=None, tokenizer=None):
+    """Training pieces of up to `max_frames` frames of every passage; fills `labels` (and `pieces`, when given, with
+    the first word piece of each frame's word under `tokenizer`) per paragraph."""
     items = []
     for row in rows:
         first, last, num_frames = reference_frames(frames, row)
         labels[row["paragraph_id"]] = frame_labels(first, last, num_frames, begin_frames)
+        if pieces is not None:
+            pieces[row["paragraph_id"]] = frame_pieces(first, last, num_frames,
+                                                       first_pieces(tokenizer, row["ref_words"]))
         for start in range(0, num_frames, max_frames):
             items.append({"paragraph_id": row["paragraph_id"], "start": start,
                           "end": min(start + max_frames, num_frames)})
@@ -274,13 +335,19 @@ def main(argv=None):
     config = model.config
     processor = SpeechBertProcessor.for_config(config, tokenizer)
     frames = PassageFrames(processor.feature_extractor, args.audio_cache_dir)
-    module = SegmenterTrainingModule(model.bert.word_segmenter)
+    module = SegmenterTrainingModule(model.bert.word_segmenter, model.bert.embeddings.word_embeddings.weight,
+                                     args.word_loss_weight, args.word_loss_stride, args.word_loss_negatives,
+                                     config.alignment_temperature)
     step_args = stage_args(training_args, "segmenter")
     fingerprint = stage_fingerprint("segmenter", model, step_args, None, rows,
                                     max_frames_per_item=args.max_frames_per_item,
                                     excluded_voices=sorted(excluded),
                                     **extra_passages_settings(extra),
-                                    **({"pitch_cents": sorted(args.pitch_cents)} if args.pitch_cents else {}))
+                                    **({"pitch_cents": sorted(args.pitch_cents)} if args.pitch_cents else {}),
+                                    **({"word_loss": {"weight": args.word_loss_weight, "stride": args.word_loss_stride,
+                                                      "negatives": args.word_loss_negatives,
+                                                      "temperature": config.alignment_temperature}}
+                                       if args.word_loss_weight > 0 else {}))
     fingerprint["config"] = {k: v for k, v in fingerprint["config"].items()
                              if k.startswith("segmenter_") or k in ("word_segmenter", *config.feature_extractor_kwargs())}
     fingerprint["config"].pop("segmenter_threshold", None)  # chosen after training
@@ -292,12 +359,14 @@ def main(argv=None):
         logger.info("segmenter already trained with these settings in %s: its weights loaded", folder)
     else:
         record_settings(folder, fingerprint, training_args.process_index)
-        labels = {}
+        labels, pieces = {}, ({} if args.word_loss_weight > 0 else None)
         with training_args.main_process_first(desc="passage audio and features"):
-            items = training_items(rows, frames, labels, config.segmenter_begin_frames, args.max_frames_per_item)
+            items = training_items(rows, frames, labels, config.segmenter_begin_frames, args.max_frames_per_item,
+                                   pieces, tokenizer)
         logger.info("segmenter: %d train passages in %d pieces of up to %d frames", len(rows), len(items),
                     args.max_frames_per_item)
-        trainer = Trainer(model=module, args=step_args, train_dataset=items, data_collator=FrameCollator(frames, labels))
+        trainer = Trainer(model=module, args=step_args, train_dataset=items,
+                          data_collator=FrameCollator(frames, labels, pieces))
         result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args.resume_from_checkpoint,
                                                                         step_args.output_dir))
         trainer.log_metrics("segmenter", result.metrics)

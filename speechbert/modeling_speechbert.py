@@ -407,6 +407,23 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
         )
 
 
+def sampled_classes(embeddings, words, num_negatives: int):
+    """Classes of a sampled softmax over the rows of `embeddings` (V, H) for targets `words` (K,): the distinct targets
+    plus `num_negatives` other rows drawn uniformly without replacement. Returns (their embeddings, each target's
+    index among them, a logit correction): each drawn row stands for (others / drawn) rows, so its logit gets
+    log(others / drawn) added."""
+    vocabulary = embeddings.shape[0]
+    classes, labels = torch.unique(words, return_inverse=True)
+    others = vocabulary - len(classes)
+    wanted = min(num_negatives, others)
+    draw = torch.randperm(vocabulary, device=words.device)[: wanted + len(classes)]
+    drawn = draw[~torch.isin(draw, classes)][:wanted]
+    correction = torch.zeros(len(classes) + len(drawn), device=words.device)
+    if len(drawn):
+        correction[len(classes):] = math.log(others / len(drawn))
+    return embeddings[torch.cat([classes, drawn])], labels, correction
+
+
 class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
     """Phonetic-semantic joint embedding and cross-modal masked LM.
 
@@ -541,7 +558,7 @@ class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
             return (codes.float() - embeddings[words].float()).abs().mean()
         correction = None
         if kind == "cosine_softmax" and self.training and self.config.alignment_num_negatives:
-            table, labels, correction = self._sampled_classes(embeddings, words)
+            table, labels, correction = sampled_classes(embeddings, words, self.config.alignment_num_negatives)
         elif kind == "cosine_softmax":
             table, labels = embeddings, words
         else:  # info_nce: the distinct words of the batch are the classes
@@ -552,20 +569,6 @@ class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
         if correction is not None:
             logits = logits + correction
         return F.cross_entropy(logits, labels)
-
-    def _sampled_classes(self, embeddings, words):
-        """The batch's distinct words plus `alignment_num_negatives` others drawn uniformly without replacement;
-        each drawn piece stands for (others / drawn) pieces, so its logit gets log(others / drawn) added."""
-        vocabulary = embeddings.shape[0]
-        classes, labels = torch.unique(words, return_inverse=True)
-        others = vocabulary - len(classes)
-        wanted = min(self.config.alignment_num_negatives, others)
-        draw = torch.randperm(vocabulary, device=words.device)[: wanted + len(classes)]
-        drawn = draw[~torch.isin(draw, classes)][:wanted]
-        correction = torch.zeros(len(classes) + len(drawn), device=words.device)
-        if len(drawn):
-            correction[len(classes):] = math.log(others / len(drawn))
-        return embeddings[torch.cat([classes, drawn])], labels, correction
 
     def _weighted(self, parts):
         weights = {

@@ -42,7 +42,8 @@ class SpeechBertWordSegmenter(nn.Module):
         kernel = self.input.kernel_size[0]
         return kernel + sum((kernel - 1) * layer.dilation[0] for layer in self.layers)
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, feature_size) frames -> (B, T, segmenter_hidden_size): what the output layer reads."""
         if frames.dim() != 3 or frames.shape[-1] != self.input.in_channels:
             raise ValueError(
                 f"frames must have shape (batch, frames, {self.input.in_channels}), got {tuple(frames.shape)}"
@@ -50,7 +51,10 @@ class SpeechBertWordSegmenter(nn.Module):
         x = F.gelu(self.input(frames.transpose(1, 2)))  # (B, H, T)
         for conv, norm in zip(self.layers, self.norms):
             x = x + F.gelu(norm(conv(x).transpose(1, 2)).transpose(1, 2))
-        return self.output(x.transpose(1, 2))  # (B, T, 3)
+        return x.transpose(1, 2)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.output(self.hidden_states(frames))  # (B, T, 3)
 
 
 def frame_labels(first: np.ndarray, last: np.ndarray, num_frames: int, begin_frames: int = 2) -> np.ndarray:

@@ -223,6 +223,62 @@ def test_run_segmenter_learns_from_extra_speech(tmp_path, tiny_corpus, tiny_text
         run_segmenter.main(common + ["--extra_records", str(tmp_path / "nowhere")])
 
 
+def test_frame_pieces_by_hand():
+    from run_segmenter import frame_pieces
+
+    # Words on frames [1, 3), [3, 6) and [8, 12) (the last runs past the 10 frames).
+    assert frame_pieces([1, 3, 8], [3, 6, 12], 10, [7, 9, 4]).tolist() == [-1, 7, 7, 9, 9, 9, -1, -1, 4, 4]
+
+
+def test_word_loss_reaches_the_segmenter_and_only_known_frames(tester):
+    from run_segmenter import SegmenterTrainingModule
+
+    config = tester.config(word_segmenter=True, segmenter_hidden_size=8)
+    segmenter = SpeechBertWordSegmenter(config)
+    embeddings = torch.randn(50, 12)
+    frames = torch.randn(2, 20, config.feature_size)
+    labels = torch.randint(0, 3, (2, 20))
+    plain = SegmenterTrainingModule(segmenter)(frames, labels)["loss"]
+    module = SegmenterTrainingModule(segmenter, embeddings, word_loss_weight=0.5, word_loss_stride=3,
+                                     word_loss_negatives=5)
+    assert module.word_head.out_features == 12 and "word_embeddings" not in module.state_dict()
+    none_known = module(frames, labels, torch.full((2, 20), -1))["loss"]
+    assert torch.allclose(none_known, plain)  # no word frames: the frame loss alone
+    pieces = torch.full((2, 20), -1)
+    pieces[0, 3:9], pieces[1, 0:4] = 7, 11
+    loss = module(frames, labels, pieces)["loss"]
+    assert loss > plain
+    loss.backward()
+    assert segmenter.input.weight.grad.abs().sum() > 0 and module.word_head.weight.grad.abs().sum() > 0
+
+
+def test_run_segmenter_word_loss(tmp_path, tiny_corpus, tiny_text_bert):
+    """--word_loss_weight trains the segmenter with the auxiliary word loss; it is part of the step's settings, and
+    the checkpoint it saves holds the segmenter only (no word head)."""
+    import run_segmenter
+    from safetensors import safe_open
+
+    out = tmp_path / "seg"
+    common = ["--model_name_or_path", str(tiny_text_bert), "--dataset", str(tiny_corpus), "--output_dir", str(out),
+              "--audio_cache_dir", str(tmp_path / "cache"), "--report_to", "none", "--max_steps", "2",
+              "--per_device_train_batch_size", "2", "--max_frames_per_item", "200", "--save_strategy", "no",
+              "--disable_tqdm", "true", "--eval_splits", "none", "--config_overrides", "segmenter_hidden_size=8"]
+    run_segmenter.main(common + ["--word_loss_weight", "0.3", "--word_loss_stride", "2"])
+    settings = json.loads((out / "segmenter" / "settings.json").read_text())
+    assert settings["word_loss"] == {"weight": 0.3, "stride": 2, "negatives": 1024, "temperature": 0.05}
+    with safe_open(out / "segmenter" / "model.safetensors", "pt") as f:
+        assert any(k.startswith("word_head.") for k in f.keys())  # the step's weights, for resuming
+    with safe_open(out / "model.safetensors", "pt") as f:
+        keys = list(f.keys())
+    assert any("word_segmenter" in k for k in keys) and not any("word_head" in k for k in keys)
+    run_segmenter.main(common + ["--word_loss_weight", "0.3", "--word_loss_stride", "2"])  # reused
+    with pytest.raises(ValueError, match="other settings"):
+        run_segmenter.main(common)
+    for flag, value in (("--word_loss_weight", "-1"), ("--word_loss_stride", "0"), ("--word_loss_negatives", "0")):
+        with pytest.raises(ValueError, match=f"{flag} must be"):
+            run_segmenter.main(common + [flag, value])
+
+
 # ------------------------------------------------------------------------------------------- the pipeline
 @pytest.fixture
 def segmenting_qa(tester, processor):
