@@ -160,14 +160,16 @@ class FrameCollator:
         size = self.frames.feature_extractor.feature_size
         frames = torch.zeros(len(items), width, size)
         labels = torch.full((len(items), width), -100, dtype=torch.long)
-        pieces = torch.full((len(items), width), -1, dtype=torch.long)
+        batch = {"frames": frames, "labels": labels}
+        if self.pieces is not None:  # only with the word loss
+            batch["pieces"] = torch.full((len(items), width), -1, dtype=torch.long)
         for i, item in enumerate(items):
             n, span = item["end"] - item["start"], slice(item["start"], item["end"])
             frames[i, :n] = torch.from_numpy(self.frames.frames[item["paragraph_id"]][span])
             labels[i, :n] = torch.from_numpy(self.labels[item["paragraph_id"]][span])
             if self.pieces is not None:
-                pieces[i, :n] = torch.from_numpy(self.pieces[item["paragraph_id"]][span])
-        return {"frames": frames, "labels": labels, **({"pieces": pieces} if self.pieces is not None else {})}
+                batch["pieces"][i, :n] = torch.from_numpy(self.pieces[item["paragraph_id"]][span])
+        return batch
 
 
 def load_model(args, tokenizer):
