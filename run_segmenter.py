@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from speechbert import SpeechBertForPreTraining, SpeechBertProcessor
-from speechbert.modeling_speechbert import sampled_classes
+from speechbert.modeling_speechbert import cosine_softmax_loss, sampled_classes
 from speechbert.segmentation_speechbert import boundary_scores, decode_segments, frame_labels
 from sqa_train.codes import first_pieces
 from sqa_train.data import PassageFrames, leave_out_voices, load_corpus, segment_times
@@ -145,8 +145,8 @@ class SegmenterTrainingModule(nn.Module):
 
     def word_loss(self, hidden, pieces):
         table, targets, correction = sampled_classes(self.word_embeddings, pieces, self.word_loss_negatives)
-        scaled = F.normalize(self.word_head(hidden).float(), dim=-1) / self.temperature
-        return F.cross_entropy(scaled @ table.T + correction, targets)
+        return cosine_softmax_loss(self.word_head(hidden), table, targets, self.temperature, correction,
+                                   table_is_unit=True)
 
 
 @dataclass

@@ -424,6 +424,18 @@ def sampled_classes(embeddings, words, num_negatives: int):
     return embeddings[torch.cat([classes, drawn])], labels, correction
 
 
+def cosine_softmax_loss(vectors, table, labels, temperature: float, correction=None, table_is_unit: bool = False):
+    """Cross-entropy of `labels` (K,) under a softmax over cosines between `vectors` (K, H) and the rows of `table`
+    (C, H), divided by `temperature` (applied to the K vectors, not to the K x C scores: the same values, less work);
+    `correction` (C,) is added to every row's logits (a sampled softmax's, from `sampled_classes`). `table_is_unit`:
+    its rows are already of unit norm."""
+    scaled = F.normalize(vectors.float(), dim=-1) / temperature
+    logits = scaled @ (table.float() if table_is_unit else F.normalize(table.float(), dim=-1)).T
+    if correction is not None:
+        logits = logits + correction
+    return F.cross_entropy(logits, labels)
+
+
 class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
     """Phonetic-semantic joint embedding and cross-modal masked LM.
 
@@ -564,11 +576,7 @@ class SpeechBertForPreTraining(SpeechBertPreTrainedModel):
         else:  # info_nce: the distinct words of the batch are the classes
             classes, labels = torch.unique(words, return_inverse=True)
             table = embeddings[classes]
-        scaled = F.normalize(codes.float(), dim=-1) / self.config.alignment_temperature  # (K, H): cheaper than (K, V)
-        logits = scaled @ F.normalize(table.float(), dim=-1).T
-        if correction is not None:
-            logits = logits + correction
-        return F.cross_entropy(logits, labels)
+        return cosine_softmax_loss(codes, table, labels, self.config.alignment_temperature, correction)
 
     def _weighted(self, parts):
         weights = {
