@@ -87,6 +87,55 @@ def load_pipeline(model_dir, size):
     return SpokenQuestionAnsweringPipeline(model=model, processor=processor, task="spoken-question-answering")
 
 
+def stage_breakdown(qa, call, repeats, segmenter=True) -> dict[str, float]:
+    """Median seconds per call of each stage of `call` (a pipeline call), timed by wrapping the stages' methods on
+    the instances for the duration: the features, the segmenter's network (when `segmenter`), the audio encoder, the
+    soft word embedding (when the model mixes one), BERT's layers, and the rest of the call (decoding the segmenter's
+    scores, windows, span search)."""
+    import time
+
+    base = qa.model.bert
+    stages = {
+        "features (MFCC)": (qa.processor.feature_extractor, "frame_features"),
+        "word segmenter network": (base.word_segmenter if segmenter else None, "forward"),
+        "audio encoder (RNN over the segments)": (base.audio_encoder, "forward"),
+        "soft word embedding": (base if qa.model.config.audio_code_mode == "soft_word_embedding" else None,
+                                "soft_word_embedding"),
+        "BERT layers": (base.encoder, "forward"),
+    }
+    spent = {}
+
+    def timed(name, function):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - start
+        return wrapper
+
+    present = {name: (owner, attr) for name, (owner, attr) in stages.items() if owner is not None}
+    for name, (owner, attr) in present.items():
+        setattr(owner, attr, timed(name, getattr(owner, attr)))
+    samples = {name: [] for name in [*present, "rest of the call", "whole call"]}
+    spent.update(dict.fromkeys(present, 0.0))
+    try:
+        call()  # warm-up
+        for _ in range(repeats):
+            spent.update(dict.fromkeys(present, 0.0))
+            start = time.perf_counter()
+            call()
+            total = time.perf_counter() - start
+            for name in present:
+                samples[name].append(spent[name])
+            samples["rest of the call"].append(total - sum(spent.values()))
+            samples["whole call"].append(total)
+    finally:
+        for owner, attr in present.values():
+            del owner.__dict__[attr]  # the class's method again
+    return {name: float(np.median(values)) for name, values in samples.items()}
+
+
 def timed_top_k(qa, top_k, call, repeats) -> float:
     """`call`'s median with the model's soft word embedding over each code's `top_k` most similar pieces."""
     kept, qa.model.config.soft_word_embedding_top_k = qa.model.config.soft_word_embedding_top_k, top_k
@@ -191,6 +240,15 @@ def main(argv=None):
             timed_top_k(qa, args.soft_top_k, call, args.repeats)
         timings[f"pipeline, {path}, top {args.soft_top_k} pieces, CPU bf16 autocast"] = \
             timed_top_k(qa, args.soft_top_k, under_bf16, args.repeats)
+    # Where the fastest setting's time goes (bf16 autocast, with the train pieces when given).
+    if args.soft_pieces_from and qa.model.config.audio_code_mode == "soft_word_embedding":
+        whole, qa.model.config.soft_word_embedding_pieces = qa.model.config.soft_word_embedding_pieces, pieces
+        breakdown = stage_breakdown(qa, under_bf16, args.repeats, segmenter=bool(args.model))
+        qa.model.config.soft_word_embedding_pieces = whole
+        setting = f"{path}, the {len(pieces)} train pieces, CPU bf16 autocast"
+    else:
+        breakdown = stage_breakdown(qa, under_bf16, args.repeats, segmenter=bool(args.model))
+        setting = f"{path}, CPU bf16 autocast"
     from sqa_train.quantization import quantize_int8
 
     fp32_model, qa.model = qa.model, quantize_int8(qa.model)  # quantize_dynamic quantises a copy
@@ -213,6 +271,11 @@ def main(argv=None):
               f"with pocketsphinx segments ({asr:.1f} s).")
     if not args.model:
         body += " (Segmenter + features + model estimated as the segmenter's row plus the given-segments row.)"
+    whole_call = breakdown["whole call"]
+    body += (f"\n\nWhere the time of one call goes (pipeline, {setting}; medians of {args.repeats} calls, each "
+             "stage's own):\n\n"
+             + table(["stage", "ms", "share of the call"],
+                     [[name, f"{1000 * t:.1f}", f"{100 * t / whole_call:.0f}%"] for name, t in breakdown.items()]))
     print(body)
     write_section("Word segmenter against ASR segments" + (" (quick)" if args.quick else ""), body,
                   Path(args.results) if args.results else RESULTS)
