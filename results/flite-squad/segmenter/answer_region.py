@@ -41,12 +41,17 @@ def main():
     parser.add_argument("--dataset", default="outputs/benchmark/dataset")
     parser.add_argument("--split", default="test")
     parser.add_argument("--tolerance", type=float, default=0.05)
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="decode the segments at this P(word start) threshold (default the checkpoint's), as the "
+                             "predictions were made (run_sqa.py --config_overrides segmenter_threshold=T)")
     parser.add_argument("--output", default=None, help="write the table and counts as JSON here too")
     args = parser.parse_args()
     torch.set_num_threads(1)
     seg_pred = json.loads(Path(args.segmenter_predictions).read_text())["speechbert_segmenter"]
     asr_pred = json.loads(Path(args.asr_predictions).read_text())["speechbert"]
     model = SpeechBertForQuestionAnswering.from_pretrained(args.model).eval()
+    if args.threshold is not None:
+        model.config.segmenter_threshold = args.threshold
     extractor = SpeechBertFeatureExtractor.from_pretrained(args.model)
     rows = load_corpus(args.dataset)[args.split]
     segments = {}
@@ -72,7 +77,8 @@ def main():
         f1 = lambda p: max(token_f1(p["prediction_text"], g) for g in gold)  # noqa: E731
         groups[kind].append((f1(asr_pred[row["id"]]), f1(seg_pred[row["id"]])))
     total = sum(len(v) for v in groups.values())
-    lines = [f"{args.split}: {total} questions, tolerance {1000 * args.tolerance:.0f} ms, model {args.model}", "",
+    lines = [f"{args.split}: {total} questions, tolerance {1000 * args.tolerance:.0f} ms, model {args.model}, "
+             f"threshold {model.config.segmenter_threshold}", "",
              "| answer region | questions | F1 at ASR segments | F1 at segmenter segments | gap | share of the total gap |",
              "|---|---|---|---|---|---|"]
     gap_total = sum(a - s for v in groups.values() for a, s in v)
