@@ -240,15 +240,14 @@ def main(argv=None):
             timed_top_k(qa, args.soft_top_k, call, args.repeats)
         timings[f"pipeline, {path}, top {args.soft_top_k} pieces, CPU bf16 autocast"] = \
             timed_top_k(qa, args.soft_top_k, under_bf16, args.repeats)
-    # Where the fastest setting's time goes (bf16 autocast, with the train pieces when given).
-    if args.soft_pieces_from and qa.model.config.audio_code_mode == "soft_word_embedding":
-        whole, qa.model.config.soft_word_embedding_pieces = qa.model.config.soft_word_embedding_pieces, pieces
-        breakdown = stage_breakdown(qa, under_bf16, args.repeats, segmenter=bool(args.model))
-        qa.model.config.soft_word_embedding_pieces = whole
-        setting = f"{path}, the {len(pieces)} train pieces, CPU bf16 autocast"
-    else:
-        breakdown = stage_breakdown(qa, under_bf16, args.repeats, segmenter=bool(args.model))
-        setting = f"{path}, CPU bf16 autocast"
+    # Where the fastest setting's time goes (bf16 autocast, over the train pieces when given).
+    with_pieces = bool(args.soft_pieces_from) and qa.model.config.audio_code_mode == "soft_word_embedding"
+    whole = qa.model.config.soft_word_embedding_pieces
+    if with_pieces:
+        qa.model.config.soft_word_embedding_pieces = pieces
+    breakdown = stage_breakdown(qa, under_bf16, args.repeats, segmenter=bool(args.model))
+    qa.model.config.soft_word_embedding_pieces = whole
+    setting = f"{path}, {f'the {len(pieces)} train pieces, ' if with_pieces else ''}CPU bf16 autocast"
     from sqa_train.quantization import quantize_int8
 
     fp32_model, qa.model = qa.model, quantize_int8(qa.model)  # quantize_dynamic quantises a copy
