@@ -127,10 +127,9 @@ bench-sqa: bench-graft bench-text
 # boundary F1 at 20 ms: 78.8 against 77.3 for 2 epochs and 73.9 for 64 channels, the 128-channel stack's 78.9 for
 # twice the segmenter time; QA F1 at its segments under the fine-tuned SpeechBERT within noise of 2 epochs' on
 # validation, 25.7 against 26.1, and 38.1 against 37.5 on test) trained on the corpus's forced-alignment word times
-# inside the step-1 checkpoint (only the segmenter trains; about 70 minutes of one thread beside other runs), then grafted onto the
-# fine-tuned SpeechBERT, which is evaluated at ASR
-# segments and at the segmenter's own (`speechbert_segmenter`, not trained there) in one WER-bucket table:
-# $(BENCH)/no_asr.
+# inside the step-1 checkpoint (only the segmenter trains; about 70 minutes of one thread beside other runs), then
+# grafted onto the fine-tuned SpeechBERT, which is evaluated at ASR segments and at the segmenter's own
+# (`speechbert_segmenter`, not trained there) in one WER-bucket table: $(BENCH)/no_asr.
 BENCH_SEGMENTER := --num_train_epochs 3 --learning_rate 1e-3 --per_device_train_batch_size 16 \
 	--max_frames_per_item 1000 --config_overrides segmenter_num_layers=6,segmenter_begin_frames=3,segmenter_hidden_size=96 \
 	--extra_records $(BENCH_VOICES) --pitch_cents -300 -150 150 300 450 --report_to none --save_strategy steps \

@@ -124,8 +124,7 @@ class SegmenterTrainingModule(nn.Module):
         self.segmenter = segmenter
         self.word_loss_weight = word_loss_weight
         if word_loss_weight > 0:
-            self.register_buffer("word_embeddings", F.normalize(word_embeddings.detach().float(), dim=-1),
-                                 persistent=False)
+            self.register_buffer("word_embeddings", word_embeddings.detach().float(), persistent=False)
             self.word_head = nn.Linear(segmenter.output.in_features, word_embeddings.shape[1])
             self.word_loss_stride, self.word_loss_negatives, self.temperature = (word_loss_stride, word_loss_negatives,
                                                                                  temperature)
@@ -145,8 +144,7 @@ class SegmenterTrainingModule(nn.Module):
 
     def word_loss(self, hidden, pieces):
         table, targets, correction = sampled_classes(self.word_embeddings, pieces, self.word_loss_negatives)
-        return cosine_softmax_loss(self.word_head(hidden), table, targets, self.temperature, correction,
-                                   table_is_unit=True)
+        return cosine_softmax_loss(self.word_head(hidden), table, targets, self.temperature, correction)
 
 
 @dataclass

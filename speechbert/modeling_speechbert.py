@@ -424,13 +424,12 @@ def sampled_classes(embeddings, words, num_negatives: int):
     return embeddings[torch.cat([classes, drawn])], labels, correction
 
 
-def cosine_softmax_loss(vectors, table, labels, temperature: float, correction=None, table_is_unit: bool = False):
+def cosine_softmax_loss(vectors, table, labels, temperature: float, correction=None):
     """Cross-entropy of `labels` (K,) under a softmax over cosines between `vectors` (K, H) and the rows of `table`
     (C, H), divided by `temperature` (applied to the K vectors, not to the K x C scores: the same values, less work);
-    `correction` (C,) is added to every row's logits (a sampled softmax's, from `sampled_classes`). `table_is_unit`:
-    its rows are already of unit norm."""
+    `correction` (C,) is added to every row's logits (a sampled softmax's, from `sampled_classes`)."""
     scaled = F.normalize(vectors.float(), dim=-1) / temperature
-    logits = scaled @ (table.float() if table_is_unit else F.normalize(table.float(), dim=-1)).T
+    logits = scaled @ F.normalize(table.float(), dim=-1).T
     if correction is not None:
         logits = logits + correction
     return F.cross_entropy(logits, labels)
