@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -87,14 +88,25 @@ def config_for(**fields):
     return SpeechBertConfig(**base)
 
 
-def time_segmenter(frames, hidden, layers, repeats, precision):
+def conv1d_segmenter(segmenter, frames):
+    """`segmenter(frames)` computed with PyTorch's `nn.Conv1d` modules over (B, C, T) frames, the form the segmenter
+    had until 2026-12-06 (it now multiplies shifted copies of (B, T, C) frames; the same numbers, tests/test_segmenter.py)."""
+    x = F.gelu(segmenter.input(frames.transpose(1, 2)))
+    for conv, norm in zip(segmenter.layers, segmenter.norms):
+        x = x + F.gelu(norm(conv(x).transpose(1, 2)).transpose(1, 2))
+    return segmenter.output(x.transpose(1, 2))
+
+
+def time_segmenter(frames, hidden, layers, repeats, precision, conv1d=False):
+    """The segmenter network and its decoding; `conv1d`: the network in `conv1d_segmenter`'s form."""
     from speechbert.segmentation_speechbert import SpeechBertWordSegmenter, decode_segments
 
     torch.manual_seed(0)
     config = config_for(segmenter_hidden_size=hidden, segmenter_num_layers=layers)
     segmenter = int8_if(SpeechBertWordSegmenter(config).eval(), precision)  # int8: its output Linear only
+    network = (lambda x: conv1d_segmenter(segmenter, x)) if conv1d else segmenter
 
-    return median_no_grad(lambda: decode_segments(segmenter(frames)[0].float(), config.hop_ms / 1000,
+    return median_no_grad(lambda: decode_segments(network(frames)[0].float(), config.hop_ms / 1000,
                                                   config.window_ms / 1000), repeats, precision)
 
 
@@ -171,7 +183,7 @@ def main(argv=None):
     if args.quick:
         args.seconds, args.repeats = 10.0, 2
     torch.set_num_threads(1)  # "on one CPU core"
-    segmenters = [(64, 6), (64, 4), (32, 6), (32, 4)] if not args.quick else [(64, 6), (32, 4)]
+    segmenters = [(96, 6), (64, 6), (64, 4), (32, 4)] if not args.quick else [(96, 6), (32, 4)]  # the recipe first
     encoders = [(2, 256), (1, 256), (2, 128), (1, 128)] if not args.quick else [(2, 256), (1, 128)]
     depths = [6, 4, 3, 2] if not args.quick else [6, 2]
 
@@ -215,6 +227,12 @@ def main(argv=None):
         for n in depths:
             parts["BERT"][f"{n} layers x 384{tag(precision)}"] = time_bert(model, tokens, n, args.repeats, precision)
     parts["soft word embedding"]["none (codes fed directly)"] = 0.0
+    # The recipe's segmenter against the same network written with PyTorch's convolutions (its form until 2026-12-06).
+    layout = []
+    for precision in ("float32", "bf16"):
+        ours = parts["word segmenter"][f"{segmenters[0][0]} channels x {segmenters[0][1]} layers{tag(precision)}"]
+        conv1d = time_segmenter(frames, *segmenters[0], args.repeats, precision, conv1d=True)
+        layout.append(f"{precision} {1000 * conv1d:.1f} ms against {1000 * ours:.1f} ms ({conv1d / ours:.2f}x)")
 
     # The check that the parts add up: real pipeline calls with given segments and the recipe's encoder and BERT,
     # reading their codes directly and as soft word embeddings over the train pieces (the recipe's whole call is that
@@ -295,6 +313,9 @@ def main(argv=None):
             + "\n\nSums (the pipeline around the model included; one precision for all parts):\n\n"
             + table(["combination", "segmenter", "audio encoder", "soft word embedding", "BERT", "ms"], summary_rows)
             + f"\n\nCombinations within {args.budget_ms:.0f} ms: " + "; ".join(fit_line(p) for p in PRECISIONS)
+            + f".\n\nThe recipe's segmenter ({segmenters[0][0]} x {segmenters[0][1]}, decoding included) with "
+              "PyTorch's `nn.Conv1d` over (B, C, T) frames, its form until 2026-12-06, against its form since (one "
+              "matrix product over shifted copies of (B, T, C) frames): " + "; ".join(layout)
             + ".\n\nThe parts against real pipeline calls with given segments, the recipe's encoder "
             + f"({recipe_encoder}) and BERT ({depths[0]} layers): " + "; ".join(checks)
             + ". Codes fed directly skip the soft word embedding. Time only: what int8, bf16 and codes fed directly "

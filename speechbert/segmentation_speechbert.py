@@ -48,13 +48,27 @@ class SpeechBertWordSegmenter(nn.Module):
             raise ValueError(
                 f"frames must have shape (batch, frames, {self.input.in_channels}), got {tuple(frames.shape)}"
             )
-        x = F.gelu(self.input(frames.transpose(1, 2)))  # (B, H, T)
+        x = F.gelu(_convolve(self.input, frames))  # (B, T, H)
         for conv, norm in zip(self.layers, self.norms):
-            x = x + F.gelu(norm(conv(x).transpose(1, 2)).transpose(1, 2))
-        return x.transpose(1, 2)
+            x = x + F.gelu(norm(_convolve(conv, x)))
+        return x
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.output(self.hidden_states(frames))  # (B, T, 3)
+
+
+def _convolve(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """`conv` (odd kernel, centred, stride 1) applied to (B, T, C) frames, returning (B, T, out_channels): the same
+    numbers as `conv(x.transpose(1, 2)).transpose(1, 2)`, as one matrix product over the kernel's shifted copies of
+    the frames. Frames stay (B, T, C) throughout, so the layer norms and residual sums need no transposed copies; on
+    one CPU core under bf16 autocast the 96-channel segmenter runs about 1.4x faster this way, and its training step
+    in float32 takes the same time (`benchmarks/RESULTS.md`)."""
+    kernel, dilation, padding = conv.kernel_size[0], conv.dilation[0], conv.padding[0]
+    steps = x.shape[1]
+    padded = F.pad(x, (0, 0, padding, padding))
+    shifted = torch.cat([padded[:, i * dilation : i * dilation + steps] for i in range(kernel)], -1)  # (B, T, k*C)
+    # weight (out, C, k) -> (out, k*C), matching `shifted`'s column order (shift-major)
+    return F.linear(shifted, conv.weight.transpose(1, 2).reshape(conv.out_channels, -1), conv.bias)
 
 
 def frame_labels(first: np.ndarray, last: np.ndarray, num_frames: int, begin_frames: int = 2) -> np.ndarray:

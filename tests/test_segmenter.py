@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForQuestionAnswering
 
@@ -113,6 +113,34 @@ def test_segmenter_is_part_of_the_checkpoint_only_when_configured(tmp_path, test
     segments = loaded.bert.segment_words(frames[0])
     assert isinstance(segments, list) and len(segments) == 1
     assert all(0 <= s < e for s, e in segments[0])
+
+
+def reference_segmenter(segmenter, frames):
+    """The segmenter written with PyTorch's own convolutions over (B, C, T) frames: what `_convolve` must equal."""
+    x = torch.nn.functional.gelu(segmenter.input(frames.transpose(1, 2)))
+    for conv, norm in zip(segmenter.layers, segmenter.norms):
+        x = x + torch.nn.functional.gelu(norm(conv(x).transpose(1, 2)).transpose(1, 2))
+    return segmenter.output(x.transpose(1, 2))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kernel=st.sampled_from([1, 3, 5, 7]), layers=st.integers(1, 4), frames=st.integers(1, 40),
+       batch=st.integers(1, 3))
+def test_segmenter_network_equals_pytorch_convolutions(tester, kernel, layers, frames, batch):
+    config = tester.config(word_segmenter=True, segmenter_hidden_size=6, segmenter_kernel_size=kernel,
+                           segmenter_num_layers=layers)
+    torch.manual_seed(kernel * 100 + layers * 10 + frames)
+    segmenter = SpeechBertWordSegmenter(config)
+    for param in segmenter.parameters():  # LayerNorm starts at (1, 0): move it too
+        torch.nn.init.normal_(param, std=0.3)
+    x = torch.randn(batch, frames, config.feature_size, requires_grad=True)
+    got, expected = segmenter(x), reference_segmenter(segmenter, x)
+    assert got.shape == (batch, frames, 3)  # a receptive field wider than the passage still keeps its length
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    grads = torch.autograd.grad(got.square().sum(), [x, *segmenter.parameters()])
+    expected_grads = torch.autograd.grad(expected.square().sum(), [x, *segmenter.parameters()])
+    for a, b in zip(grads, expected_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_segmenter_config_is_checked(tester):
