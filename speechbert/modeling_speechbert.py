@@ -231,7 +231,8 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
         divided by `alignment_temperature` (applied to the N codes, not to the N x V scores: the same values, a
         fraction of the work)."""
         scaled = F.normalize(codes.float(), dim=-1) / self.config.alignment_temperature
-        return scaled @ self._unit_word_embeddings(pieces).T
+        table = self._unit_word_embeddings(pieces)
+        return scaled.to(table.dtype) @ table.T  # table: float32, or autocast's dtype (cached, inference only)
 
     def _unit_word_embeddings(self, pieces: torch.Tensor | None = None) -> torch.Tensor:
         """(V, H) float32 input word embeddings (or the rows of `pieces`) scaled to unit norm. Without autograd
@@ -241,9 +242,11 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
 
     def _word_embedding_rows(self, pieces: torch.Tensor | None = None, unit: bool = False) -> torch.Tensor:
         """(V, H) float32 input word embeddings, or the rows of `pieces`, scaled to unit norm if `unit`. Without
-        autograd the result is cached (one per `unit`) until the weights change or other pieces are asked for, so an
-        inference call does not gather the pieces' rows again (about 9% of the soft word embedding over 9,795 pieces
-        on one CPU core, `benchmarks/RESULTS.md`)."""
+        autograd the result is cached (one per `unit` and dtype) until the weights change or other pieces are asked
+        for, so an inference call does not gather the pieces' rows again (about 9% of the soft word embedding over
+        9,795 pieces on one CPU core, `benchmarks/RESULTS.md`). Under autocast the cached rows are in autocast's
+        dtype, the dtype its products would cast them to at every call (two copies of the table a call, about 9 ms
+        of a 60 s passage's 125 over 12,274 pieces under CPU bf16 autocast): the same numbers, cast once."""
         weight = self.embeddings.word_embeddings.weight
 
         def rows():
@@ -252,16 +255,17 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
 
         if torch.is_grad_enabled() and weight.requires_grad:
             return rows()
-        if pieces is None and not unit and weight.dtype == torch.float32:
+        device = weight.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
+        if pieces is None and not unit and weight.dtype == dtype:
             return weight.detach()  # nothing to compute
         key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, tuple(weight.shape))
-        name = "_unit_embeddings_cache" if unit else "_piece_rows_cache"
-        cached = getattr(self, name, None)
+        caches = self.__dict__.setdefault("_embedding_rows_cache", {})  # (unit, dtype) -> (key, pieces, rows)
+        cached = caches.get((unit, dtype))
         # The cache holds the pieces tensor itself (compared by identity, so its memory cannot be reused by another).
         if cached is None or cached[0] != key or cached[1] is not pieces:  # gathered only when the cache misses
             with torch.no_grad():
-                cached = (key, pieces, rows())
-            setattr(self, name, cached)
+                cached = caches[unit, dtype] = (key, pieces, rows().to(dtype))
         return cached[2]
 
     def _soft_pieces(self):

@@ -484,6 +484,37 @@ def test_unit_embeddings_are_cached_only_while_the_weights_stay(tester):
     assert trained.grad is not None
 
 
+def test_embedding_rows_under_autocast_are_cast_once_to_the_same_numbers(tester):
+    """Under CPU bf16 autocast the soft word embedding reads its tables in bf16, cached: the numbers autocast's own
+    casts give at every call; float32 calls keep their own table; both follow the weights."""
+    model = seeded(SpeechBertModel, tester.config(audio_code_mode="soft_word_embedding", alignment_temperature=0.2))
+    codes = torch.randn(5, model.config.hidden_size)
+    weight = model.embeddings.word_embeddings.weight
+
+    def by_hand():  # what autocast makes of the float32 computation, casting the tables at every call
+        table = weight.detach().float()
+        scores = (F.normalize(codes, dim=-1) / 0.2) @ F.normalize(table, dim=-1).T
+        return (scores.softmax(-1) @ table).float()
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    with torch.no_grad():
+        with autocast():
+            expected = by_hand()
+            first, second = model.soft_word_embedding(codes), model.soft_word_embedding(codes)
+        assert expected.dtype == first.dtype == torch.float32 and torch.equal(first, expected)
+        assert torch.equal(second, first)
+        cached = model._embedding_rows_cache
+        assert {dtype for _, dtype in cached} == {torch.bfloat16} and cached[True, torch.bfloat16][2].dtype == torch.bfloat16
+        torch.testing.assert_close(model.soft_word_embedding(codes), by_hand())  # float32 outside autocast
+        assert {dtype for _, dtype in cached} == {torch.bfloat16, torch.float32}
+        weight.mul_(-1.5)
+        with autocast():
+            assert torch.equal(model.soft_word_embedding(codes), by_hand())
+            assert not torch.equal(model.soft_word_embedding(codes), first)
+
+
 def test_soft_word_embedding_mode(tester, processor):
     inputs = batch(processor)
     direct = seeded(SpeechBertModel, tester.config())
