@@ -245,11 +245,46 @@ def passage_logits(segmenter, frames, rows):
     return out
 
 
-def score_segments(rows, logits, config, threshold):
-    """Boundary scores of the segmenter's segments at each tolerance over `rows`, overall and per voice."""
+def score_segments(rows, logits, config, threshold, start_shift=None):
+    """Boundary scores of the segmenter's segments at each tolerance over `rows`, overall and per voice (decoded with
+    `start_shift`, default the config's)."""
+    shift = config.segmenter_start_shift if start_shift is None else start_shift
     return score_rows(rows, lambda row: decode_segments(
         logits[row["paragraph_id"]], config.hop_ms / 1000, config.window_ms / 1000, threshold,
-        config.segmenter_min_word_frames))
+        config.segmenter_min_word_frames, start_shift=shift))
+
+
+def start_offsets(rows, logits, config, frames: PassageFrames, threshold, max_offset=2) -> dict[int, int]:
+    """{offset: count}: how many frames after the reference word's first frame the decoder (no start shift) puts
+    each word start inside a speech run, over the starts within `max_offset` frames of a reference word's first
+    frame. Frames are those each segment owns (`segment_frames`), so the offsets count frames the words gain or
+    lose, which the boundary tolerances (20 and 50 ms) do not see."""
+    counts = {offset: 0 for offset in range(-max_offset, max_offset + 1)}
+    fe = frames.feature_extractor
+    for row in rows:
+        segments = decode_segments(logits[row["paragraph_id"]], config.hop_ms / 1000, config.window_ms / 1000,
+                                   threshold, config.segmenter_min_word_frames)
+        inside = [word for before, word in zip(segments[:-1], segments[1:]) if word[0] == before[1]]
+        if not inside:
+            continue
+        reference, _, _ = reference_frames(frames, row)
+        if not len(reference):
+            continue
+        found, _ = fe.segment_frames(inside, frames.num_samples[row["paragraph_id"]])
+        reference = np.sort(reference)
+        nearest = np.clip(np.searchsorted(reference, found), 1, len(reference) - 1)
+        left, right = reference[nearest - 1], reference[nearest]
+        offsets = np.where(found - left <= right - found, found - left, found - right)
+        for offset in offsets[np.abs(offsets) <= max_offset].tolist():
+            counts[int(offset)] += 1
+    return counts
+
+
+def median_offset(counts: dict[int, int]) -> int:
+    """The median of `start_offsets`' counts, rounded half up, and at least 0 (a decoder start is never moved
+    later)."""
+    offsets = np.repeat(list(counts), list(counts.values()))
+    return max(0, int(np.floor(np.median(offsets) + 0.5))) if len(offsets) else 0
 
 
 def score_rows(rows, predict):
@@ -350,7 +385,8 @@ def main(argv=None):
                                        if args.word_loss_weight > 0 else {}))
     fingerprint["config"] = {k: v for k, v in fingerprint["config"].items()
                              if k.startswith("segmenter_") or k in ("word_segmenter", *config.feature_extractor_kwargs())}
-    fingerprint["config"].pop("segmenter_threshold", None)  # chosen after training
+    for chosen_after_training in ("segmenter_threshold", "segmenter_start_shift"):
+        fingerprint["config"].pop(chosen_after_training, None)
     folder = Path(step_args.output_dir)
     if check_stage_settings(folder, fingerprint):
         from safetensors.torch import load_file
@@ -380,13 +416,21 @@ def main(argv=None):
     if "validation" in splits:
         logits = passage_logits(module.segmenter, frames, splits["validation"])
         for threshold in args.thresholds:
-            scores = score_segments(splits["validation"], logits, config, threshold)["all"]
+            scores = score_segments(splits["validation"], logits, config, threshold, start_shift=0)["all"]
             results["thresholds"][str(threshold)] = scores
         best = max(args.thresholds, key=lambda t: results["thresholds"][str(t)]["f1_20ms"])
         config.segmenter_threshold = float(best)
         logger.info("segmenter: threshold %.2f chosen on validation (boundary F1 at 20 ms %.1f)", best,
                     results["thresholds"][str(best)]["f1_20ms"])
+        # Where inside the BEGIN band the P(BEGIN) peaks sit: each word start moves that many frames earlier.
+        offsets = start_offsets(splits["validation"], logits, config, frames, config.segmenter_threshold)
+        config.segmenter_start_shift = median_offset(offsets)
+        results["start_offsets"] = {str(k): v for k, v in offsets.items()}
+        logger.info("segmenter: word starts inside speech runs lie %s frames after the reference's (validation "
+                    "counts %s): start shift %d", "/".join(map(str, offsets)), list(offsets.values()),
+                    config.segmenter_start_shift)
     results["threshold"] = config.segmenter_threshold
+    results["start_shift"] = config.segmenter_start_shift
     results["asr_splits"] = {}
     for split, split_rows in splits.items():
         logits = passage_logits(module.segmenter, frames, split_rows)
@@ -398,7 +442,8 @@ def main(argv=None):
     processor.save_pretrained(out)
     (out / "segmenter.json").write_text(json.dumps(results, indent=1) + "\n")
     if results["splits"]:
-        print(f"segmenter boundaries (threshold {results['threshold']}):\n{markdown(results)}", flush=True)
+        print(f"segmenter boundaries (threshold {results['threshold']}, start shift {results['start_shift']} "
+              f"frames):\n{markdown(results)}", flush=True)
     logger.info("saved SpeechBERT with its word segmenter to %s", out)
 
 

@@ -93,6 +93,8 @@ class SpeechBertConfig(BertConfig):
     segmenter_threshold (`float`, defaults to 0.5): `P(BEGIN)` a peak needs to start a word (`run_segmenter.py`
         chooses it on validation).
     segmenter_min_word_frames (`int`, defaults to 3): shortest word the decoder keeps, in frames.
+    segmenter_start_shift (`int`, defaults to 0): frames between a `P(BEGIN)` peak and the word start the decoder
+        places there (`run_segmenter.py` measures it on validation: the segmenter peaks inside the `BEGIN` band).
     """
 
     model_type = "speechbert"
@@ -133,6 +135,7 @@ class SpeechBertConfig(BertConfig):
     segmenter_begin_frames: int = 2
     segmenter_threshold: float | int = 0.5
     segmenter_min_word_frames: int = 3
+    segmenter_start_shift: int = 0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -169,6 +172,9 @@ class SpeechBertConfig(BertConfig):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"SpeechBertConfig.{name} must be >= 0, got {value!r}")
+        if isinstance(self.segmenter_start_shift, bool) or self.segmenter_start_shift < 0:
+            raise ValueError(f"SpeechBertConfig.segmenter_start_shift must be a whole number of frames >= 0, got "
+                             f"{self.segmenter_start_shift!r}")
         if self.feature_size != 3 * self.num_mfcc:
             raise ValueError(
                 f"SpeechBertConfig.feature_size must be 3 * num_mfcc = {3 * self.num_mfcc} (MFCC + delta + "

@@ -214,7 +214,8 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
         lengths = [None] * len(logits) if num_frames is None else [int(n) for n in num_frames]
         c = self.config
         return [decode_segments(row, c.hop_ms / 1000, c.window_ms / 1000, c.segmenter_threshold,
-                                c.segmenter_min_word_frames, n) for row, n in zip(logits, lengths)]
+                                c.segmenter_min_word_frames, n, c.segmenter_start_shift)
+                for row, n in zip(logits, lengths)]
 
     def encode_audio(self, audio_features: torch.Tensor, audio_feature_lengths: torch.Tensor) -> torch.Tensor:
         """(B, S, T, F) features and (B, S) lengths -> (N, hidden) codes of the N real segments, row-major."""

@@ -98,13 +98,20 @@ def frame_time(frame, hop_s: float, window_s: float):
 
 
 def decode_segments(logits, hop_s: float = 0.01, window_s: float = 0.025, threshold: float = 0.5,
-                    min_word_frames: int = 3, num_frames: int | None = None) -> list[tuple[float, float]]:
+                    min_word_frames: int = 3, num_frames: int | None = None,
+                    start_shift: int = 0) -> list[tuple[float, float]]:
     """`(start, end)` seconds of the words in one passage's `(T, 3)` frame logits.
 
     A frame is speech when `P(SILENCE) < 0.5`. A word starts at the first frame of every speech run and at the
-    speech frames whose `P(BEGIN)` reaches `threshold`, the strongest first: a start closer than `min_word_frames` to
-    one already taken is dropped (a run's first frame is always taken). A word ends where the next one starts or its
-    speech run ends; a run's last word shorter than `min_word_frames` joins the word before it.
+    speech frames whose `P(BEGIN)` reaches `threshold` (local maxima), each placed `start_shift` frames before its
+    peak, the strongest first: a start closer than `min_word_frames` to one already taken is dropped (a run's first
+    frame is always taken). A word ends where the next one starts or its speech run ends; a run's last word shorter
+    than `min_word_frames` joins the word before it.
+
+    `start_shift`: a segmenter trained with `BEGIN` on a word's first `segmenter_begin_frames` frames peaks inside
+    that band, not at its first frame (`run_segmenter.py` measures where on validation and sets
+    `config.segmenter_start_shift`); without the shift each word inside a speech run would lose its first frames to
+    the word before it.
     """
     import bisect
 
@@ -117,6 +124,8 @@ def decode_segments(logits, hop_s: float = 0.01, window_s: float = 0.025, thresh
         raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
     if min_word_frames < 1:
         raise ValueError(f"min_word_frames must be >= 1, got {min_word_frames!r}")
+    if isinstance(start_shift, bool) or not isinstance(start_shift, (int, np.integer)) or start_shift < 0:
+        raise ValueError(f"start_shift must be a whole number of frames >= 0, got {start_shift!r}")
     probs = logits.softmax(-1)
     speech = (probs[:, SILENCE] < 0.5).numpy()
     begin = probs[:, BEGIN]
@@ -130,8 +139,9 @@ def decode_segments(logits, hop_s: float = 0.01, window_s: float = 0.025, thresh
     segments = []
     for run_start, run_end in zip(run_starts, run_ends):
         peaks = np.flatnonzero(candidate[run_start:run_end]) + run_start
+        starts = np.maximum(peaks - start_shift, run_start)  # at the run's start: dropped below, as too close
         kept = [int(run_start)]
-        for frame in peaks[np.lexsort((peaks, -begin[peaks]))]:  # strongest first, earliest among equals
+        for frame in starts[np.lexsort((starts, -begin[peaks]))]:  # strongest first, earliest among equals
             i = bisect.bisect_left(kept, frame)
             if (i == len(kept) or kept[i] - frame >= min_word_frames) and (i == 0 or frame - kept[i - 1] >= min_word_frames):
                 kept.insert(i, int(frame))

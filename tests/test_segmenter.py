@@ -87,6 +87,59 @@ def test_decoder_threshold_short_pieces_and_errors():
     assert decode_segments(sure_logits(np.zeros(20, np.int64))) == []  # silence: no words
 
 
+def band_centre_logits(first, last, num_frames, begin_frames=3):
+    """Logits of a segmenter trained with `begin_frames`-wide BEGIN bands whose P(BEGIN) peaks at each band's centre
+    (as trained ones do: `run_segmenter.start_offsets`), not at the word's first frame."""
+    labels = frame_labels(first, last, num_frames, begin_frames)
+    probs = np.eye(3)[labels] * 0.9 + 0.05
+    for a in first:
+        probs[a : a + begin_frames, BEGIN] = [0.6, 0.9, 0.6][:begin_frames]  # the centre frame a + 1 peaks
+        probs[a : a + begin_frames, INSIDE] = 1 - probs[a : a + begin_frames, BEGIN] - 0.05
+    return torch.log(torch.as_tensor(probs))
+
+
+def test_decoder_start_shift_puts_words_back_on_their_first_frames():
+    first, last = [2, 8, 15, 30], [8, 15, 24, 38]  # three touching words, then one after a pause
+    logits = band_centre_logits(first, last, 42)
+    fe = SpeechBertFeatureExtractor()
+    num_samples = 41 * fe.hop_samples + fe.win_samples
+
+    def owned(shift):
+        segments = decode_segments(logits, fe.hop_ms / 1000, fe.window_ms / 1000, 0.5, 3, start_shift=shift)
+        got_first, got_last = fe.segment_frames(segments, num_samples)
+        return got_first.tolist(), got_last.tolist()
+
+    # Without the shift each word inside a speech run starts at its band's peak, one frame late, and the word before
+    # takes that frame; a run's first word starts where the speech does either way.
+    assert owned(0) == ([2, 9, 16, 30], [9, 16, 24, 38])
+    assert owned(1) == (first, last)
+    # A start moved onto (or before) its run's start is dropped, not moved out of the run: with 7 frames, the peak at
+    # 9 lands on the run's start 2 and goes; the peak at 16 moves to 9.
+    assert owned(7) == ([2, 9, 30], [9, 24, 38])
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="start_shift"):
+            decode_segments(logits, start_shift=bad)
+
+
+def test_start_offsets_and_their_median_by_hand(tiny_corpus, processor):
+    import run_segmenter as rs
+    from sqa_train.data import PassageFrames, load_corpus
+
+    rows = rs.passage_rows(load_corpus(tiny_corpus)["test"])[:1]
+    frames = PassageFrames(processor.feature_extractor)
+    first, last, num_frames = rs.reference_frames(frames, rows[0])
+    touching = [i for i in range(1, len(first)) if first[i] == last[i - 1]]
+    assert touching, "the fixture passage needs words read without a pause"
+    logits = {rows[0]["paragraph_id"]: band_centre_logits(first, last, num_frames)}
+    config = SpeechBertConfig(segmenter_min_word_frames=2)
+    counts = rs.start_offsets(rows, logits, config, frames, threshold=0.5)
+    assert counts == {-2: 0, -1: 0, 0: 0, 1: len(touching), 2: 0}  # every start inside a run is one frame late
+    assert rs.median_offset(counts) == 1
+    assert rs.median_offset({-1: 5, 0: 1, 1: 1}) == 0  # never moved later
+    assert rs.median_offset({0: 2, 1: 2}) == 1 and rs.median_offset({0: 3, 1: 2}) == 0  # half rounds up
+    assert rs.median_offset({0: 0, 1: 0}) == 0  # nothing matched: no shift
+
+
 def test_boundary_scores_by_hand():
     reference = [(0.10, 0.30), (0.30, 0.60)]  # boundaries 0.10, 0.30, 0.60
     predicted = [(0.11, 0.27), (0.27, 0.45), (0.45, 0.62)]  # 0.11, 0.27, 0.45, 0.62
@@ -185,6 +238,8 @@ def test_run_segmenter_trains_measures_and_saves(tmp_path, tiny_corpus, tiny_tex
     model = AutoModelForQuestionAnswering.from_pretrained(out, trust_remote_code=True)
     assert model.config.word_segmenter and model.config.segmenter_hidden_size == 16
     assert model.config.segmenter_threshold == results["threshold"]
+    assert model.config.segmenter_start_shift == results["start_shift"] == run_segmenter.median_offset(
+        {int(k): v for k, v in results["start_offsets"].items()})
     assert "P / R / F1 at 20 ms" in capsys.readouterr().out
     # A rerun with the same settings reuses the step; other settings are refused, naming what changed.
     run_segmenter.main(common)
