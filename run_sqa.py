@@ -116,7 +116,10 @@ class ModelArguments:
     quantize: str | None = field(
         default=None,
         metadata={"help": "'int8': evaluate every system with dynamic int8 quantisation of its Linear and RNN layers "
-                          "(torch.ao quantize_dynamic; CPU inference only, not with --do_train)"},
+                          "(torch.ao quantize_dynamic; CPU inference only, not with --do_train); 'int8_encoder': only "
+                          "SpeechBERT's audio encoder (its GRU and projection), which reads float32 frames, so it "
+                          "combines with --bf16 --use_cpu (the rest under CPU bf16 autocast: bench_segmenter.py's "
+                          "fastest setting); SpeechBERT systems only"},
     )
 
     def __post_init__(self):
@@ -129,8 +132,8 @@ class ModelArguments:
         if self.soft_word_embedding_pieces not in (None, "train", "all"):
             raise ValueError(f"--soft_word_embedding_pieces {self.soft_word_embedding_pieces!r}: expected 'train', "
                              "'all' or nothing (the checkpoint's)")
-        if self.quantize not in (None, "int8"):
-            raise ValueError(f"--quantize {self.quantize!r}: expected 'int8' or nothing")
+        if self.quantize not in (None, "int8", "int8_encoder"):
+            raise ValueError(f"--quantize {self.quantize!r}: expected 'int8', 'int8_encoder' or nothing")
         if self.audio_encoder_learning_rate is not None and not self.audio_encoder_learning_rate >= 0:
             raise ValueError(f"--audio_encoder_learning_rate must be >= 0, got {self.audio_encoder_learning_rate}")
         if self.audio_encoder_learning_rate is not None and self.freeze_audio_encoder:
@@ -324,6 +327,9 @@ class SpeechBertTrainer(Trainer):
 def make_trainer(model, training_args, subdir, train_items, collator, quantize=None, audio_encoder_learning_rate=None):
     if quantize == "int8":
         model = quantize_int8(model.eval())
+    elif quantize == "int8_encoder":  # a copy, as quantize_int8 makes: the caller's model keeps its float encoder
+        model = copy.deepcopy(model.eval())
+        model.bert.audio_encoder = quantize_int8(model.bert.audio_encoder)
     # The release (model + card) happens once, after evaluation: no trainer pushes on its own.
     args = stage_args(training_args, subdir, label_names=["start_positions", "end_positions"], push_to_hub=False)
     return SpeechBertTrainer(model=model, args=args, train_dataset=train_items,
@@ -643,13 +649,20 @@ def main(argv=None):
         raise SystemExit(f"--system_num_train_epochs {' '.join(data_args.system_num_train_epochs)} would do nothing: "
                          f"--max_steps {training_args.max_steps} ends every system's training first (drop one of them)")
     if model_args.quantize:
+        q = model_args.quantize
         if training_args.do_train:
-            raise SystemExit("--quantize int8 is for evaluation: drop --do_train (fine-tune first, then evaluate)")
+            raise SystemExit(f"--quantize {q} is for evaluation: drop --do_train (fine-tune first, then evaluate)")
         if training_args.use_cpu is False and torch.cuda.is_available():
-            raise SystemExit("--quantize int8 runs on CPU: add --use_cpu")
-        if training_args.bf16 or training_args.fp16:
+            raise SystemExit(f"--quantize {q} runs on CPU: add --use_cpu")
+        if q == "int8" and (training_args.bf16 or training_args.fp16):
             raise SystemExit(f"--quantize int8 and --{'bf16' if training_args.bf16 else 'fp16'}: the int8 layers take "
-                             "float32 inputs and autocast would hand them half precision; choose one of the two")
+                             "float32 inputs and autocast would hand them half precision; choose one of the two (or "
+                             "--quantize int8_encoder, whose int8 encoder reads the float32 frames)")
+        others = [s for s in data_args.systems if s not in ("speechbert", "speechbert_segmenter")]
+        if q == "int8_encoder" and others:
+            raise SystemExit(f"--quantize int8_encoder quantises the audio encoder of SpeechBERT systems; --systems "
+                             f"{' '.join(others)} reads no audio through it (use --quantize int8 for them, or leave "
+                             "them out)")
     set_seed(training_args.seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 

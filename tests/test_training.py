@@ -388,6 +388,35 @@ def test_sqa_evaluates_int8_quantized_models(tmp_path, tiny_corpus, tiny_text_be
 
 
 @pytest.mark.slow
+def test_sqa_evaluates_an_int8_audio_encoder_under_bf16_autocast(tmp_path, tiny_corpus, tiny_text_bert, monkeypatch):
+    """--quantize int8_encoder: only SpeechBERT's audio encoder is int8 (the GRU reads float32 frames), so the rest can
+    run under CPU bf16 autocast (--bf16 --use_cpu); systems that read no audio are refused first."""
+    import run_sqa
+
+    evaluated = []
+    original = run_sqa.make_trainer
+
+    def spy(model, *a, **k):
+        trainer = original(model, *a, **k)
+        evaluated.append((model, trainer.model))
+        return trainer
+
+    monkeypatch.setattr(run_sqa, "make_trainer", spy)
+    args = common_args(tmp_path / "q", tiny_corpus, tmp_path / "audio") + [
+        "--do_eval", "--systems", "speechbert", "--max_length", "64", "--stride", "8", "--quantize", "int8_encoder",
+        "--bf16", "--use_cpu"]
+    run_sqa.main(args)
+    (given, used), = evaluated
+    quantized = {name.split("._")[0] for name, m in used.named_modules() if "quantized" in type(m).__module__}
+    assert quantized == {"bert.audio_encoder.rnn", "bert.audio_encoder.projection"}  # nothing else
+    assert not any("quantized" in type(m).__module__ for m in given.modules())  # the caller's model is left float
+    metrics = json.loads((tmp_path / "q" / "metrics.json").read_text())
+    assert metrics["test"]["speechbert"]["overall"]["count"] == 2
+    with pytest.raises(SystemExit, match="--systems cascade reads no audio"):
+        run_sqa.main(args[:args.index("speechbert")] + ["speechbert,cascade"] + args[args.index("speechbert") + 1:])
+
+
+@pytest.mark.slow
 def test_a_system_trains_its_own_epochs_and_is_reused_only_under_them(tmp_path, tiny_corpus, tiny_text_bert):
     """`--system_num_train_epochs cascade=2`: the cascade trains 2 epochs beside a 1-epoch text system, a rerun with
     the same option reuses it, and a shorter schedule is refused instead of passing the 2-epoch model off as 1."""
