@@ -26,7 +26,8 @@ SCRIPTS = {
 # Options whose rows a quick run shows too.
 EXTRA_ARGS = {"bench_segmenter.py": ("--soft_top_k", "8")}
 EXTRA_ROWS = {"bench_segmenter.py": ("soft word embedding over each code's top 8 pieces", "top 8 pieces, CPU bf16",
-                                     "Where the time of one call goes", "| audio encoder (RNN over the segments) |"),
+                                     "Where the time of one call goes", "| audio encoder (RNN over the segments) |",
+                                     "CPU bf16 autocast, int8 audio encoder |"),
               "bench_latency_budget.py": ("with PyTorch's `nn.Conv1d` over (B, C, T) frames", "bf16 ")}
 
 
