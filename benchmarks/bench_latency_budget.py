@@ -46,7 +46,7 @@ from benchmarks.bench_train_step import segment_lengths  # noqa: E402
 from benchmarks.common import RESULTS, median_seconds, table, write_section  # noqa: E402
 
 WORDS_PER_SECOND = 183 / 60  # pocketsphinx's words in bench_segmenter.py's 60 s flite passage
-TRAIN_PIECES = 12274  # first pieces of the benchmark corpus's whole train split's words (bench_segmenter.py --soft_pieces_from)
+TRAIN_PIECES = 12274  # first pieces of the benchmark's train words (bench_segmenter.py --soft_pieces_from)
 QUESTION_PIECES = 10
 
 
@@ -90,7 +90,8 @@ def config_for(**fields):
 
 def conv1d_segmenter(segmenter, frames):
     """`segmenter(frames)` computed with PyTorch's `nn.Conv1d` modules over (B, C, T) frames, the form the segmenter
-    had until 2026-12-06 (it now multiplies shifted copies of (B, T, C) frames; the same numbers, tests/test_segmenter.py)."""
+    had until 2026-12-06 (it now multiplies shifted copies of (B, T, C) frames; the same numbers:
+    tests/test_segmenter.py)."""
     x = F.gelu(segmenter.input(frames.transpose(1, 2)))
     for conv, norm in zip(segmenter.layers, segmenter.norms):
         x = x + F.gelu(norm(conv(x).transpose(1, 2)).transpose(1, 2))
