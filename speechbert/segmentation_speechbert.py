@@ -61,8 +61,8 @@ def _convolve(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     """`conv` (odd kernel, centred, stride 1) applied to (B, T, C) frames, returning (B, T, out_channels): the same
     numbers as `conv(x.transpose(1, 2)).transpose(1, 2)`, as one matrix product over the kernel's shifted copies of
     the frames. Frames stay (B, T, C) throughout, so the layer norms and residual sums need no transposed copies; on
-    one CPU core under bf16 autocast the 96-channel segmenter runs about 1.4x faster this way, and its training step
-    in float32 takes the same time (`benchmarks/RESULTS.md`)."""
+    one CPU core the 96-channel segmenter runs 1.3-1.4x faster this way under bf16 autocast and within a few percent
+    (a little slower) in float32, and its float32 training step takes the same time (`benchmarks/RESULTS.md`)."""
     kernel, dilation, padding = conv.kernel_size[0], conv.dilation[0], conv.padding[0]
     steps = x.shape[1]
     padded = F.pad(x, (0, 0, padding, padding))
