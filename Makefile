@@ -132,8 +132,9 @@ bench-sqa: bench-graft bench-text
 # peak sits inside the 3-frame band). Then it is grafted onto the fine-tuned SpeechBERT, evaluated at ASR segments and
 # at the segmenter's own (`speechbert_segmenter`, not trained there) in one WER-bucket table: $(BENCH)/no_asr; and
 # that graft fine-tuned one more epoch at the segmenter's own segments (encoder frozen; since the ninth session, about
-# 70 minutes of one thread), evaluated there: $(BENCH)/no_asr_ft. One such epoch lifted the 3-epoch segmenter's
-# system from 38.1 to 38.6 test F1 and from 25.7 to 27.4 on validation (the 2-epoch one's: +0.1, +0.9).
+# 50 minutes of one thread), evaluated there: $(BENCH)/no_asr_ft. It lifted this segmenter's system from 39.1 to 40.5
+# test F1 and from 27.2 to 28.8 on validation (ASR segments: 43.0, 30.7); the 3-epoch segmenter's, 38.1 to 38.6 and
+# 25.7 to 27.4.
 BENCH_SEGMENTER := --num_train_epochs 4 --thresholds 0.4 --learning_rate 1e-3 --per_device_train_batch_size 16 \
 	--max_frames_per_item 1000 --config_overrides segmenter_num_layers=6,segmenter_begin_frames=3,segmenter_hidden_size=96 \
 	--extra_records $(BENCH_VOICES) --pitch_cents -300 -150 150 300 450 --report_to none --save_strategy steps \
