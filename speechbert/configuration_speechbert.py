@@ -168,13 +168,10 @@ class SpeechBertConfig(BertConfig):
             if isinstance(value, bool) or value <= 0:
                 raise ValueError(f"SpeechBertConfig.{name} must be a positive number, got {value!r}")
         for name in ("reconstruction_loss_weight", "alignment_loss_weight", "audio_mlm_loss_weight",
-                     "text_mlm_loss_weight", "norm_loss_weight"):
+                     "text_mlm_loss_weight", "norm_loss_weight", "segmenter_start_shift"):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"SpeechBertConfig.{name} must be >= 0, got {value!r}")
-        if isinstance(self.segmenter_start_shift, bool) or self.segmenter_start_shift < 0:
-            raise ValueError(f"SpeechBertConfig.segmenter_start_shift must be a whole number of frames >= 0, got "
-                             f"{self.segmenter_start_shift!r}")
         if self.feature_size != 3 * self.num_mfcc:
             raise ValueError(
                 f"SpeechBertConfig.feature_size must be 3 * num_mfcc = {3 * self.num_mfcc} (MFCC + delta + "

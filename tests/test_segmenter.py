@@ -198,13 +198,16 @@ def test_segmenter_network_equals_pytorch_convolutions(tester, kernel, layers, f
 
 def test_segmenter_config_is_checked(tester):
     for field, value, message in (("segmenter_kernel_size", 4, "odd"), ("segmenter_threshold", 1.0, r"\(0, 1\)"),
-                                  ("segmenter_num_layers", 0, "positive")):
+                                  ("segmenter_num_layers", 0, "positive"),
+                                  ("segmenter_start_shift", -1, r"segmenter_start_shift must be >= 0, got -1")):
         with pytest.raises(ValueError, match=message):
             tester.config(**{field: value})
     from huggingface_hub.errors import StrictDataclassFieldValidationError
 
     with pytest.raises(StrictDataclassFieldValidationError, match="word_segmenter.*expected bool"):
         tester.config(word_segmenter="yes")
+    with pytest.raises(StrictDataclassFieldValidationError, match="segmenter_start_shift.*expected int"):
+        tester.config(segmenter_start_shift=True)  # frames: a bool or a fraction is refused before any decoding
 
 
 def test_segmenter_weights_are_initialised_when_the_checkpoint_lacks_them(tmp_path, tester):
