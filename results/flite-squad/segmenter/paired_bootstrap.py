@@ -54,11 +54,14 @@ def main():
     rows = load_corpus(args.dataset)[args.split]
     refs = {r["id"]: r for r in references(rows)}
     passage = {row["id"]: row["paragraph_id"] for row in rows}
-    ids = sorted(set(a) & set(b) & set(refs))
+    scored = {i: (score_question(a[i], refs[i]), score_question(b[i], refs[i])) for i in set(a) & set(b) & set(refs)}
+    # As the metric module's `aggregate`: a question without the metric (AOS where the reference has no time span)
+    # is left out, not counted as 0.
+    ids = sorted(i for i, (x, y) in scored.items() if args.metric in x and args.metric in y)
     if not ids:
-        raise SystemExit(f"the two systems share no question of the {args.split} split")
-    score_a = np.array([100 * score_question(a[i], refs[i]).get(args.metric, 0.0) for i in ids])
-    score_b = np.array([100 * score_question(b[i], refs[i]).get(args.metric, 0.0) for i in ids])
+        raise SystemExit(f"the two systems share no question of the {args.split} split with {args.metric}")
+    score_a = np.array([100 * scored[i][0][args.metric] for i in ids])
+    score_b = np.array([100 * scored[i][1][args.metric] for i in ids])
     if args.by == "passage":
         groups = defaultdict(list)
         for k, i in enumerate(ids):
