@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # QA at the segmenter's segments against ASR segments, same model (issue 13): the segmenter (run.sh) grafted onto a
-# fine-tuned SpeechBERT (QA=..., default the graft fine-tune of ../finetune/), both systems evaluated, no training.
+# fine-tuned SpeechBERT (QA=..., default the graft fine-tune of ../finetune/), both systems evaluated (SYSTEMS=...: a
+# subset), no training.
 # Then the speed benchmark with that checkpoint. Run from the repository root.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
@@ -14,7 +15,7 @@ test -f "$out/model/config.json" || \
   $PY -m sqa_train.graft --qa "$QA" --encoder "$QA" --segmenter "$SEG" --output_dir "$out/model"
 test -f "$out/metrics.json" || \
   $PY run_sqa.py --output_dir "$out" --dataset "$DATASET" --model_name_or_path "$out/model" \
-    --systems speechbert speechbert_segmenter --do_eval $EVAL
+    --systems ${SYSTEMS:-speechbert speechbert_segmenter} --do_eval $EVAL  # SYSTEMS: e.g. only speechbert_segmenter
 mkdir -p "results/flite-squad/segmenter/qa_$name"
 cp "$out/metrics.json" "$out/results.md" "results/flite-squad/segmenter/qa_$name/"
 if [ "${BENCH:-1}" = 1 ]; then $PY benchmarks/bench_segmenter.py --model "$out/model"; fi  # BENCH=0 skips it
