@@ -69,6 +69,7 @@ from sqa_train.quantization import quantize_int8
 
 logger = logging.getLogger("run_sqa")
 SYSTEMS = ("speechbert", "cascade", "text", "oracle", "speechbert_segmenter")
+TRAIN_SEGMENTS = ("asr", "ref", "model")
 
 
 @dataclass
@@ -107,6 +108,13 @@ class ModelArguments:
     oracle_segments: str = field(
         default="asr", metadata={"help": "the `oracle` system's segments and words: 'asr' (compare with the cascade) "
                                          "or 'ref' (compare with the text upper bound)"})
+    train_segments: list[str] = field(
+        default_factory=list,
+        metadata={"help": "the word segments the SpeechBERT systems (speechbert, speechbert_segmenter) train at, "
+                          "instead of the ones each is evaluated at: some of 'asr' (ASR word times), 'ref' (forced "
+                          "alignment of the reference words), 'model' (the checkpoint's word segmenter), space- or "
+                          "comma-separated; with several, every training question comes once at each. Part of the "
+                          "system's settings"})
     soft_word_embedding_pieces: str | None = field(
         default=None,
         metadata={"help": "SpeechBERT with audio_code_mode=soft_word_embedding: 'train' mixes only the first pieces of "
@@ -129,6 +137,11 @@ class ModelArguments:
             raise ValueError(f"--oracle_codes {self.oracle_codes!r}: expected one of {ORACLE_MODES}")
         if self.oracle_segments not in ("asr", "ref"):
             raise ValueError(f"--oracle_segments {self.oracle_segments!r}: expected 'asr' or 'ref'")
+        self.train_segments = _items(self.train_segments)
+        wrong = [k for k in self.train_segments if k not in TRAIN_SEGMENTS]
+        if wrong or len(set(self.train_segments)) != len(self.train_segments):
+            raise ValueError(f"--train_segments {' '.join(self.train_segments)!r}: expected distinct values among "
+                             f"{TRAIN_SEGMENTS}")
         if self.soft_word_embedding_pieces not in (None, "train", "all"):
             raise ValueError(f"--soft_word_embedding_pieces {self.soft_word_embedding_pieces!r}: expected 'train', "
                              "'all' or nothing (the checkpoint's)")
@@ -420,11 +433,14 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
     `--oracle_segments` words instead of audio codes."""
     oracle = system == "oracle"
     segments = model_args.oracle_segments if oracle else "model" if system == "speechbert_segmenter" else "asr"
+    train_segments = [segments] if oracle or not model_args.train_segments else model_args.train_segments
     settings = {"freeze_audio_encoder": model_args.freeze_audio_encoder,
                 "config_overrides": model_args.config_overrides,
                 "audio_encoder_learning_rate": model_args.audio_encoder_learning_rate}
     if model_args.soft_word_embedding_pieces:
         settings["soft_word_embedding_pieces"] = model_args.soft_word_embedding_pieces
+    if train_segments != [segments]:
+        settings["train_segments"] = train_segments
     if oracle:
         settings = {"oracle_codes": model_args.oracle_codes, "oracle_segments": segments}
     if training_args.do_train:
@@ -451,12 +467,14 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
         # A frozen encoder's codes are the same in every window and epoch: computed once per passage, cached.
         codes = PassageCodes(frames) if model_args.freeze_audio_encoder and not model_args.quantize else None
         collator = SpeechBertQACollator(frames, tokenizer.pad_token_id, codes)
-        if segments == "model":
+        if "model" in (segments, *train_segments):
             if not model.config.word_segmenter:
-                raise SystemExit(f"--systems {system}: {done or model_args.model_name_or_path} has no word segmenter "
+                asked = f"--systems {system}" if segments == "model" else "--train_segments model"
+                raise SystemExit(f"{asked}: {done or model_args.model_name_or_path} has no word segmenter "
                                  "(config.word_segmenter): add one with run_segmenter.py and pass that checkpoint")
-            used = [s for s in splits if (s == "train" and training_args.do_train and not done)
-                    or (s in ("validation", "test") and training_args.do_eval)]
+            used = [s for s in splits if (s == "train" and training_args.do_train and not done
+                                          and "model" in train_segments)
+                    or (s in ("validation", "test") and training_args.do_eval and segments == "model")]
             with training_args.main_process_first(desc="word segments from the model"):
                 passages = sum(add_model_segments(splits[s], model, frames) for s in used)
             logger.info("%s: word segments of %d passages from the model's segmenter", system, passages)
@@ -464,8 +482,14 @@ def run_speechbert(model_args, data_args, training_args, splits, tokenizer, syst
     def items(rows, train):
         # The main process regenerates and caches the passage audio first; the other ranks then read the cache.
         with training_args.main_process_first(desc="passage audio and features"):
-            built, skipped = speechbert_qa_items(rows, processor, frames, data_args.max_length, data_args.stride,
-                                                 data_args.max_question_length, train=train, segments=segments)
+            built, skipped = [], 0
+            for kind in train_segments if train else [segments]:
+                found, missed = speechbert_qa_items(rows, processor, frames, data_args.max_length, data_args.stride,
+                                                    data_args.max_question_length, train=train, segments=kind)
+                built, skipped = built + found, skipped + missed
+        if train and train_segments != [segments]:
+            logger.info("%s: trains at %s segments (%d windows), evaluated at %s segments", system,
+                        " and ".join(train_segments), len(built), segments)
         if skipped:
             logger.warning("%s: %d questions without usable segments or answer times skipped", system, skipped)
         if codes is not None and built:
@@ -663,6 +687,12 @@ def main(argv=None):
             raise SystemExit(f"--quantize int8_encoder quantises the audio encoder of SpeechBERT systems; --systems "
                              f"{' '.join(others)} reads no audio through it (use --quantize int8 for them, or leave "
                              "them out)")
+    if model_args.train_segments:
+        if not training_args.do_train:
+            raise SystemExit(f"--train_segments {' '.join(model_args.train_segments)} does nothing without --do_train")
+        if not {"speechbert", "speechbert_segmenter"} & set(data_args.systems):
+            raise SystemExit(f"--train_segments applies to the systems speechbert and speechbert_segmenter; --systems "
+                             f"{' '.join(data_args.systems)} has neither")
     set_seed(training_args.seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 

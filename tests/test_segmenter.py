@@ -531,6 +531,61 @@ def test_run_sqa_speechbert_at_the_segmenters_segments(tmp_path, tiny_corpus, ti
             "--save_strategy", "no", "--max_length", "64", "--stride", "8", "--systems", "speechbert_segmenter"])
 
 
+def test_train_segments_are_checked_before_any_work(tmp_path, tiny_corpus):
+    import run_sqa
+
+    from .test_training import common_args
+
+    base = common_args(tmp_path / "sqa", tiny_corpus, tmp_path / "audio")
+    with pytest.raises(ValueError, match=r"--train_segments 'asr words'.*\('asr', 'ref', 'model'\)"):
+        run_sqa.main(base + ["--do_train", "--train_segments", "asr", "words"])
+    with pytest.raises(ValueError, match="expected distinct values"):
+        run_sqa.main(base + ["--do_train", "--train_segments", "asr,asr"])
+    with pytest.raises(SystemExit, match="does nothing without --do_train"):
+        run_sqa.main(base + ["--do_eval", "--train_segments", "ref"])
+    with pytest.raises(SystemExit, match="--systems cascade text has neither"):
+        run_sqa.main(base + ["--do_train", "--systems", "cascade", "text", "--train_segments", "ref"])
+    assert not (tmp_path / "sqa").exists()
+
+
+@pytest.mark.slow
+def test_run_sqa_trains_speechbert_at_other_segments(tmp_path, tiny_corpus, tiny_text_bert, monkeypatch):
+    """--train_segments: the ASR-segment system trains at the forced-alignment and ASR segments (every question once
+    at each) and is still evaluated at ASR segments; the choice is part of its settings; 'model' needs a segmenter."""
+    import run_sqa
+
+    from .test_training import common_args
+
+    calls = []
+    original = run_sqa.speechbert_qa_items
+
+    def recording(rows, *args, train=False, segments="asr", **kwargs):
+        found, skipped = original(rows, *args, train=train, segments=segments, **kwargs)
+        calls.append((train, segments, len(found)))
+        return found, skipped
+
+    monkeypatch.setattr(run_sqa, "speechbert_qa_items", recording)
+    args = common_args(tmp_path / "sqa", tiny_corpus, tmp_path / "audio") + [
+        "--text_model_name_or_path", str(tiny_text_bert), "--do_train", "--do_eval", "--systems", "speechbert",
+        "--max_steps", "2", "--save_strategy", "no", "--max_length", "64", "--stride", "8"]
+    run_sqa.main(args + ["--train_segments", "ref", "asr"])
+    assert [(t, k) for t, k, _ in calls if t] == [(True, "ref"), (True, "asr")]
+    assert all(n > 0 for t, _, n in calls if t)
+    assert {k for t, k, _ in calls if not t} == {"asr"}
+    settings = json.loads((tmp_path / "sqa" / "speechbert" / "settings.json").read_text())
+    assert settings["train_segments"] == ["ref", "asr"]
+    metrics = json.loads((tmp_path / "sqa" / "metrics.json").read_text())
+    assert metrics["test"]["speechbert"]["overall"]["count"] == 2
+    # The finished system is not taken for one trained at other segments.
+    with pytest.raises(ValueError, match=r"other settings \(train_segments"):
+        run_sqa.main(args + ["--train_segments", "ref"])
+    with pytest.raises(SystemExit, match="--train_segments model: .* has no word segmenter"):
+        run_sqa.main(common_args(tmp_path / "plain", tiny_corpus, tmp_path / "audio") + [
+            "--text_model_name_or_path", str(tiny_text_bert), "--do_train", "--systems", "speechbert",
+            "--max_steps", "1", "--save_strategy", "no", "--max_length", "64", "--stride", "8",
+            "--train_segments", "model"])
+
+
 def test_model_segments_take_the_asr_words_inside_them_for_scoring():
     from types import SimpleNamespace
 
