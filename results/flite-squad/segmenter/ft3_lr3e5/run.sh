@@ -1,9 +1,3 @@
-set -e
 # bench-no-asr's last step (one more epoch, encoder frozen) for the segmenter's system at a third of its learning rate (3e-5 instead of 1e-4).
 # Run from the repository root.
-export OMP_NUM_THREADS=1
-B=outputs/benchmark
-O=outputs/segmenter/ft3_lr3e5
-.venv/bin/python run_sqa.py --output_dir $O --model_name_or_path $B/no_asr/model \
-  --dataset $B/dataset --systems speechbert_segmenter --freeze_audio_encoder --do_train \
-  --do_eval --num_train_epochs 1 --learning_rate 3e-5 --codes_eval_splits none --report_to none --save_strategy steps --save_steps 200 --save_total_limit 2 --logging_steps 50 --per_device_train_batch_size 8 --per_device_eval_batch_size 32 --dataloader_num_workers 0 --seed 42 --resume_from_checkpoint true
+NAME=ft3_lr3e5 LR=3e-5 bash results/flite-squad/segmenter/third_epoch.sh
