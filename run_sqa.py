@@ -70,6 +70,7 @@ from sqa_train.quantization import quantize_int8
 logger = logging.getLogger("run_sqa")
 SYSTEMS = ("speechbert", "cascade", "text", "oracle", "speechbert_segmenter")
 TRAIN_SEGMENTS = ("asr", "ref", "model")
+AUDIO_SYSTEMS = ("speechbert", "speechbert_segmenter")  # the systems that read audio through SpeechBERT's encoder
 
 
 @dataclass
@@ -682,7 +683,7 @@ def main(argv=None):
             raise SystemExit(f"--quantize int8 and --{'bf16' if training_args.bf16 else 'fp16'}: the int8 layers take "
                              "float32 inputs and autocast would hand them half precision; choose one of the two (or "
                              "--quantize int8_encoder, whose int8 encoder reads the float32 frames)")
-        others = [s for s in data_args.systems if s not in ("speechbert", "speechbert_segmenter")]
+        others = [s for s in data_args.systems if s not in AUDIO_SYSTEMS]
         if q == "int8_encoder" and others:
             raise SystemExit(f"--quantize int8_encoder quantises the audio encoder of SpeechBERT systems; --systems "
                              f"{' '.join(others)} reads no audio through it (use --quantize int8 for them, or leave "
@@ -690,7 +691,7 @@ def main(argv=None):
     if model_args.train_segments:
         if not training_args.do_train:
             raise SystemExit(f"--train_segments {' '.join(model_args.train_segments)} does nothing without --do_train")
-        if not {"speechbert", "speechbert_segmenter"} & set(data_args.systems):
+        if not set(AUDIO_SYSTEMS) & set(data_args.systems):
             raise SystemExit(f"--train_segments applies to the systems speechbert and speechbert_segmenter; --systems "
                              f"{' '.join(data_args.systems)} has neither")
     set_seed(training_args.seed)
