@@ -3,15 +3,17 @@ segmenter against pocketsphinx word times, in one run, as a ratio.
 
 Usage:
     python benchmarks/bench_segmenter.py [--quick] [--model DIR] [--seconds 60] [--repeats 20] [--asr_repeats 3]
-        [--soft_pieces_from data/flite-squad] [--soft_top_k 64]
+        [--soft_pieces_from data/flite-squad] [--soft_top_k 64] [--config_overrides KEY=VALUE,...]
 
 The passage is flite speech (voice kal16) of SQuAD sentences, about `--seconds` long. Both paths are the pipeline
 call a user makes (`pipe(audio, question=..., sampling_rate=16000, segmenter="model"|"asr")`): decoding checks,
 segments, features, the model and post-processing, on one CPU thread. `--model` is a checkpoint with a segmenter
 (`run_segmenter.py`); without it a MiniLM-size SpeechBERT with an untrained segmenter stands in, reading its codes as
 soft word embeddings like the benchmark's recipe (its segments are not words, so only the segmenter's own row is
-meaningful then, and the model row is timed at the ASR path's word count). Goal (issue 13): under 100 ms on one core,
-at least 100x faster than the ASR path.
+meaningful then, and the model row is timed at the ASR path's word count). `--config_overrides` sets the stand-in's
+SpeechBERT fields, so that it has the benchmark recipe's shapes without its 12 hours of training (`--recipe` does it
+for `make benchmark`'s: a 2 x 256 biGRU encoder over 3 stacked frames, a 96-channel x 6-layer segmenter). Goal
+(issue 13): under 100 ms on one core, at least 100x faster than the ASR path.
 """
 
 import argparse
@@ -53,7 +55,13 @@ def spoken_passage(seconds: float) -> np.ndarray:
     return audio[: int(seconds * 16000)]
 
 
-def load_pipeline(model_dir, size):
+# `make benchmark`'s shapes (Makefile: BENCH_STEP1, BENCH_GRAFT, BENCH_SEGMENTER), for a stand-in timed like the
+# checkpoint `bench-no-asr` makes.
+RECIPE = ("audio_frame_stack=3,audio_encoder_num_layers=2,audio_encoder_hidden_size=256,"
+          "segmenter_num_layers=6,segmenter_begin_frames=3,segmenter_hidden_size=96")
+
+
+def load_pipeline(model_dir, size, overrides=None):
     from transformers import AutoTokenizer
 
     from speechbert import SpeechBertForQuestionAnswering, SpeechBertProcessor
@@ -73,14 +81,15 @@ def load_pipeline(model_dir, size):
         torch.manual_seed(0)
         if size == "minilm":
             model, _ = SpeechBertForQuestionAnswering.from_text_bert(path, tokenizer=tokenizer, word_segmenter=True,
-                                                                     audio_code_mode="soft_word_embedding")
+                                                                     audio_code_mode="soft_word_embedding",
+                                                                     **(overrides or {}))
         else:
             from speechbert import SpeechBertConfig
 
             config = SpeechBertConfig(**SIZES[size], vocab_size=tokenizer.vocab_size, word_segmenter=True,
                                       audio_code_mode="soft_word_embedding",
                                       audio_token_id=tokenizer.convert_tokens_to_ids("[unused0]"),
-                                      mask_token_id=tokenizer.mask_token_id)
+                                      mask_token_id=tokenizer.mask_token_id, **(overrides or {}))
             model = SpeechBertForQuestionAnswering(config)
         model.eval()
     processor = SpeechBertProcessor.for_config(model.config, tokenizer)
@@ -160,17 +169,31 @@ def main(argv=None):
     parser.add_argument("--soft_top_k", type=int, default=None,
                         help="also time the checkpoint with its soft word embedding over each code's K most similar "
                              "pieces (config soft_word_embedding_top_k; with --soft_pieces_from, among those too)")
+    parser.add_argument("--config_overrides", default=None,
+                        help="stand-in only (without --model): SpeechBERT config fields, 'key=value,...'")
+    parser.add_argument("--recipe", action="store_true",
+                        help=f"stand-in only: the benchmark recipe's shapes ({RECIPE}), before --config_overrides")
     parser.add_argument("--results", default=None, help="write the section to this file instead of RESULTS.md")
     args = parser.parse_args(argv)
     if args.soft_top_k is not None and args.soft_top_k < 1:
         parser.error(f"--soft_top_k {args.soft_top_k}: expected a positive number of pieces")
+    if args.model and (args.config_overrides or args.recipe):
+        parser.error(f"--config_overrides / --recipe shape the stand-in model; --model {args.model} is a trained "
+                     "checkpoint, whose fields they would change")
+    from sqa_train.models import config_overrides
+
+    overrides = ",".join(o for o in (RECIPE if args.recipe else None, args.config_overrides) if o)
+    try:
+        overrides = config_overrides(overrides)  # checked before any speech is made
+    except ValueError as error:
+        parser.error(str(error))
     if args.quick:
         args.size, args.seconds, args.repeats, args.asr_repeats = "tiny", 10.0, 2, 1
     for binary in ("flite",):
         if shutil.which(binary) is None:
             raise SystemExit(f"{binary} is needed for the benchmark's speech (apt-get install {binary})")
     audio = spoken_passage(args.seconds)
-    qa = load_pipeline(args.model, args.size)
+    qa = load_pipeline(args.model, args.size, overrides)
     question = "What did the Normans give their name to?"
     torch.set_num_threads(1)  # "on one CPU core"
 
@@ -271,10 +294,11 @@ def main(argv=None):
                              timings["word segmenter (frames -> segments)"]
                              + timings["pipeline, given ASR segments (features + model)"])
     rows = [[name, f"{1000 * t:.1f}", f"{asr / t:.1f}x"] for name, t in timings.items()]
+    overrides_text = ",".join(f"{k}={v}" for k, v in overrides.items())
     duration = len(audio) / 16000
     body = (f"One question about a {duration:.0f} s flite passage (kal16), one CPU thread, medians of "
             f"{args.repeats} calls ({args.asr_repeats} for the ASR path). "
-            f"{'Checkpoint: `' + args.model + '`' if args.model else 'Stand-in ' + args.size + ' model with an untrained segmenter'}"
+            f"{'Checkpoint: `' + args.model + '`' if args.model else 'Stand-in ' + args.size + ' model with an untrained segmenter' + (f' (`{overrides_text}`)' if overrides_text else '')}"
             f"; pocketsphinx found {len(asr_words)} words, the segmenter {len(model_segments)} segments.\n\n"
             + table(["step", "ms", "ASR path / this"], rows)
             + f"\n\nWithout ASR the question takes {1000 * end_to_end:.0f} ms, {asr / end_to_end:.0f}x less than "

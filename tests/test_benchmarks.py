@@ -24,10 +24,13 @@ SCRIPTS = {
 }
 
 # Options whose rows a quick run shows too.
-EXTRA_ARGS = {"bench_segmenter.py": ("--soft_top_k", "8")}
+EXTRA_ARGS = {"bench_segmenter.py": ("--soft_top_k", "8", "--recipe", "--config_overrides", "segmenter_num_layers=5")}
 EXTRA_ROWS = {"bench_segmenter.py": ("soft word embedding over each code's top 8 pieces", "top 8 pieces, CPU bf16",
                                      "Where the time of one call goes", "| audio encoder (RNN over the segments) |",
-                                     "CPU bf16 autocast, int8 audio encoder |"),
+                                     "CPU bf16 autocast, int8 audio encoder |",
+                                     # the stand-in's shapes: the recipe's, then --config_overrides over them
+                                     "audio_encoder_hidden_size=256", "segmenter_hidden_size=96",
+                                     "segmenter_num_layers=5`"),
               "bench_latency_budget.py": ("with PyTorch's `nn.Conv1d` over (B, C, T) frames", "bf16 ")}
 
 
@@ -49,6 +52,22 @@ def test_quick_run_prints_and_records(tmp_path, script):
     assert f"## {section}" in text and phrase in text and "Measured " in text and "Command: `python " in text
     for row in EXTRA_ROWS.get(script, ()):
         assert row in text, f"{script} {' '.join(extra)}: no row {row!r}"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "outputs/x", "--recipe"], "--model outputs/x is a trained checkpoint"),
+    (["--config_overrides", "segmenter_num_layers=5", "--model", "outputs/x"], "shape the stand-in model"),
+    (["--config_overrides", "segmenter_hidden_size"], "expected key=value pairs"),
+    (["--config_overrides", "segmenter_threshold=2"], "segmenter_threshold"),
+])
+def test_segmenter_benchmark_checks_its_stand_in_shapes_before_any_speech(argv, message, monkeypatch, capsys):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import bench_segmenter
+
+    monkeypatch.setattr(bench_segmenter, "spoken_passage", lambda seconds: pytest.fail("speech made before the check"))
+    with pytest.raises(SystemExit) as exit_info:
+        bench_segmenter.main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_sections_are_replaced_not_duplicated(tmp_path):
