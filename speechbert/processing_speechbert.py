@@ -6,6 +6,8 @@ overlap by `stride` segments, as `run_qa.py` does with `doc_stride`; `overflow_t
 window comes from and `segment_index` which segment each position holds (-1 for text and padding).
 """
 
+import warnings
+
 import numpy as np
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
@@ -67,7 +69,7 @@ class SpeechBertProcessor(ProcessorMixin):
             max_length (`int`): tokens per window, special tokens included; at most the tokenizer's
                 `model_max_length` where it has one.
             stride (`int`): segments shared by consecutive windows of one passage.
-            max_question_length (`int`): question word pieces kept (the rest is cut).
+            max_question_length (`int`): question word pieces kept (the rest is cut, with a warning).
             padding (`"longest"` or `"max_length"`): pad windows to the longest one or to `max_length`.
 
         Returns:
@@ -130,6 +132,10 @@ class SpeechBertProcessor(ProcessorMixin):
                     raise ValueError(f"example {i} has {len(s)} word segments but {len(w)} words: one word per segment")
 
         question_ids = self.tokenizer(questions, add_special_tokens=False)["input_ids"]
+        for i, ids in enumerate(question_ids):
+            if len(ids) > max_question_length:  # cut as run_qa.py cuts long questions, but never silently
+                warnings.warn(f"question {i} has {len(ids)} word pieces: only its first max_question_length="
+                              f"{max_question_length} are read (raise max_question_length to keep more)", stacklevel=2)
         question_ids = [ids[:max_question_length] for ids in question_ids]
         self.feature_extractor.check_sampling_rate(sampling_rate)
         # Several questions about one passage (the same audio and segment objects) share one extraction.

@@ -136,6 +136,15 @@ def test_bad_questions_are_named_before_recognition(qa, passage, no_asr, questio
         qa(passage[0], question=question, sampling_rate=16000)
 
 
+def test_a_question_cut_to_64_pieces_is_a_warning_not_a_silent_answer(qa, passage):
+    audio, segments, words = passage
+    long_question = " ".join(["who"] * 70) + " ?"  # 71 word pieces in the test vocabulary
+    with pytest.warns(UserWarning, match=r"question 1 has 71 word pieces: only its first max_question_length=64"):
+        answers = qa(audio, question=["who ruled ?", long_question], sampling_rate=16000, word_segments=segments,
+                     words=words, max_length=128)
+    assert len(answers) == 2 and all(a["answer"] and a["answer"] in " ".join(words) for a in answers)
+
+
 def test_non_finite_logits_are_named(qa, passage):
     audio, segments, words = passage
     with torch.no_grad():

@@ -31,6 +31,17 @@ def test_layout_of_a_window(processor):
     np.testing.assert_allclose(inputs["segment_times"][0, 6:11], np.array(segments), atol=1e-6)
 
 
+def test_a_question_longer_than_max_question_length_is_cut_with_a_warning(processor, recwarn):
+    cls, sep = VOCAB.index("[CLS]"), VOCAB.index("[SEP]")
+    kept = [VOCAB.index(w) for w in QUESTION.split()[:3]]
+    with pytest.warns(UserWarning, match=r"question 0 has 4 word pieces: only its first max_question_length=3"):
+        inputs, _ = encode(processor, num_words=5, max_length=64, max_question_length=3)
+    assert inputs["input_ids"][0].tolist()[:5] == [cls, *kept, sep]
+    recwarn.clear()
+    encode(processor, num_words=5, max_length=64, max_question_length=4)  # exactly at the limit: nothing cut
+    assert not [w for w in recwarn if "max_question_length" in str(w.message)]
+
+
 def test_windows_cover_every_segment_with_stride_overlap(processor):
     inputs, (audio, segments, _) = encode(processor, num_words=40, max_length=20, stride=4)
     windows = window_segments(inputs)
