@@ -39,6 +39,7 @@ from sqa_train.distributed import finish_distributed
 from sqa_train.models import check_model_reference, config_overrides, default_text_bert, overridden_config
 from sqa_train.stages import (  # noqa: F401  (the fingerprint helpers are part of this script's interface)
     VOLATILE_CONFIG_KEYS,
+    check_schedule,
     checkpoint_identity,
     check_stage_settings,
     extra_passages_settings,
@@ -228,6 +229,14 @@ def main(argv=None):
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO,
                         handlers=[logging.StreamHandler(sys.stdout)])
+    epochs, rates = {}, {}
+    if data_args.stage in ("1", "both"):
+        epochs["--stage1_num_train_epochs"] = data_args.stage1_num_train_epochs
+        rates["--stage1_learning_rate"] = data_args.stage1_learning_rate
+    if data_args.stage in ("2", "both"):
+        epochs["--num_train_epochs"] = training_args.num_train_epochs
+        rates["--learning_rate"] = training_args.learning_rate
+    check_schedule(training_args.max_steps, epochs, rates)  # before the model and the corpus load
     set_seed(training_args.seed)
 
     # A SpeechBERT checkpoint's tokenizer_config names its processor's code: trust it, or transformers asks on stdin.

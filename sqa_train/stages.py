@@ -43,6 +43,22 @@ def stage_args(training_args, subdir, **changes):
     return TrainingArguments(**args)
 
 
+def check_schedule(max_steps: int, epochs: dict, learning_rates: dict):
+    """A `ValueError` naming the option, before any work, when a training step would take no step or no useful
+    update: the Trainer runs zero steps for zero or negative epochs and still saves and marks the step done, and a
+    zero (or negative) learning rate leaves the weights as they were (or climbs the loss). `epochs` and
+    `learning_rates` map option names (`--num_train_epochs`) to their values; epochs do not count when `max_steps` > 0,
+    since the Trainer then stops by steps."""
+    for option, value in (epochs.items() if max_steps <= 0 else ()):
+        if isinstance(value, bool) or not value > 0:  # also NaN
+            raise ValueError(f"{option} {value}: training would take no step; expected a positive number of epochs "
+                             "(or --max_steps N)")
+    for option, value in learning_rates.items():
+        if isinstance(value, bool) or not value > 0:
+            raise ValueError(f"{option} {value}: expected a positive learning rate (at "
+                             f"{'0 the weights would not change' if value == 0 else 'this rate training would climb the loss'})")
+
+
 # Config fields that say nothing about what a step trains.
 VOLATILE_CONFIG_KEYS = ("architectures", "auto_map", "transformers_version", "_name_or_path", "torch_dtype", "dtype",
                         "custom_pipelines",

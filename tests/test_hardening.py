@@ -306,3 +306,44 @@ def test_model_references_are_checked_before_any_work(tmp_path, monkeypatch, cap
     assert "--top_k must be >= 1, got 0" in err
     with pytest.raises(ValueError, match="model outputs/cascade: no such folder"):
         cascade.CascadeSpokenQA("outputs/cascade")
+
+
+@pytest.mark.parametrize("script, extra, message", [
+    ("run_sqa", ["--do_train", "--num_train_epochs", "0"], r"--num_train_epochs 0.0: training would take no step"),
+    ("run_sqa", ["--do_train", "--num_train_epochs", "-1"], r"--num_train_epochs -1.0: training would take no step"),
+    ("run_sqa", ["--do_train", "--learning_rate", "0"], r"--learning_rate 0.0: expected a positive learning rate"),
+    ("run_sqa", ["--do_train", "--learning_rate=-1e-4"], r"--learning_rate -0.0001: .*climb the loss"),
+    ("run_pretraining", ["--stage", "1", "--stage1_num_train_epochs", "0"], r"--stage1_num_train_epochs 0.0"),
+    ("run_pretraining", ["--stage", "1", "--stage1_learning_rate", "nan"], r"--stage1_learning_rate nan"),
+    ("run_pretraining", ["--stage", "both", "--num_train_epochs", "-2"], r"--num_train_epochs -2.0"),
+    ("run_segmenter", ["--num_train_epochs", "-1"], r"--num_train_epochs -1.0: training would take no step"),
+    ("run_segmenter", ["--learning_rate", "0"], r"--learning_rate 0.0: expected a positive learning rate"),
+])
+def test_training_that_would_take_no_step_is_refused_before_any_work(tmp_path, monkeypatch, tiny_text_bert, script,
+                                                                     extra, message):
+    """The Trainer runs zero steps for zero or negative epochs and still saves and marks the step done: a model that
+    never trained, found later as if it had. Refused, naming the option, before data or model load."""
+    import importlib
+
+    from sqa_train import data
+
+    module = importlib.import_module(script)
+    monkeypatch.setattr(data, "load_corpus", lambda *a, **k: pytest.fail("the corpus was read before the check"))
+    monkeypatch.setattr(module, "load_corpus", lambda *a, **k: pytest.fail("the corpus was read before the check"))
+    model = ["--text_model_name_or_path", str(tiny_text_bert)] if script != "run_segmenter" else \
+        ["--model_name_or_path", str(tiny_text_bert)]
+    with pytest.raises(ValueError, match=message):
+        module.main(["--output_dir", str(tmp_path / "out"), "--dataset", "embedded", "--report_to", "none",
+                     *model, *extra])
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("DONE"))
+
+
+def test_max_steps_stands_in_for_epochs_but_not_for_the_learning_rate():
+    from sqa_train.stages import check_schedule
+
+    check_schedule(5, {"--num_train_epochs": 0}, {"--learning_rate": 1e-4})  # the Trainer stops by steps
+    check_schedule(-1, {}, {})
+    with pytest.raises(ValueError, match=r"--learning_rate 0: expected a positive learning rate"):
+        check_schedule(5, {"--num_train_epochs": 0}, {"--learning_rate": 0})
+    with pytest.raises(ValueError, match=r"--num_train_epochs True"):
+        check_schedule(-1, {"--num_train_epochs": True}, {})
