@@ -119,6 +119,9 @@ class PretrainingArguments:
         from sqa_data.speech import check_pitch_shifts
 
         check_pitch_shifts(self.stage1_pitch_cents, "--stage1_pitch_cents")
+        if self.max_train_samples is not None and self.max_train_samples < 1:  # 0 used to mean "all"
+            raise ValueError(f"--max_train_samples must be a positive number of questions (leave it out for all), "
+                             f"got {self.max_train_samples}")
         if self.preprocessing_num_workers is not None and self.preprocessing_num_workers < 1:
             raise ValueError(f"--preprocessing_num_workers must be >= 1, got {self.preprocessing_num_workers}")
         if self.segments_per_item < 1:

@@ -204,6 +204,10 @@ class DataTrainingArguments:
         self.system_num_train_epochs = _items(self.system_num_train_epochs)
         self.epochs_by_system = _epochs_by_system(self.system_num_train_epochs, self.system_list)
         self.codes_eval_splits = [s for s in self.codes_eval_splits if s.lower() != "none"]
+        for name in ("max_train_samples", "max_eval_samples"):  # 0 used to mean "all" and -5 "all but 5"
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be a positive number of questions (leave it out for all), got {value}")
         if self.stride >= self.max_length // 2:
             raise ValueError(f"--stride {self.stride} must be below half of --max_length {self.max_length}")
         self.wer_bucket_edges, self.ensemble_weights = _items(self.wer_bucket_edges), _items(self.ensemble_weights)
