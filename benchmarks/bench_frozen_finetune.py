@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_step1 import encoder_size  # noqa: E402
 from benchmarks.bench_train_step import segment_lengths  # noqa: E402
-from benchmarks.common import RESULTS, table, write_section  # noqa: E402
+from benchmarks.common import RESULTS, positive_int, table, write_section  # noqa: E402
 from speechbert import SpeechBertConfig, SpeechBertForQuestionAnswering  # noqa: E402
 
 QUESTION = 20
@@ -53,7 +53,7 @@ def main(argv=None):
     parser.add_argument("--segments", type=int, default=340)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--top_k", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny model, batch 2, 1 repeat")
     args = parser.parse_args(argv)

@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_train_step import QUESTION, SEGMENTS, SIZES, build_model, inputs  # noqa: E402
-from benchmarks.common import RESULTS, median_seconds, table, write_section  # noqa: E402
+from benchmarks.common import RESULTS, median_seconds, positive_int, table, write_section  # noqa: E402
 
 
 def flops(model, kind, data, config):
@@ -66,7 +66,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny model, 2 steps, any device")
     parser.add_argument("--size", default="base", choices=list(SIZES))
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=positive_int, default=20)
     parser.add_argument("--frame_stacks", nargs="+", type=int, default=[1, 3])
     parser.add_argument("--peak_tflops", type=float, default=989.0, help="the card's dense bf16 peak")
     parser.add_argument("--results", default=None)

@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_train_step import SIZES, segment_lengths  # noqa: E402
-from benchmarks.common import RESULTS, median_seconds, table, write_section  # noqa: E402
+from benchmarks.common import RESULTS, median_seconds, positive_float, positive_int, table, write_section  # noqa: E402
 
 
 def passage(seconds, rng):
@@ -37,8 +37,8 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny model, 10-second passage, 2 repeats")
     parser.add_argument("--size", default="minilm", choices=list(SIZES))
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--seconds", type=positive_float, default=60.0)
+    parser.add_argument("--repeats", type=positive_int, default=20)
     parser.add_argument("--frame_stacks", nargs="+", type=int, default=[1, 3])
     parser.add_argument("--no_int8", action="store_true", help="skip the dynamic int8 rows")
     parser.add_argument("--results", default=None)

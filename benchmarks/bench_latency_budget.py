@@ -43,7 +43,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_train_step import segment_lengths  # noqa: E402
-from benchmarks.common import RESULTS, median_seconds, table, write_section  # noqa: E402
+from benchmarks.common import RESULTS, median_seconds, positive_float, positive_int, table, write_section  # noqa: E402
 
 WORDS_PER_SECOND = 183 / 60  # pocketsphinx's words in bench_segmenter.py's 60 s flite passage
 TRAIN_PIECES = 12274  # first pieces of the benchmark's train words (bench_segmenter.py --soft_pieces_from)
@@ -173,8 +173,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a 10-second passage, 2 repeats, fewer sizes")
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--seconds", type=positive_float, default=60.0)
+    parser.add_argument("--repeats", type=positive_int, default=10)
     parser.add_argument("--budget_ms", type=float, default=100.0)
     parser.add_argument("--results", default=None, help="write the section to this file instead of RESULTS.md")
     args = parser.parse_args(argv)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, table, write_section  # noqa: E402
+from benchmarks.common import RESULTS, positive_float, positive_int, table, write_section  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys
@@ -64,8 +64,8 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny model, 60-second passage, 1 and 3 questions")
     parser.add_argument("--size", default="minilm", choices=["tiny", "minilm", "base"])
-    parser.add_argument("--seconds", type=float, default=600.0)
-    parser.add_argument("--questions", nargs="+", type=int, default=[1, 10, 30])
+    parser.add_argument("--seconds", type=positive_float, default=600.0)
+    parser.add_argument("--questions", nargs="+", type=positive_int, default=[1, 10, 30])
     parser.add_argument("--results", default=None)
     args = parser.parse_args(argv)
     if args.quick:

@@ -28,7 +28,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_train_step import SIZES  # noqa: E402
-from benchmarks.common import RESULTS, ROOT, median_seconds, table, write_section  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS,
+    ROOT,
+    median_seconds,
+    positive_float,
+    positive_int,
+    table,
+    write_section,
+)
 
 
 def spoken_passage(seconds: float) -> np.ndarray:
@@ -160,9 +168,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny model, 10-second passage, 2 repeats")
     parser.add_argument("--model", default=None, help="a checkpoint with a word segmenter (run_segmenter.py)")
     parser.add_argument("--size", default="minilm", choices=list(SIZES), help="stand-in model size without --model")
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--asr_repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=positive_float, default=60.0)
+    parser.add_argument("--repeats", type=positive_int, default=20)
+    parser.add_argument("--asr_repeats", type=positive_int, default=3)
     parser.add_argument("--soft_pieces_from", default=None,
                         help="a corpus (run_sqa.py --dataset): also time the checkpoint's soft word embedding over the "
                              "first pieces of its train split's words (run_sqa.py --soft_word_embedding_pieces train)")
@@ -302,6 +310,9 @@ def main(argv=None):
                              + timings["pipeline, given ASR segments (features + model)"])
     rows = [[name, f"{1000 * t:.1f}", f"{asr / t:.1f}x"] for name, t in timings.items()]
     overrides_text = ",".join(f"{k}={v}" for k, v in overrides.items())
+    described = (f"Checkpoint: `{args.model}`" if args.model else
+                 f"Stand-in {args.size} model with an untrained segmenter"
+                 + (f" (`{overrides_text}`)" if overrides_text else ""))
     duration = len(audio) / 16000
     # The fastest setting end to end: measured through the model segmenter with a checkpoint; for the stand-in, whose
     # untrained segmenter cuts no words, its network and decoding under bf16 plus that setting at the ASR segments.
@@ -310,7 +321,7 @@ def main(argv=None):
         fastest += timings["word segmenter (frames -> segments), CPU bf16 autocast"]
     body = (f"One question about a {duration:.0f} s flite passage (kal16), one CPU thread, medians of "
             f"{args.repeats} calls ({args.asr_repeats} for the ASR path). "
-            f"{'Checkpoint: `' + args.model + '`' if args.model else 'Stand-in ' + args.size + ' model with an untrained segmenter' + (f' (`{overrides_text}`)' if overrides_text else '')}"
+            f"{described}"
             f"; pocketsphinx found {len(asr_words)} words, the segmenter {len(model_segments)} segments.\n\n"
             + table(["step", "ms", "ASR path / this"], rows)
             + f"\n\nWithout ASR the question takes {1000 * end_to_end:.0f} ms, {asr / end_to_end:.0f}x less than "

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_train_step import segment_lengths  # noqa: E402
-from benchmarks.common import RESULTS, table, write_section  # noqa: E402
+from benchmarks.common import RESULTS, positive_int, table, write_section  # noqa: E402
 from speechbert import SpeechBertConfig, SpeechBertForPreTraining  # noqa: E402
 
 SEGMENTS = 64
@@ -56,7 +56,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--negatives", type=int, default=2048)
     parser.add_argument("--encoders", type=encoder_size, nargs="+", default=[(1, 128), (2, 256)])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 items, 1x128, 256 drawn, 1 repeat")
     args = parser.parse_args(argv)

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, median_seconds, table, write_section  # noqa: E402
+from benchmarks.common import RESULTS, median_seconds, positive_int, table, write_section  # noqa: E402
 
 SIZES = {
     "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37),
@@ -167,7 +167,7 @@ def main(argv=None):
                         help="audio_frame_stack values to measure (1 = one frame per RNN step)")
     parser.add_argument("--frozen_frame_stacks", nargs="*", type=int, default=[3],
                         help="audio_frame_stack values also measured with the audio encoder frozen")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--results", default=None, help="RESULTS.md to update (default benchmarks/RESULTS.md)")
     parser.add_argument("--_one", help=argparse.SUPPRESS)

@@ -90,3 +90,33 @@ def test_command_names_the_script_relative_to_the_repository(monkeypatch):
     assert common.command() == "python benchmarks/bench_inference.py --quick"
     monkeypatch.setattr(sys, "argv", ["/elsewhere/main/x.py"])
     assert common.command() == "python /elsewhere/main/x.py"
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("bench_segmenter", ["--repeats", "0"], "argument --repeats: expected a positive integer, got '0'"),
+    ("bench_segmenter", ["--asr_repeats", "-1"], "argument --asr_repeats: expected a positive integer, got '-1'"),
+    ("bench_segmenter", ["--seconds", "-5"], "argument --seconds: expected a positive number, got '-5'"),
+    ("bench_inference", ["--seconds", "nan"], "argument --seconds: expected a positive number, got 'nan'"),
+    ("bench_latency_budget", ["--repeats", "2.5"], "argument --repeats: expected a positive integer, got '2.5'"),
+    ("bench_pipeline_memory", ["--questions", "1", "0"], "argument --questions: expected a positive integer"),
+    ("bench_train_step", ["--repeats", "0"], "argument --repeats: expected a positive integer"),
+])
+def test_counts_and_durations_are_checked_before_any_work(script, argv, message, capsys):
+    """A zero count used to fail at the end ("no median for empty data") and a negative duration to cut the passage
+    from its end: argparse names both at once."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT))
+    module = importlib.import_module(f"benchmarks.{script}")
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_median_seconds_needs_a_repeat():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.common import median_seconds
+
+    assert median_seconds(lambda: None, 1, warmup=0) >= 0
+    with pytest.raises(ValueError, match="repeats must be >= 1, got 0"):
+        median_seconds(lambda: None, 0)
