@@ -263,6 +263,9 @@ def main(argv=None):
                         help="build only the first N jobs, rounded up to whole shards of 16 (resume later)")
     parser.add_argument("--num_proc", type=int, default=1)
     args = parser.parse_args(argv)
+    for name in ("max_words", "words_per_passage", "max_jobs", "num_proc"):  # 0 meant every word or job, or crashed
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} {getattr(args, name)}: expected a positive integer")
     bad = [v for v in args.voices if not is_voice(v)]
     if bad:
         parser.error(f"--voices: {bad} are neither flite voices {FLITE_VOICES} nor 'espeak:NAME'")

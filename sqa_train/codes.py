@@ -248,6 +248,8 @@ def main(argv=None):
                              "--evaluation), each as a split named after its folder")
     parser.add_argument("--num_workers", type=int, default=None, help="threads preparing the audio and frames")
     args = parser.parse_args(argv)
+    if args.max_paragraphs is not None and args.max_paragraphs < 1:  # failed later as "no reference word segments"
+        parser.error(f"--max_paragraphs {args.max_paragraphs}: expected a positive number of passages")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         check_model_reference("--model", args.model)

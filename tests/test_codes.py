@@ -122,6 +122,16 @@ def test_codes_cli_on_the_tiny_corpus(tmp_path, tiny_corpus, tiny_text_bert, cap
 
 
 # ----------------------------------------------------------------------------------------- oracle codes
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_codes_cli_max_paragraphs_must_be_positive(tmp_path, capsys, limit):
+    from sqa_train import codes
+
+    with pytest.raises(SystemExit) as exit_info:
+        codes.main(["--model", str(tmp_path), "--dataset", "embedded", "--max_paragraphs", limit])
+    assert exit_info.value.code == 2
+    assert f"--max_paragraphs {limit}: expected a positive number of passages" in capsys.readouterr().err
+
+
 def test_oracle_model_places_word_embeddings_at_audio_positions(tester, tokenizer):
     from speechbert import SpeechBertForQuestionAnswering
     from sqa_train.oracle import OracleSpeechBertForQuestionAnswering, word_pieces
