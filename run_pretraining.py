@@ -39,6 +39,7 @@ from sqa_train.distributed import finish_distributed
 from sqa_train.models import check_model_reference, config_overrides, default_text_bert, overridden_config
 from sqa_train.stages import (  # noqa: F401  (the fingerprint helpers are part of this script's interface)
     VOLATILE_CONFIG_KEYS,
+    check_batches,
     check_schedule,
     checkpoint_identity,
     check_stage_settings,
@@ -240,6 +241,7 @@ def main(argv=None):
         epochs["--num_train_epochs"] = training_args.num_train_epochs
         rates["--learning_rate"] = training_args.learning_rate
     check_schedule(training_args.max_steps, epochs, rates)  # before the model and the corpus load
+    check_batches(training_args)
     set_seed(training_args.seed)
 
     # A SpeechBERT checkpoint's tokenizer_config names its processor's code: trust it, or transformers asks on stdin.

@@ -41,8 +41,8 @@ from sqa_train.codes import first_pieces
 from sqa_train.data import PassageFrames, leave_out_voices, load_corpus, segment_times
 from sqa_train.distributed import finish_distributed
 from sqa_train.models import check_model_reference, config_overrides, default_text_bert
-from sqa_train.stages import (check_schedule, check_stage_settings, extra_passages_settings, mark_done,
-                              record_settings, resume_checkpoint, stage_args, stage_fingerprint)
+from sqa_train.stages import (check_batches, check_schedule, check_stage_settings, extra_passages_settings,
+                              mark_done, record_settings, resume_checkpoint, stage_args, stage_fingerprint)
 
 logger = logging.getLogger("run_segmenter")
 TOLERANCES_MS = (20, 50)
@@ -340,6 +340,7 @@ def main(argv=None):
                         handlers=[logging.StreamHandler(sys.stdout)])
     check_schedule(training_args.max_steps, {"--num_train_epochs": training_args.num_train_epochs},
                    {"--learning_rate": training_args.learning_rate})
+    check_batches(training_args)
     set_seed(training_args.seed)
     corpus = load_corpus(args.dataset)  # before the model: a wrong dataset fails first
     missing = [s for s in ["train", *args.eval_splits] if s not in corpus]

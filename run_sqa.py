@@ -60,8 +60,8 @@ from sqa_train.data import (
 )
 from sqa_train.distributed import finish_distributed
 from sqa_train.models import check_model_reference, config_overrides, default_text_bert, overridden_config
-from sqa_train.stages import (auto_resume, check_schedule, check_stage_settings, checkpoint_identity, mark_done,
-                              record_settings, resume_checkpoint, stage_args)
+from sqa_train.stages import (auto_resume, check_batches, check_schedule, check_stage_settings, checkpoint_identity,
+                              mark_done, record_settings, resume_checkpoint, stage_args)
 from sqa_train.evaluation import load_metric, markdown_table, plot_buckets, score, voice_table, write_json
 from sqa_train.logits_cache import load_logits, logits_key, logits_path, model_identity, save_logits
 from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_word_scores, text_word_scores
@@ -674,10 +674,11 @@ def main(argv=None):
                         handlers=[logging.StreamHandler(sys.stdout)])
     if not (training_args.do_train or training_args.do_eval):
         raise SystemExit("nothing to do: pass --do_train and/or --do_eval")
+    check_batches(training_args, train=training_args.do_train)
     if training_args.do_train:  # --system_num_train_epochs values are checked positive where they are parsed
         untimed = [s for s in data_args.system_list if s not in data_args.epochs_by_system]
-        check_schedule(training_args.max_steps, {"--num_train_epochs": training_args.num_train_epochs} if untimed else {},
-                       {"--learning_rate": training_args.learning_rate})
+        epochs = {"--num_train_epochs": training_args.num_train_epochs} if untimed else {}
+        check_schedule(training_args.max_steps, epochs, {"--learning_rate": training_args.learning_rate})
     if data_args.epochs_by_system and training_args.max_steps > 0:
         raise SystemExit(f"--system_num_train_epochs {' '.join(data_args.system_num_train_epochs)} would do nothing: "
                          f"--max_steps {training_args.max_steps} ends every system's training first (drop one of them)")

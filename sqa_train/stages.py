@@ -59,6 +59,17 @@ def check_schedule(max_steps: int, epochs: dict, learning_rates: dict):
                              f"{'0 the weights would not change' if value == 0 else 'this rate training would climb the loss'})")
 
 
+def check_batches(training_args, train: bool = True):
+    """A `ValueError` naming the option, before any work, for batch sizes and accumulation steps below 1 (torch
+    refused a zero batch only once the data was prepared, and zero accumulation steps ended in a ZeroDivisionError)."""
+    names = (["per_device_train_batch_size", "gradient_accumulation_steps"] if train else []) + \
+        ["per_device_eval_batch_size"]
+    for name in names:
+        value = getattr(training_args, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"--{name} {value}: expected a positive integer")
+
+
 # Config fields that say nothing about what a step trains.
 VOLATILE_CONFIG_KEYS = ("architectures", "auto_map", "transformers_version", "_name_or_path", "torch_dtype", "dtype",
                         "custom_pipelines",

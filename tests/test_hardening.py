@@ -318,14 +318,20 @@ def test_model_references_are_checked_before_any_work(tmp_path, monkeypatch, cap
     ("run_pretraining", ["--stage", "both", "--num_train_epochs", "-2"], r"--num_train_epochs -2.0"),
     ("run_segmenter", ["--num_train_epochs", "-1"], r"--num_train_epochs -1.0: training would take no step"),
     ("run_segmenter", ["--learning_rate", "0"], r"--learning_rate 0.0: expected a positive learning rate"),
+    ("run_sqa", ["--do_train", "--per_device_train_batch_size", "0"], r"--per_device_train_batch_size 0: expected"),
+    ("run_sqa", ["--do_eval", "--per_device_eval_batch_size", "0"], r"--per_device_eval_batch_size 0: expected"),
+    ("run_sqa", ["--do_train", "--gradient_accumulation_steps", "0"], r"--gradient_accumulation_steps 0: expected"),
+    ("run_pretraining", ["--per_device_train_batch_size", "0"], r"--per_device_train_batch_size 0: expected"),
+    ("run_segmenter", ["--gradient_accumulation_steps", "0"], r"--gradient_accumulation_steps 0: expected"),
     # Sample limits: 0 used to mean every question, -5 all but the last five.
     ("run_sqa", ["--do_eval", "--max_eval_samples", "0"], r"--max_eval_samples must be a positive number .* got 0"),
     ("run_sqa", ["--do_eval", "--max_eval_samples", "-5"], r"--max_eval_samples must be a positive number .* got -5"),
     ("run_sqa", ["--do_train", "--max_train_samples", "0"], r"--max_train_samples must be a positive number"),
     ("run_pretraining", ["--max_train_samples", "0"], r"--max_train_samples must be a positive number .* got 0"),
 ])
-def test_training_that_would_take_no_step_or_no_question_is_refused_before_any_work(tmp_path, monkeypatch, tiny_text_bert, script,
-                                                                     extra, message):
+def test_training_that_would_take_no_step_or_no_question_is_refused_before_any_work(tmp_path, monkeypatch,
+                                                                                    tiny_text_bert, script, extra,
+                                                                                    message):
     """The Trainer runs zero steps for zero or negative epochs and still saves and marks the step done: a model that
     never trained, found later as if it had; a sample limit of 0 meant every question. Refused, naming the option,
     before data or model load."""
