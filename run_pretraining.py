@@ -36,7 +36,8 @@ from sqa_train.data import (
     speechbert_qa_items,
 )
 from sqa_train.distributed import finish_distributed
-from sqa_train.models import check_model_reference, config_overrides, default_text_bert, overridden_config
+from sqa_train.models import (check_max_length, check_model_reference, config_overrides, default_text_bert,
+                              overridden_config)
 from sqa_train.stages import (  # noqa: F401  (the fingerprint helpers are part of this script's interface)
     VOLATILE_CONFIG_KEYS,
     check_batches,
@@ -120,6 +121,8 @@ class PretrainingArguments:
         from sqa_data.speech import check_pitch_shifts
 
         check_pitch_shifts(self.stage1_pitch_cents, "--stage1_pitch_cents")
+        if not 0 <= self.stride < self.max_length // 2:  # as run_sqa.py; a negative stride went unchecked
+            raise ValueError(f"--stride {self.stride} must be from 0 to below half of --max_length {self.max_length}")
         if self.max_train_samples is not None and self.max_train_samples < 1:  # 0 used to mean "all"
             raise ValueError(f"--max_train_samples must be a positive number of questions (leave it out for all), "
                              f"got {self.max_train_samples}")
@@ -242,6 +245,8 @@ def main(argv=None):
         rates["--learning_rate"] = training_args.learning_rate
     check_schedule(training_args.max_steps, epochs, rates)  # before the model and the corpus load
     check_batches(training_args)
+    if data_args.stage in ("2", "both"):  # step 2's windows
+        check_max_length(data_args.max_length, model_args.model_name_or_path or model_args.text_model_name_or_path)
     set_seed(training_args.seed)
 
     # A SpeechBERT checkpoint's tokenizer_config names its processor's code: trust it, or transformers asks on stdin.

@@ -59,7 +59,8 @@ from sqa_train.data import (
     text_qa_items,
 )
 from sqa_train.distributed import finish_distributed
-from sqa_train.models import check_model_reference, config_overrides, default_text_bert, overridden_config
+from sqa_train.models import (check_max_length, check_model_reference, config_overrides, default_text_bert,
+                              overridden_config)
 from sqa_train.stages import (auto_resume, check_batches, check_schedule, check_stage_settings, checkpoint_identity,
                               mark_done, record_settings, resume_checkpoint, stage_args)
 from sqa_train.evaluation import load_metric, markdown_table, plot_buckets, score, voice_table, write_json
@@ -204,12 +205,12 @@ class DataTrainingArguments:
         self.system_num_train_epochs = _items(self.system_num_train_epochs)
         self.epochs_by_system = _epochs_by_system(self.system_num_train_epochs, self.system_list)
         self.codes_eval_splits = [s for s in self.codes_eval_splits if s.lower() != "none"]
+        if not 0 <= self.stride < self.max_length // 2:  # a negative stride reached the window planner unchecked
+            raise ValueError(f"--stride {self.stride} must be from 0 to below half of --max_length {self.max_length}")
         for name in ("max_train_samples", "max_eval_samples"):  # 0 used to mean "all" and -5 "all but 5"
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be a positive number of questions (leave it out for all), got {value}")
-        if self.stride >= self.max_length // 2:
-            raise ValueError(f"--stride {self.stride} must be below half of --max_length {self.max_length}")
         self.wer_bucket_edges, self.ensemble_weights = _items(self.wer_bucket_edges), _items(self.ensemble_weights)
         try:
             self.edges = tuple(float(x) for x in self.wer_bucket_edges)
@@ -675,6 +676,7 @@ def main(argv=None):
     if not (training_args.do_train or training_args.do_eval):
         raise SystemExit("nothing to do: pass --do_train and/or --do_eval")
     check_batches(training_args, train=training_args.do_train)
+    check_max_length(data_args.max_length, model_args.model_name_or_path, model_args.text_model_name_or_path)
     if training_args.do_train:  # --system_num_train_epochs values are checked positive where they are parsed
         untimed = [s for s in data_args.system_list if s not in data_args.epochs_by_system]
         epochs = {"--num_train_epochs": training_args.num_train_epochs} if untimed else {}

@@ -1,5 +1,5 @@
-"""The helpers every script needs to start a model: the default text BERT, a checked model path and
-`--config_overrides`."""
+"""The helpers every script needs to start a model: the default text BERT, a checked model path, `--max_length`
+against the model's positions and `--config_overrides`."""
 
 from pathlib import Path
 
@@ -43,6 +43,21 @@ def check_model_reference(option: str, value) -> str:
         raise ValueError(f"{option} {value}: no such folder, and not in the Hub cache (HF_HUB_OFFLINE is set, so "
                          "the Hub is not asked)")
     return value
+
+
+def check_max_length(max_length: int, *models):
+    """`--max_length` (the windows a passage is cut into) checked before any data is read: no longer than the
+    positions each of `models` (folders or Hub ids; None skipped) knows. A longer window ran until the first passage
+    that filled it, then failed inside BERT's position embeddings."""
+    from transformers import PretrainedConfig
+
+    for model in models:
+        if model is None:
+            continue
+        positions = PretrainedConfig.get_config_dict(str(model))[0].get("max_position_embeddings")
+        if isinstance(positions, int) and max_length > positions:
+            raise ValueError(f"--max_length {max_length} is more than the {positions} positions of {model} "
+                             "(max_position_embeddings)")
 
 
 def config_overrides(overrides: str | None, only_prefix: str | None = None) -> dict:

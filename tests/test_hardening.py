@@ -323,6 +323,12 @@ def test_model_references_are_checked_before_any_work(tmp_path, monkeypatch, cap
     ("run_sqa", ["--do_train", "--gradient_accumulation_steps", "0"], r"--gradient_accumulation_steps 0: expected"),
     ("run_pretraining", ["--per_device_train_batch_size", "0"], r"--per_device_train_batch_size 0: expected"),
     ("run_segmenter", ["--gradient_accumulation_steps", "0"], r"--gradient_accumulation_steps 0: expected"),
+    # Windows: longer than the model's positions failed inside BERT once a passage filled one; a negative stride
+    # reached the window planner unchecked.
+    ("run_sqa", ["--do_eval", "--max_length", "4096"], r"--max_length 4096 is more than the 128 positions of"),
+    ("run_sqa", ["--do_eval", "--stride=-1"], r"--stride -1 must be from 0 to below half of --max_length 128"),
+    ("run_pretraining", ["--stage", "2", "--max_length", "4096"], r"--max_length 4096 is more than the 128 positions"),
+    ("run_pretraining", ["--stride=-1"], r"--stride -1 must be from 0 to below half of --max_length 128"),
     # Sample limits: 0 used to mean every question, -5 all but the last five.
     ("run_sqa", ["--do_eval", "--max_eval_samples", "0"], r"--max_eval_samples must be a positive number .* got 0"),
     ("run_sqa", ["--do_eval", "--max_eval_samples", "-5"], r"--max_eval_samples must be a positive number .* got -5"),
@@ -342,8 +348,8 @@ def test_training_that_would_take_no_step_or_no_question_is_refused_before_any_w
     module = importlib.import_module(script)
     monkeypatch.setattr(data, "load_corpus", lambda *a, **k: pytest.fail("the corpus was read before the check"))
     monkeypatch.setattr(module, "load_corpus", lambda *a, **k: pytest.fail("the corpus was read before the check"))
-    model = ["--text_model_name_or_path", str(tiny_text_bert)] if script != "run_segmenter" else \
-        ["--model_name_or_path", str(tiny_text_bert)]
+    model = ["--text_model_name_or_path", str(tiny_text_bert), "--max_length", "128", "--stride", "32"] \
+        if script != "run_segmenter" else ["--model_name_or_path", str(tiny_text_bert)]  # tiny BERT: 128 positions
     with pytest.raises(ValueError, match=message):
         module.main(["--output_dir", str(tmp_path / "out"), "--dataset", "embedded", "--report_to", "none",
                      *model, *extra])

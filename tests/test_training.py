@@ -346,8 +346,8 @@ def test_cascade_on_real_spoken_squad_transcripts(tmp_path, tiny_corpus, tiny_te
     (tmp_path / "seen.json").write_text(json.dumps(squad))
     with pytest.raises(SystemExit, match="every article of it is in the dataset's train or validation split"):
         run_sqa.main(common_args(tmp_path / "sqa2", tiny_corpus, tmp_path / "audio") + [
-            "--text_model_name_or_path", str(tiny_text_bert), "--systems", "cascade", "--do_eval",
-            "--spoken_squad_text_json", str(tmp_path / "seen.json")])
+            "--text_model_name_or_path", str(tiny_text_bert), "--systems", "cascade", "--do_eval", "--max_length", "64",
+            "--stride", "8", "--spoken_squad_text_json", str(tmp_path / "seen.json")])
     assert not (tmp_path / "sqa2" / "cascade").exists()
     assert 0 <= text_only["overall"]["f1"] <= 100
     report = (tmp_path / "sqa" / "results.md").read_text()
@@ -717,7 +717,7 @@ def test_scripts_refuse_an_unknown_left_out_voice_before_training(tmp_path, tiny
     with pytest.raises(ValueError, match=r"--exclude_train_voices \['nobody'\]"):
         run_sqa.main(common_args(tmp_path / "sqa", tiny_corpus, tmp_path / "audio") + [
             "--text_model_name_or_path", str(tiny_text_bert), "--do_train", "--systems", "speechbert",
-            "--exclude_train_voices", "nobody"])
+            "--max_length", "64", "--stride", "8", "--exclude_train_voices", "nobody"])
     with pytest.raises(ValueError, match=r"--exclude_train_voices \['nobody'\]"):
         run_pretraining.main(common_args(tmp_path / "pre", tiny_corpus, tmp_path / "audio") + [
             "--text_model_name_or_path", str(tiny_text_bert), "--stage", "1", "--exclude_train_voices", "nobody"])
