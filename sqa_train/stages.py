@@ -55,8 +55,9 @@ def check_schedule(max_steps: int, epochs: dict, learning_rates: dict):
                              "(or --max_steps N)")
     for option, value in learning_rates.items():
         if isinstance(value, bool) or not value > 0:
-            raise ValueError(f"{option} {value}: expected a positive learning rate (at "
-                             f"{'0 the weights would not change' if value == 0 else 'this rate training would climb the loss'})")
+            why = (" (at 0 the weights would not change)" if value == 0 else
+                   " (at a negative rate training would climb the loss)" if value < 0 else "")
+            raise ValueError(f"{option} {value}: expected a positive learning rate{why}")
 
 
 def check_batches(training_args, train: bool = True):
