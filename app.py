@@ -38,7 +38,10 @@ class Demo:
                 "checkpoint folder or Hub repo"
             )
         from speechbert.pipeline_speechbert import require_pipeline_entry
+        from sqa_train.models import check_model_reference
 
+        # A mistyped folder or an uncached Hub id offline, named here: transformers would report a Hub connection error.
+        check_model_reference("SPEECHBERT_MODEL" if model == os.environ.get("SPEECHBERT_MODEL") else "model", model)
         require_pipeline_entry(model)
         self.qa = pipeline(model=model, trust_remote_code=True)
         self.known = {}  # example audio path -> (words, segments) from the corpus

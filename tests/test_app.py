@@ -86,6 +86,9 @@ def test_missing_model_or_pipeline_entry_is_explained(tmp_path, tester, processo
 
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
         app.Demo(str(tmp_path))
+    # A mistyped folder is named, not sent to the Hub (which answered offline with a connection error).
+    with pytest.raises(ValueError, match=f"model {tmp_path / 'typo'}: no such folder"):
+        app.Demo(str(tmp_path / "typo"))
     seeded(SpeechBertForQuestionAnswering, tester.config()).save_pretrained(tmp_path / "ckpt")
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     del config["custom_pipelines"]
