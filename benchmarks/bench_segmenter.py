@@ -174,7 +174,7 @@ def main(argv=None):
     parser.add_argument("--soft_pieces_from", default=None,
                         help="a corpus (run_sqa.py --dataset): also time the checkpoint's soft word embedding over the "
                              "first pieces of its train split's words (run_sqa.py --soft_word_embedding_pieces train)")
-    parser.add_argument("--soft_top_k", type=int, default=None,
+    parser.add_argument("--soft_top_k", type=positive_int, default=None,
                         help="also time the checkpoint with its soft word embedding over each code's K most similar "
                              "pieces (config soft_word_embedding_top_k; with --soft_pieces_from, among those too)")
     parser.add_argument("--config_overrides", default=None,
@@ -183,8 +183,6 @@ def main(argv=None):
                         help=f"stand-in only: the benchmark recipe's shapes ({RECIPE}), before --config_overrides")
     parser.add_argument("--results", default=None, help="write the section to this file instead of RESULTS.md")
     args = parser.parse_args(argv)
-    if args.soft_top_k is not None and args.soft_top_k < 1:
-        parser.error(f"--soft_top_k {args.soft_top_k}: expected a positive number of pieces")
     if args.model and (args.config_overrides or args.recipe):
         parser.error(f"--config_overrides / --recipe shape the stand-in model; --model {args.model} is a trained "
                      "checkpoint, whose fields they would change")
@@ -248,8 +246,7 @@ def main(argv=None):
         return qa(audio, question=question, sampling_rate=16000, **segments)
 
     def under_bf16():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return call()
+        return bf16(call)
 
     timings[f"pipeline, {path}, CPU bf16 autocast"] = median_seconds(under_bf16, args.repeats)
     if args.soft_pieces_from and qa.model.config.audio_code_mode == "soft_word_embedding":

@@ -96,6 +96,7 @@ def test_command_names_the_script_relative_to_the_repository(monkeypatch):
     ("bench_segmenter", ["--repeats", "0"], "argument --repeats: expected a positive integer, got '0'"),
     ("bench_segmenter", ["--asr_repeats", "-1"], "argument --asr_repeats: expected a positive integer, got '-1'"),
     ("bench_segmenter", ["--seconds", "-5"], "argument --seconds: expected a positive number, got '-5'"),
+    ("bench_segmenter", ["--soft_top_k", "0"], "argument --soft_top_k: expected a positive integer, got '0'"),
     ("bench_inference", ["--seconds", "nan"], "argument --seconds: expected a positive number, got 'nan'"),
     ("bench_latency_budget", ["--repeats", "2.5"], "argument --repeats: expected a positive integer, got '2.5'"),
     ("bench_pipeline_memory", ["--questions", "1", "0"], "argument --questions: expected a positive integer"),
