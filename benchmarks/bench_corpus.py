@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, table, write_section  # noqa: E402
+from benchmarks.common import RESULTS, positive_int, table, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SQUAD = ROOT.parent / "shared" / "data" / "squad-v1.1-dev" / "squad_v1.1_dev_42.json"
@@ -44,7 +44,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 short built-in paragraphs")
-    parser.add_argument("--paragraphs", type=int, default=8)
+    parser.add_argument("--paragraphs", type=positive_int, default=8)
     parser.add_argument("--squad_json", default=str(DEFAULT_SQUAD))
     parser.add_argument("--results", default=None)
     args = parser.parse_args(argv)

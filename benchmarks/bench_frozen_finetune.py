@@ -50,9 +50,9 @@ def build(size, layers, hidden, mode, top_k):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--encoder", type=encoder_size, default=(2, 256))
-    parser.add_argument("--segments", type=int, default=340)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--top_k", type=int, default=16)
+    parser.add_argument("--segments", type=positive_int, default=340)
+    parser.add_argument("--batch", type=positive_int, default=8)
+    parser.add_argument("--top_k", type=positive_int, default=16)
     parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny model, batch 2, 1 repeat")
@@ -60,9 +60,6 @@ def main(argv=None):
     size = MINILM
     if args.quick:
         size, args.encoder, args.segments, args.batch, args.repeats = TINY, (1, 16), 24, 2, 1
-    for name in ("segments", "batch", "top_k", "repeats"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     layers, hidden = args.encoder
     rng = np.random.default_rng(0)
     batch, segments = args.batch, args.segments

@@ -39,7 +39,7 @@ def main(argv=None):
     parser.add_argument("--size", default="minilm", choices=list(SIZES))
     parser.add_argument("--seconds", type=positive_float, default=60.0)
     parser.add_argument("--repeats", type=positive_int, default=20)
-    parser.add_argument("--frame_stacks", nargs="+", type=int, default=[1, 3])
+    parser.add_argument("--frame_stacks", nargs="+", type=positive_int, default=[1, 3])
     parser.add_argument("--no_int8", action="store_true", help="skip the dynamic int8 rows")
     parser.add_argument("--results", default=None)
     args = parser.parse_args(argv)

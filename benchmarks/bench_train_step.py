@@ -162,10 +162,10 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny model, batch 2, one repeat: seconds")
     parser.add_argument("--sizes", nargs="+", default=["minilm", "base"], choices=list(SIZES))
-    parser.add_argument("--batches", nargs="+", type=int, default=[8, 32])
-    parser.add_argument("--frame_stacks", nargs="+", type=int, default=[1, 3],
+    parser.add_argument("--batches", nargs="+", type=positive_int, default=[8, 32])
+    parser.add_argument("--frame_stacks", nargs="+", type=positive_int, default=[1, 3],
                         help="audio_frame_stack values to measure (1 = one frame per RNN step)")
-    parser.add_argument("--frozen_frame_stacks", nargs="*", type=int, default=[3],
+    parser.add_argument("--frozen_frame_stacks", nargs="*", type=positive_int, default=[3],
                         help="audio_frame_stack values also measured with the audio encoder frozen")
     parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -1,7 +1,6 @@
 """Shared helpers of the benchmark scripts: timing (median of repeats after a warm-up), the machine's description,
 writing a script's section of benchmarks/RESULTS.md, and argument types for counts and durations."""
 
-import argparse
 import datetime
 import os
 import platform
@@ -13,31 +12,10 @@ from pathlib import Path
 
 import torch
 
+from sqa_data.argtypes import positive_float, positive_int  # noqa: F401  (the scripts import them from here)
+
 ROOT = Path(__file__).resolve().parents[1]  # the repository, wherever it is checked out
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-
-
-def positive_int(text: str) -> int:
-    """argparse type of a count (`--repeats`, `--steps`): a zero one used to fail at the end with "no median for empty
-    data", after all the work before it."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type of a duration (`--seconds`): a negative one used to cut the passage from its end instead."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def median_seconds(function, repeats: int, warmup: int = 1) -> float:

@@ -33,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+from .argtypes import positive_int
 from .build import check_build_config, map_chunks, read_shard, shard_path
 from .recipe import SPEEDS, Timer, _run_stage, audio_checksum
 from .speech import FLITE_VOICES, is_pitch_shift, is_voice, require_binary, synthesize
@@ -252,26 +253,22 @@ def main(argv=None):
                              "run_pretraining.py refuses such a folder")
     parser.add_argument("--tokenizer", default=None, help="lexicon: the tokenizer whose vocabulary is spoken "
                                                           "(default: all-MiniLM-L6-v2's, uncased BERT)")
-    parser.add_argument("--max_words", type=int, default=None, help="lexicon: speak only this many words")
-    parser.add_argument("--words_per_passage", type=int, default=30)
+    parser.add_argument("--max_words", type=positive_int, default=None, help="lexicon: speak only this many words")
+    parser.add_argument("--words_per_passage", type=positive_int, default=30)
     parser.add_argument("--voices", nargs="+", default=list(FLITE_VOICES),
                         help=f"flite voices {FLITE_VOICES} or espeak-ng ones, 'espeak:en-us+f3'")
-    parser.add_argument("--voices_per_paragraph", type=int, default=None,
+    parser.add_argument("--voices_per_paragraph", type=positive_int, default=None,
                         help="voices: each paragraph read by only this many of the --voices (but its own), drawn by a "
                              "hash: many voices at the cost of a few readings (default: every one)")
-    parser.add_argument("--max_jobs", type=int, default=None,
+    parser.add_argument("--max_jobs", type=positive_int, default=None,
                         help="build only the first N jobs, rounded up to whole shards of 16 (resume later)")
-    parser.add_argument("--num_proc", type=int, default=1)
+    parser.add_argument("--num_proc", type=positive_int, default=1)
     args = parser.parse_args(argv)
-    for name in ("max_words", "words_per_passage", "max_jobs", "num_proc"):  # 0 meant every word or job, or crashed
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name} {getattr(args, name)}: expected a positive integer")
     bad = [v for v in args.voices if not is_voice(v)]
     if bad:
         parser.error(f"--voices: {bad} are neither flite voices {FLITE_VOICES} nor 'espeak:NAME'")
-    if args.voices_per_paragraph is not None and (args.source != "voices" or args.voices_per_paragraph < 1):
-        parser.error(f"--voices_per_paragraph {args.voices_per_paragraph}: expected a positive integer, for the "
-                     "voices source only")
+    if args.voices_per_paragraph is not None and args.source != "voices":
+        parser.error(f"--voices_per_paragraph {args.voices_per_paragraph}: for the voices source only")
     if args.source == "voices":
         if (args.split == "train") == args.evaluation:
             raise SystemExit(f"--split {args.split!r}" + (" with --evaluation: evaluation folders read validation or "

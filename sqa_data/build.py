@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .argtypes import positive_int
 from .recipe import SPEEDS, StageError, build_paragraph
 from .schema import failed_record
 from .speech import FLITE_VOICES, require_binary
@@ -207,12 +208,10 @@ def main(argv=None):
                         help="splits to build, in this order (see sqa_data/splits.py)")
     parser.add_argument("--max_paragraphs", nargs="*", default=[], metavar="SPLIT=N",
                         help="build only the first N paragraphs of a split (its order is fixed), e.g. train=800")
-    parser.add_argument("--num_proc", type=int, default=1, help="parallel worker processes")
-    parser.add_argument("--chunk_size", type=int, default=8, help="paragraphs per shard (fixed for an output_dir)")
+    parser.add_argument("--num_proc", type=positive_int, default=1, help="parallel worker processes")
+    parser.add_argument("--chunk_size", type=positive_int, default=8, help="paragraphs per shard (fixed for an output_dir)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.num_proc < 1 or args.chunk_size < 1:
-        parser.error(f"--num_proc ({args.num_proc}) and --chunk_size ({args.chunk_size}) must be >= 1")
     if not Path(args.squad_json).is_file():
         parser.error(f"--squad_json {args.squad_json} is not a file")
     try:

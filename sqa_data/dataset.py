@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .argtypes import positive_int
 from .schema import features, question_row  # noqa: F401  (features is part of this module's interface)
 
 SPLITS = ("train", "validation", "test")
@@ -226,11 +227,9 @@ def main(argv=None):
     parser.add_argument("--with_audio", action="store_true",
                         help="also write every passage's audio as FLAC under OUTPUT_DIR/audio and set audio_paths")
     parser.add_argument("--stats", action="store_true", help="print the statistics table (markdown)")
-    parser.add_argument("--num_proc", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--num_proc", type=positive_int, default=os.cpu_count() or 1,
                         help="passages synthesised at once with --with_audio (default: the number of cores)")
     args = parser.parse_args(argv)
-    if args.num_proc < 1:
-        parser.error(f"--num_proc must be at least 1, got {args.num_proc}")
     if not args.output_dir and not args.stats:
         parser.error("nothing to do: give --output_dir and/or --stats")
     try:

@@ -13,6 +13,7 @@ import gzip
 import json
 from pathlib import Path
 
+from .argtypes import positive_int
 from .dataset import read_records, statistics, statistics_markdown, to_dataset_dict
 
 EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "data" / "embedded"
@@ -71,7 +72,7 @@ def main(argv=None):
     parser.add_argument("--records", required=True, help="a build's output_dir")
     parser.add_argument("--output_dir", default=str(EMBEDDED_DIR))
     for split, default in (("train", 40), ("validation", 10), ("test", 10)):
-        parser.add_argument(f"--{split}", type=int, default=default, help=f"{split} paragraphs")
+        parser.add_argument(f"--{split}", type=positive_int, default=default, help=f"{split} paragraphs")
     args = parser.parse_args(argv)
     chosen = export(args.records, {"train": args.train, "validation": args.validation, "test": args.test},
                     args.output_dir)

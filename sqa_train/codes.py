@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sqa_data.argtypes import positive_int
+
 from .data import JointEmbeddingCollator, PassageFrames, joint_embedding_items
 
 logger = logging.getLogger(__name__)
@@ -242,14 +244,12 @@ def main(argv=None):
     parser.add_argument("--train_split", default="train", help="the step-1 training split that defines 'seen'")
     parser.add_argument("--output", default=None, help="JSON file to merge into (default: MODEL/codes.json)")
     parser.add_argument("--audio_cache_dir", default="outputs/cache/audio")
-    parser.add_argument("--max_paragraphs", type=int, default=None, help="evaluate only this many passages a split")
+    parser.add_argument("--max_paragraphs", type=positive_int, default=None, help="evaluate only this many passages a split")
     parser.add_argument("--speech", nargs="+", default=[],
                         help="also evaluate these evaluation speech folders (python -m sqa_data.augment voices "
                              "--evaluation), each as a split named after its folder")
-    parser.add_argument("--num_workers", type=int, default=None, help="threads preparing the audio and frames")
+    parser.add_argument("--num_workers", type=positive_int, default=None, help="threads preparing the audio and frames")
     args = parser.parse_args(argv)
-    if args.max_paragraphs is not None and args.max_paragraphs < 1:  # failed later as "no reference word segments"
-        parser.error(f"--max_paragraphs {args.max_paragraphs}: expected a positive number of passages")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         check_model_reference("--model", args.model)

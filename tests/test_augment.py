@@ -46,13 +46,13 @@ def test_voices_per_paragraph_is_checked_before_any_build(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", [["lexicon", "--max_words", "0"], ["lexicon", "--max_words", "-5"],
                                   ["lexicon", "--words_per_passage", "0"], ["voices", "--max_jobs", "0"],
-                                  ["voices", "--num_proc", "0"]])
+                                  ["voices", "--num_proc", "0"], ["voices", "--voices_per_paragraph", "0"]])
 def test_counts_are_checked_before_any_build(tmp_path, capsys, argv):
     """0 or -5 words used to speak the whole lexicon, 0 words a passage to crash in range(), 0 jobs to build all."""
     with pytest.raises(SystemExit) as exit_info:
         augment.main(argv + ["--output_dir", str(tmp_path / "x")])
     assert exit_info.value.code == 2
-    assert f"{argv[1]} {argv[2]}: expected a positive integer" in capsys.readouterr().err
+    assert f"argument {argv[1]}: expected a positive integer, got '{argv[2]}'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

@@ -101,6 +101,13 @@ def test_command_names_the_script_relative_to_the_repository(monkeypatch):
     ("bench_latency_budget", ["--repeats", "2.5"], "argument --repeats: expected a positive integer, got '2.5'"),
     ("bench_pipeline_memory", ["--questions", "1", "0"], "argument --questions: expected a positive integer"),
     ("bench_train_step", ["--repeats", "0"], "argument --repeats: expected a positive integer"),
+    ("bench_train_step", ["--batches", "8", "0"], "argument --batches: expected a positive integer, got '0'"),
+    ("bench_train_step", ["--frame_stacks", "0"], "argument --frame_stacks: expected a positive integer, got '0'"),
+    ("bench_inference", ["--frame_stacks", "3", "-1"], "argument --frame_stacks: expected a positive integer"),
+    ("bench_gpu", ["--batch", "0"], "argument --batch: expected a positive integer, got '0'"),
+    ("bench_corpus", ["--paragraphs", "0"], "argument --paragraphs: expected a positive integer, got '0'"),
+    ("bench_frozen_finetune", ["--top_k", "0"], "argument --top_k: expected a positive integer, got '0'"),
+    ("bench_frozen_finetune", ["--segments", "-3"], "argument --segments: expected a positive integer, got '-3'"),
 ])
 def test_counts_and_durations_are_checked_before_any_work(script, argv, message, capsys):
     """A zero count used to fail at the end ("no median for empty data") and a negative duration to cut the passage

@@ -122,14 +122,17 @@ def test_codes_cli_on_the_tiny_corpus(tmp_path, tiny_corpus, tiny_text_bert, cap
 
 
 # ----------------------------------------------------------------------------------------- oracle codes
-@pytest.mark.parametrize("limit", ["0", "-3"])
-def test_codes_cli_max_paragraphs_must_be_positive(tmp_path, capsys, limit):
+@pytest.mark.parametrize("option, limit", [("--max_paragraphs", "0"), ("--max_paragraphs", "-3"),
+                                           ("--num_workers", "0")])
+def test_codes_cli_counts_must_be_positive(tmp_path, capsys, option, limit):
+    """--max_paragraphs 0 failed later as "no reference word segments"; --num_workers 0 in the thread pool, after
+    the model and the corpus were loaded."""
     from sqa_train import codes
 
     with pytest.raises(SystemExit) as exit_info:
-        codes.main(["--model", str(tmp_path), "--dataset", "embedded", "--max_paragraphs", limit])
+        codes.main(["--model", str(tmp_path), "--dataset", "embedded", option, limit])
     assert exit_info.value.code == 2
-    assert f"--max_paragraphs {limit}: expected a positive number of passages" in capsys.readouterr().err
+    assert f"argument {option}: expected a positive integer, got '{limit}'" in capsys.readouterr().err
 
 
 def test_oracle_model_places_word_embeddings_at_audio_positions(tester, tokenizer):
