@@ -36,7 +36,8 @@ def _limit(name, value):
             value = float(raw)
         except ValueError:
             raise ValueError(f"SPEECHBERT_{name.upper()}={raw!r} is not a number") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    # NaN compares false with everything: as a limit it would turn the limit off without a word.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(f"{name} must be a number >= 0 (0: no limit), got {value!r}")
     return value or None
 

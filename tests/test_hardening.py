@@ -246,6 +246,12 @@ def test_handler_limits_from_the_environment(handler_class, monkeypatch):
         EndpointHandler(str(ckpt))
     with pytest.raises(ValueError, match="max_questions must be a number >= 0"):
         EndpointHandler(str(ckpt), max_questions=-1)
+    # "nan" parses as a float, and every comparison with it is false: it used to switch the limit off silently.
+    monkeypatch.setenv("SPEECHBERT_MAX_QUESTIONS", "nan")
+    with pytest.raises(ValueError, match=r"max_questions must be a number >= 0 \(0: no limit\), got nan"):
+        EndpointHandler(str(ckpt))
+    with pytest.raises(ValueError, match="max_audio_seconds must be a number >= 0"):
+        EndpointHandler(str(ckpt), max_audio_seconds=float("nan"))
 
 
 # ------------------------------------------------------------------------ model arguments of the scripts
