@@ -6,6 +6,8 @@ embedding per spoken word segment. This config is a `BertConfig` plus the audio 
 encoder/decoder and the pre-training loss weights.
 """
 
+import math
+
 from huggingface_hub.dataclasses import strict
 from transformers import BertConfig
 
@@ -163,15 +165,17 @@ class SpeechBertConfig(BertConfig):
             "audio_decoder_num_layers", "audio_decoder_hidden_size", "segmenter_hidden_size", "segmenter_num_layers",
             "segmenter_kernel_size", "segmenter_begin_frames", "segmenter_min_word_frames",
         )
+        # Written `not value > 0` so that NaN (which `--config_overrides window_ms=nan` parses) fails too, and
+        # infinity is refused with it: a NaN loss weight trained on NaN losses without an error.
         for name in positive:
             value = getattr(self, name)
-            if isinstance(value, bool) or value <= 0:
+            if isinstance(value, bool) or not 0 < value < math.inf:
                 raise ValueError(f"SpeechBertConfig.{name} must be a positive number, got {value!r}")
         for name in ("reconstruction_loss_weight", "alignment_loss_weight", "audio_mlm_loss_weight",
                      "text_mlm_loss_weight", "norm_loss_weight", "segmenter_start_shift"):
             value = getattr(self, name)
-            if value < 0:
-                raise ValueError(f"SpeechBertConfig.{name} must be >= 0, got {value!r}")
+            if isinstance(value, bool) or not 0 <= value < math.inf:
+                raise ValueError(f"SpeechBertConfig.{name} must be a finite number >= 0, got {value!r}")
         if self.feature_size != 3 * self.num_mfcc:
             raise ValueError(
                 f"SpeechBertConfig.feature_size must be 3 * num_mfcc = {3 * self.num_mfcc} (MFCC + delta + "
@@ -190,7 +194,7 @@ class SpeechBertConfig(BertConfig):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"SpeechBertConfig.{name} must be one of {allowed}, got {value!r}")
-        if isinstance(self.alignment_temperature, bool) or not self.alignment_temperature > 0:
+        if isinstance(self.alignment_temperature, bool) or not 0 < self.alignment_temperature < math.inf:
             raise ValueError(
                 f"SpeechBertConfig.alignment_temperature must be a positive number, got {self.alignment_temperature!r}"
             )

@@ -32,6 +32,11 @@ from speechbert.configuration_speechbert import SPEECHBERT_AUTO_MAP
         ("soft_word_embedding_pieces", [-1]),
         ("soft_word_embedding_pieces", [30522]),
         ("soft_word_embedding_pieces", []),
+        # NaN compared false with every bound and passed; a NaN loss weight then trained on NaN losses.
+        ("window_ms", float("nan")),
+        ("norm_loss_weight", float("nan")),
+        ("reconstruction_loss_weight", float("inf")),
+        ("alignment_temperature", float("nan")),
     ],
 )
 def test_invalid_values_name_field_and_value(field, value):
@@ -79,3 +84,12 @@ def test_round_trip_keeps_audio_fields(tmp_path, tester):
     loaded = SpeechBertConfig.from_pretrained(tmp_path)
     assert loaded.audio_frame_stack == 3 and loaded.audio_encoder_type == "lstm"
     assert loaded.reconstruction_loss_weight == 0.5
+
+
+def test_config_overrides_of_nan_are_refused_where_the_scripts_check_them():
+    """`--config_overrides norm_loss_weight=nan` parses through update_from_string; the check the scripts run after
+    it (`_check_audio_fields`) names it."""
+    config = SpeechBertConfig()
+    config.update_from_string("norm_loss_weight=nan")
+    with pytest.raises(ValueError, match="norm_loss_weight must be a finite number >= 0, got nan"):
+        config._check_audio_fields()

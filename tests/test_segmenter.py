@@ -199,7 +199,7 @@ def test_segmenter_network_equals_pytorch_convolutions(tester, kernel, layers, f
 def test_segmenter_config_is_checked(tester):
     for field, value, message in (("segmenter_kernel_size", 4, "odd"), ("segmenter_threshold", 1.0, r"\(0, 1\)"),
                                   ("segmenter_num_layers", 0, "positive"),
-                                  ("segmenter_start_shift", -1, r"segmenter_start_shift must be >= 0, got -1")):
+                                  ("segmenter_start_shift", -1, r"segmenter_start_shift must be a finite number >= 0, got -1")):
         with pytest.raises(ValueError, match=message):
             tester.config(**{field: value})
     from huggingface_hub.errors import StrictDataclassFieldValidationError
