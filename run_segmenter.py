@@ -102,6 +102,9 @@ class SegmenterArguments:
         check_pitch_shifts(self.pitch_cents, "--pitch_cents")
         if self.max_frames_per_item < 10:
             raise ValueError(f"--max_frames_per_item must be >= 10, got {self.max_frames_per_item}")
+        if self.max_train_passages is not None and self.max_train_passages < 1:  # 0 used to mean all, -5 all but 5
+            raise ValueError(f"--max_train_passages must be a positive number of passages (leave it out for all), "
+                             f"got {self.max_train_passages}")
         bad = [t for t in self.thresholds if not 0 < t < 1]
         if bad or not self.thresholds:
             raise ValueError(f"--thresholds must be numbers in (0, 1), got {self.thresholds}")

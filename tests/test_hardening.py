@@ -340,6 +340,8 @@ def test_model_references_are_checked_before_any_work(tmp_path, monkeypatch, cap
     ("run_sqa", ["--do_eval", "--max_eval_samples", "-5"], r"--max_eval_samples must be a positive number .* got -5"),
     ("run_sqa", ["--do_train", "--max_train_samples", "0"], r"--max_train_samples must be a positive number"),
     ("run_pretraining", ["--max_train_samples", "0"], r"--max_train_samples must be a positive number .* got 0"),
+    ("run_segmenter", ["--max_train_passages", "0"], r"--max_train_passages must be a positive number .* got 0"),
+    ("run_segmenter", ["--max_train_passages", "-5"], r"--max_train_passages must be a positive number .* got -5"),
 ])
 def test_training_that_would_take_no_step_or_no_question_is_refused_before_any_work(tmp_path, monkeypatch,
                                                                                     tiny_text_bert, script, extra,
