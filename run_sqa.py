@@ -207,6 +207,12 @@ class DataTrainingArguments:
         self.codes_eval_splits = [s for s in self.codes_eval_splits if s.lower() != "none"]
         if not 0 <= self.stride < self.max_length // 2:  # a negative stride reached the window planner unchecked
             raise ValueError(f"--stride {self.stride} must be from 0 to below half of --max_length {self.max_length}")
+        # 0 kept no question piece (SpeechBERT trained and answered without its question) and -5 cut the last five
+        # pieces of every question; an answer of at most 0 words left every prediction empty: F1 0, silently.
+        for name, what in (("max_question_length", "question word pieces"), ("max_answer_length", "answer words")):
+            value = getattr(self, name)
+            if value < 1:
+                raise ValueError(f"--{name} must be a positive number of {what}, got {value}")
         for name in ("max_train_samples", "max_eval_samples"):  # 0 used to mean "all" and -5 "all but 5"
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -340,6 +340,9 @@ def test_model_references_are_checked_before_any_work(tmp_path, monkeypatch, cap
     ("run_sqa", ["--do_eval", "--max_eval_samples", "-5"], r"--max_eval_samples must be a positive number .* got -5"),
     ("run_sqa", ["--do_train", "--max_train_samples", "0"], r"--max_train_samples must be a positive number"),
     ("run_pretraining", ["--max_train_samples", "0"], r"--max_train_samples must be a positive number .* got 0"),
+    ("run_sqa", ["--do_eval", "--max_answer_length", "0"], r"--max_answer_length must be a positive number of answer"),
+    ("run_sqa", ["--do_train", "--max_question_length=-5"], r"--max_question_length must be a positive number of "
+                                                             r"question word pieces, got -5"),
     ("run_segmenter", ["--max_train_passages", "0"], r"--max_train_passages must be a positive number .* got 0"),
     ("run_segmenter", ["--max_train_passages", "-5"], r"--max_train_passages must be a positive number .* got -5"),
 ])
