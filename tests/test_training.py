@@ -70,6 +70,23 @@ def test_metric_edges_unknown_wer_and_missing_predictions(metric):
                        references=[reference("a", ["x"], [(0, 1)]), reference("z", ["x"], [(0, 1)])])
 
 
+@pytest.mark.parametrize("predictions, references, edges, message", [
+    # the second prediction of "a" used to win without a word, a reference given twice to count twice
+    # (evaluate itself only checks that the two lists are equally long)
+    ([prediction("a", "x"), prediction("a", "y")], [reference("a", ["x"], [(0, 1)])] * 2, [0.3],
+     r"1 ids appear more than once in predictions, e.g. \['a'\]"),
+    ([prediction("a", "x"), prediction("b", "x")], [reference("a", ["x"], [(0, 1)])] * 2, [0.3],
+     "1 ids appear more than once in references"),
+    # edges out of order named a bucket [30%, 10%) and left the questions between them in none
+    ([prediction("a", "x")], [reference("a", ["x"], [(0, 1)])], [0.3, 0.1], r"wer_bucket_edges .* got \[0.3, 0.1\]"),
+    ([prediction("a", "x")], [reference("a", ["x"], [(0, 1)])], [0.0, 0.2], r"got \[0.0, 0.2\]"),
+    ([prediction("a", "x")], [reference("a", [], [])], [0.3], r"1 references have no answer text, e.g. \['a'\]"),
+])
+def test_metric_refuses_inputs_that_would_score_wrongly(metric, predictions, references, edges, message):
+    with pytest.raises(ValueError, match=message):
+        metric.compute(predictions=predictions, references=references, wer_bucket_edges=edges)
+
+
 # ----------------------------------------------------------------------------------------- post-processing
 def test_word_scores_take_the_best_window_and_spans_follow():
     # Two SpeechBERT windows over 5 segments (0-2 and 2-4), question of 1 piece: audio starts at position 3.

@@ -104,7 +104,31 @@ def aggregate(rows: list[dict]) -> dict:
     return result
 
 
+def _repeated(ids) -> list:
+    return [i for i, n in Counter(ids).items() if n > 1]
+
+
+def check_inputs(predictions, references, wer_bucket_edges) -> None:
+    """Inputs that would give numbers without an error, but wrong ones: an id given twice (the last prediction won,
+    a reference counted twice), bucket edges out of order (a bucket named [30%, 10%)), a reference without answer text
+    (max() of nothing)."""
+    edges = list(wer_bucket_edges)
+    if any(isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 < e < float("inf") for e in edges) \
+            or edges != sorted(set(edges)):
+        raise ValueError(f"wer_bucket_edges must be increasing positive finite WERs (e.g. [0.1, 0.2, 0.3, 0.4]), "
+                         f"got {edges}")
+    for name, rows in (("predictions", predictions), ("references", references)):
+        repeated = _repeated(r["id"] for r in rows)
+        if repeated:
+            raise ValueError(f"{len(repeated)} ids appear more than once in {name}, e.g. {repeated[:3]}: one row per "
+                             "question")
+    empty = [r["id"] for r in references if not len(r["answers"]["text"])]
+    if empty:
+        raise ValueError(f"{len(empty)} references have no answer text, e.g. {empty[:3]}")
+
+
 def compute(predictions, references, wer_bucket_edges=DEFAULT_EDGES) -> dict:
+    check_inputs(predictions, references, wer_bucket_edges)
     by_id = {p["id"]: p for p in predictions}
     missing = [r["id"] for r in references if r["id"] not in by_id]
     if missing:
