@@ -3,7 +3,11 @@ endpoint handler), then a model card with its metrics, written after the model p
 
 Usage:
     python -m sqa_train.release --checkpoint outputs/sqa/speechbert --repo_id your-org/speechbert-sqa \
-        --metrics outputs/sqa/metrics.json [--plot outputs/sqa/wer_buckets_test.png] [--private]
+        --metrics outputs/sqa/metrics.json [--plot outputs/sqa/wer_buckets_test.png] [--private] [--system NAME]
+
+The card shows the test metrics of the run_sqa.py system the checkpoint is: `--system`, or the checkpoint folder's
+name (run_sqa.py saves each system in OUTPUT_DIR/SYSTEM: `outputs/sqa/speechbert_segmenter` is carded with the
+`speechbert_segmenter` figures), or `speechbert`; a system the metrics lack is an error before anything is pushed.
 
 `run_sqa.py --push_to_hub --hub_model_id your-org/speechbert-sqa` calls the same code after training. The token comes
 from `--token`, `HF_TOKEN` or `hf auth login`; `HF_ENDPOINT` points at another Hub-compatible server.
@@ -51,13 +55,40 @@ def eval_results(metrics: dict, dataset_name: str, split: str = "test") -> list[
     return results
 
 
+# What each SpeechBERT system of run_sqa.py reads, for the card.
+SYSTEM_SEGMENTS = {
+    "speechbert": "word segments from pocketsphinx ASR",
+    "speechbert_segmenter": "word segments from its own word segmenter (no ASR)",
+}
+
+
+def released_system(checkpoint, metrics: dict | None, system: str | None = None) -> str | None:
+    """The run_sqa.py system whose test metrics describe `checkpoint`: `system` when given, else the folder's name
+    when metrics.json has a system of that name (run_sqa.py saves each system in OUTPUT_DIR/SYSTEM), else
+    `speechbert`. Checked against the metrics before anything is pushed: the card must not show another model's
+    numbers (a `speechbert_segmenter` folder used to be carded with the `speechbert` system's figures)."""
+    if metrics is None:
+        return system
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("test"), dict):
+        raise ValueError("the metrics file has no 'test' split: expected run_sqa.py's metrics.json "  # noqa: TRY004
+                         "({'test': {system: metrics}, ...})")
+    tested = sorted(k for k, v in metrics["test"].items() if isinstance(v, dict) and "overall" in v)
+    if system is None:
+        system = Path(checkpoint).name if Path(checkpoint).name in tested else "speechbert"
+    if system not in tested:
+        raise ValueError(f"the metrics file has no test results for system {system!r} (it has {tested}): pass "
+                         "--system to say which of them this checkpoint is")
+    return system
+
+
 def model_card(repo_id: str, revision: str, metrics: dict | None, plot_name: str | None,
-               dataset_name: str = "Spoken SQuAD-style (flite + pocketsphinx) on SQuAD v1.1 dev") -> ModelCard:
-    system = (metrics or {}).get("test", {}).get("speechbert")
+               dataset_name: str = "Spoken SQuAD-style (flite + pocketsphinx) on SQuAD v1.1 dev",
+               system: str = "speechbert", word_segmenter: bool = False) -> ModelCard:
+    results = (metrics or {}).get("test", {}).get(system)
     data = ModelCardData(
         language="en", license="apache-2.0", library_name="transformers", pipeline_tag="question-answering",
         tags=["custom_code", "audio", "speech", "spoken-question-answering", "speechbert"], datasets=["squad"],
-        model_name=repo_id, eval_results=eval_results(system, dataset_name) if system else None,
+        model_name=repo_id, eval_results=eval_results(results, dataset_name) if results else None,
     )
     lines = [f"# {repo_id}", "",
              "SpeechBERT (Chuang et al., Interspeech 2020, arXiv:1910.11559) for end-to-end spoken question "
@@ -68,14 +99,19 @@ def model_card(repo_id: str, revision: str, metrics: dict | None, plot_name: str
              f'qa = pipeline(model="{repo_id}", trust_remote_code=True, revision="{revision}")',
              'qa("passage.wav", question="Who ruled Normandy?")',
              "# {'answer': ..., 'start': seconds, 'end': seconds, 'score': ...}", "```", "",
-             "Word times come from pocketsphinx when none are given (`pip install pocketsphinx`).", ""]
-    if system:
-        overall = system["overall"]
+             ("Without `word_segments`, its own word segmenter finds the words (no ASR; the answer's words need "
+              "`words=`, else only its times are given); `segmenter=\"asr\"` uses pocketsphinx instead."
+              if word_segmenter else
+              "Word times come from pocketsphinx when none are given (`pip install pocketsphinx`)."), ""]
+    if results:
+        overall = results["overall"]
+        read = SYSTEM_SEGMENTS.get(system, f"run_sqa.py's {system!r} system")
         lines += ["## Results (test split)", "",
+                  f"`run_sqa.py`'s `{system}` system ({read}). "
                   f"{overall['count']} questions: EM {overall['exact_match']:.1f}, F1 {overall['f1']:.1f}, "
                   f"AOS {overall['aos']:.1f}. Per passage-WER bucket:", "",
                   "| passage WER | questions | F1 | AOS |", "|---|---|---|---|"]
-        for bucket, values in system["wer_buckets"].items():
+        for bucket, values in results["wer_buckets"].items():
             f1 = "-" if values["f1"] is None else f"{values['f1']:.1f}"
             aos = "-" if values["aos"] is None else f"{values['aos']:.1f}"
             lines.append(f"| {bucket} | {values['count']} | {f1} | {aos} |")
@@ -87,13 +123,24 @@ def model_card(repo_id: str, revision: str, metrics: dict | None, plot_name: str
 
 
 def release(checkpoint, repo_id, metrics_path=None, plot_path=None, private=False, token=None,
-            commit_message="Upload SpeechBERT") -> tuple[str, str]:
-    """Push the checkpoint, then the card. Returns the (model commit, card commit) shas."""
+            commit_message="Upload SpeechBERT", system=None) -> tuple[str, str]:
+    """Push the checkpoint, then the card (with `system`'s test metrics: see `released_system`). Returns the (model
+    commit, card commit) shas. Everything is checked before the first push, so a bad argument leaves no half
+    release behind."""
     checkpoint = Path(checkpoint)
     for required in ("config.json", "modeling_speechbert.py", "pipeline_speechbert.py", "processor_config.json"):
         if not (checkpoint / required).exists():
             raise FileNotFoundError(f"{checkpoint} lacks {required}: save the model and its processor there first")
-    metrics = json.loads(Path(metrics_path).read_text()) if metrics_path else None
+    if plot_path and not Path(plot_path).is_file():  # found missing only after the model push, before
+        raise FileNotFoundError(f"--plot {plot_path}: no such file")
+    metrics = None
+    if metrics_path:
+        try:
+            metrics = json.loads(Path(metrics_path).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--metrics {metrics_path} is not JSON ({error}): expected run_sqa.py's metrics.json")
+    system = released_system(checkpoint, metrics, system)
+    word_segmenter = bool(json.loads((checkpoint / "config.json").read_text()).get("word_segmenter"))
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     model_commit = api.upload_folder(repo_id=repo_id, folder_path=checkpoint, commit_message=commit_message,
@@ -104,7 +151,8 @@ def release(checkpoint, repo_id, metrics_path=None, plot_path=None, private=Fals
     if plot_path:
         plot_name = Path(plot_path).name
         operations.append(CommitOperationAdd(path_in_repo=plot_name, path_or_fileobj=str(plot_path)))
-    card = model_card(repo_id, revision, metrics, plot_name)
+    card = model_card(repo_id, revision, metrics, plot_name, system=system or "speechbert",
+                      word_segmenter=word_segmenter)
     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()))
     card_commit = api.create_commit(repo_id=repo_id, operations=operations, commit_message="Add model card")
     return revision, card_commit.oid
@@ -119,11 +167,14 @@ def main(argv=None):
     parser.add_argument("--plot", help="a PNG to show in the card (e.g. wer_buckets_test.png)")
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
+    parser.add_argument("--system", default=None,
+                        help="the run_sqa.py system in --metrics this checkpoint is (default: the checkpoint folder's "
+                             "name when the metrics have it, e.g. speechbert_segmenter, else speechbert)")
     args = parser.parse_args(argv)
     try:
         model_sha, card_sha = release(args.checkpoint, args.repo_id, args.metrics, args.plot, args.private,
-                                      args.token)
-    except FileNotFoundError as error:
+                                      args.token, system=args.system)
+    except (FileNotFoundError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")
     print(json.dumps({"repo_id": args.repo_id, "model_revision": model_sha, "card_revision": card_sha}))
 

@@ -134,3 +134,67 @@ def test_run_sqa_push_to_hub(tmp_path, tiny_corpus, tiny_text_bert):
     metrics = json.loads((tmp_path / "sqa" / "metrics.json").read_text())
     f1 = metrics["test"]["speechbert"]["overall"]["f1"]
     assert f"F1 {f1:.1f}" in card_files["README.md"].decode()
+
+
+# ------------------------------------------------------------------ which system's figures the card shows
+def _scores(f1):
+    return {"overall": {"count": 2, "exact_match": 50.0, "f1": f1, "aos": 40.0, "frame_f1": 45.0},
+            "wer_buckets": {"[0%, 10%)": {"count": 2, "exact_match": 50.0, "f1": f1, "aos": 40.0, "frame_f1": 45.0}},
+            "answers_with_asr_errors": {"count": 0, "exact_match": None, "f1": None, "aos": None, "frame_f1": None}}
+
+
+@pytest.fixture
+def two_systems(tmp_path, tester, processor):
+    """run_sqa.py's layout: OUTPUT_DIR/speechbert and OUTPUT_DIR/speechbert_segmenter beside one metrics.json."""
+    model = seeded(SpeechBertForQuestionAnswering, tester.config(word_segmenter=True))
+    for system in ("speechbert", "speechbert_segmenter"):
+        model.save_pretrained(tmp_path / system)
+        processor.save_pretrained(tmp_path / system)
+    metrics = {"test": {"speechbert": _scores(43.0), "speechbert_segmenter": _scores(40.5)}}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    return tmp_path, metrics
+
+
+def test_the_card_shows_the_released_systems_figures(two_systems):
+    from sqa_train.release import model_card, released_system
+
+    folder, metrics = two_systems
+    # A segmenter system's folder used to be carded with the ASR-segment system's F1.
+    assert released_system(folder / "speechbert_segmenter", metrics) == "speechbert_segmenter"
+    assert released_system(folder / "speechbert", metrics) == "speechbert"
+    assert released_system(folder / "any-name", metrics) == "speechbert"
+    assert released_system(folder / "any-name", metrics, "speechbert_segmenter") == "speechbert_segmenter"
+    card = str(model_card("org/x", "abc", metrics, None, system="speechbert_segmenter", word_segmenter=True))
+    header = yaml.safe_load(card.split("---")[1])
+    results = {m["name"]: m["value"] for r in header["model-index"][0]["results"] for m in r["metrics"]}
+    assert results["F1"] == 40.5
+    assert "`speechbert_segmenter` system (word segments from its own word segmenter (no ASR))" in card
+    assert "its own word segmenter finds the words" in card and "Word times come from pocketsphinx" not in card
+    asr_card = str(model_card("org/x", "abc", metrics, None))
+    assert "F1 43.0" in asr_card and "Word times come from pocketsphinx when none are given" in asr_card
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"system": "cascade"},
+     r"no test results for system 'cascade' \(it has \['speechbert', 'speechbert_segmenter'\]\)"),
+    ({"metrics": {"validation": {}}}, "the metrics file has no 'test' split"),
+    ({"metrics": "not json {"}, r"--metrics .*metrics.json is not JSON"),
+    ({"plot": "missing.png"}, r"--plot missing.png: no such file"),
+])
+def test_release_checks_everything_before_the_first_push(two_systems, monkeypatch, change, message):
+    """A missing plot was found only after the model was pushed; metrics without the system a half-empty card."""
+    from sqa_train import release as release_module
+
+    folder, _ = two_systems
+    monkeypatch.setattr(release_module, "HfApi", lambda **kw: pytest.fail("the Hub was contacted before the check"))
+    if "metrics" in change:
+        value = change["metrics"]
+        (folder / "metrics.json").write_text(value if isinstance(value, str) else json.dumps(value))
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        release_module.release(folder / "speechbert", "org/x", folder / "metrics.json", change.get("plot"),
+                               system=change.get("system"))
+    with pytest.raises(SystemExit) as exit_info:
+        release_module.main(["--checkpoint", str(folder / "speechbert"), "--repo_id", "org/x", "--metrics",
+                             str(folder / "metrics.json")] + (["--plot", change["plot"]] if "plot" in change else [])
+                            + (["--system", change["system"]] if "system" in change else []))
+    assert exit_info.value.code == 2
