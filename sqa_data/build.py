@@ -209,7 +209,8 @@ def main(argv=None):
     parser.add_argument("--max_paragraphs", nargs="*", default=[], metavar="SPLIT=N",
                         help="build only the first N paragraphs of a split (its order is fixed), e.g. train=800")
     parser.add_argument("--num_proc", type=positive_int, default=1, help="parallel worker processes")
-    parser.add_argument("--chunk_size", type=positive_int, default=8, help="paragraphs per shard (fixed for an output_dir)")
+    parser.add_argument("--chunk_size", type=positive_int, default=8,
+                        help="paragraphs per shard (fixed for an output_dir)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if not Path(args.squad_json).is_file():

@@ -244,7 +244,8 @@ def main(argv=None):
     parser.add_argument("--train_split", default="train", help="the step-1 training split that defines 'seen'")
     parser.add_argument("--output", default=None, help="JSON file to merge into (default: MODEL/codes.json)")
     parser.add_argument("--audio_cache_dir", default="outputs/cache/audio")
-    parser.add_argument("--max_paragraphs", type=positive_int, default=None, help="evaluate only this many passages a split")
+    parser.add_argument("--max_paragraphs", type=positive_int, default=None,
+                        help="evaluate only this many passages a split")
     parser.add_argument("--speech", nargs="+", default=[],
                         help="also evaluate these evaluation speech folders (python -m sqa_data.augment voices "
                              "--evaluation), each as a split named after its folder")
