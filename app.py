@@ -81,7 +81,8 @@ class Demo:
             elif getattr(self.qa.model.config, "word_segmenter", False):
                 # The checkpoint finds the word boundaries itself: no recognition, so no transcript.
                 words = None
-                found = self.qa(audio, question=question, sampling_rate=16000, segmenter="model")
+                found = self.qa(audio, question=question, sampling_rate=16000, segmenter="model",
+                                answer_from_audio=True)
             else:
                 words, segments = recognize_words(self.qa.processor.feature_extractor.to_mono(audio))
                 found = self.qa(audio, question=question, sampling_rate=16000, word_segments=segments, words=words)
@@ -92,8 +93,9 @@ class Demo:
         clip = (16000, (np.clip(clip, -1, 1) * 32767).astype(np.int16))
         if words is None:
             note = (f"(no transcript: the model's word segmenter found the words, no speech recognition ran; the "
-                    f"answer is words {found['segment_start'] + 1}-{found['segment_end'] + 1}, in the clip)", None)
-            return "(listen to the answer clip)", span, [note], clip
+                    f"answer is words {found['segment_start'] + 1}-{found['segment_end'] + 1}, in the clip; the words "
+                    f"shown are read back from their audio codes, each as its nearest word piece: a guess)", None)
+            return f"{found['answer_from_audio']} (read from the audio, no ASR)", span, [note], clip
         first, last = found["segment_start"], found["segment_end"]
         transcript = [(" ".join(words[:first]) + " ", None), (" ".join(words[first : last + 1]), "answer"),
                       (" " + " ".join(words[last + 1 :]), None)]

@@ -1,11 +1,12 @@
 """Inference Endpoints handler: JSON with base64 audio and a question in, the answer out.
 
 Request:  {"inputs": {"audio": "<base64 of a WAV/FLAC/OGG/MP3 file>", "question": "..." or ["...", ...]},
-           "parameters": {"top_k": 1, "word_segments": [[start, end], ...], "words": [...], "segmenter": "model"}}
+           "parameters": {"top_k": 1, "word_segments": [[start, end], ...], "words": [...], "segmenter": "model",
+                          "answer_from_audio": true}}
 Response: the pipeline's answer, {"answer", "start", "end", "score", "segment_start", "segment_end"} (a list of them
 for a list of questions or top_k > 1). Without word_segments a checkpoint with a word segmenter finds the words itself
-(no recognition: "answer" is null unless words are given); others need pocketsphinx. "segmenter": "asr" or "model"
-chooses.
+(no recognition: "answer" is null unless words are given; "answer_from_audio": true adds the answer's words read back
+from their audio codes, a guess); others need pocketsphinx. "segmenter": "asr" or "model" chooses.
 
 Limits, checked in this order before any audio is decoded or recognised (constructor arguments, or the environment
 variables in brackets; 0 turns a limit off):

@@ -235,6 +235,14 @@ class SpeechBertModel(SpeechBertPreTrainedModel, BertModel):
         table = self._unit_word_embeddings(pieces)
         return scaled.to(table.dtype) @ table.T  # table: float32, or autocast's dtype (cached, inference only)
 
+    def nearest_pieces(self, codes: torch.Tensor, pieces: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,) vocabulary id of the input word embedding nearest (cosine) to each of the (N, H) codes, among `pieces`
+        (1-D ids; None: the whole vocabulary). Step 1 pulls a word's code towards its first word piece's embedding,
+        so this reads each spoken word back as that piece, without recognition (`sqa_train.codes` measures how
+        often it is right)."""
+        best = self.word_similarities(codes, pieces).argmax(-1)
+        return best if pieces is None else pieces.to(best.device)[best]
+
     def _unit_word_embeddings(self, pieces: torch.Tensor | None = None) -> torch.Tensor:
         """(V, H) float32 input word embeddings (or the rows of `pieces`) scaled to unit norm. Without autograd
         (inference) they are kept until the embedding weights change (a new tensor, device, dtype or an in-place

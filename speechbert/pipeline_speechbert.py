@@ -183,14 +183,16 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
     def __call__(self, audio, question=None, **kwargs):
         """Answer `question` (a string or a list of strings) about `audio`. Returns a dict per question (a list of
         `top_k` dicts when `top_k > 1`), a list of them for a list of questions:
-        `{"answer", "start", "end", "score", "segment_start", "segment_end"}`."""
+        `{"answer", "start", "end", "score", "segment_start", "segment_end"}`, plus `"answer_from_audio"` with
+        `answer_from_audio=True`: the answer's words read back from their audio codes (`audio_words`), a guess for
+        when no words are known (`"answer"` is None at the word segmenter's segments without `words=`)."""
         if question is None:
             raise ValueError("question is required: pipe(audio, question='...')")
         return super().__call__({"audio": audio, "question": question}, **kwargs)
 
     def _sanitize_parameters(self, sampling_rate=None, word_segments=None, words=None, top_k=None,
                              max_answer_segments=None, max_length=None, stride=None, window_batch_size=None,
-                             segmenter=None, **kwargs):
+                             segmenter=None, answer_from_audio=None, **kwargs):
         # Every argument is checked here, before any audio is decoded or recognised.
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
@@ -232,6 +234,8 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
                 raise ValueError(f"word_segments must hold numbers (seconds): {error}") from error
         if words is not None and word_segments is not None and len(words) != len(word_segments):
             raise ValueError(f"got {len(word_segments)} word segments but {len(words)} words")
+        if answer_from_audio is not None and not isinstance(answer_from_audio, bool):
+            raise ValueError(f"answer_from_audio must be True or False, got {answer_from_audio!r}")
         preprocess = {"sampling_rate": sampling_rate, "word_segments": word_segments, "words": words,
                       "segmenter": segmenter}
         if max_length is not None:
@@ -244,6 +248,8 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
             postprocess["top_k"] = top_k
         if max_answer_segments is not None:
             postprocess["max_answer_segments"] = max_answer_segments
+        if answer_from_audio:
+            postprocess["answer_from_audio"] = True
         return preprocess, forward, postprocess
 
     def preprocess(self, inputs, sampling_rate=None, word_segments=None, words=None, max_length=None, stride=None,
@@ -315,7 +321,7 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
             ends.append(outputs.end_logits.detach().float().cpu())
         return {**inputs, "start_logits": torch.cat(starts), "end_logits": torch.cat(ends)}
 
-    def postprocess(self, outputs, top_k=1, max_answer_segments=30):
+    def postprocess(self, outputs, top_k=1, max_answer_segments=30, answer_from_audio=False):
         words = outputs["words"]
         answers = self.processor.decode_answer(
             outputs["data"], outputs, words=[words] * outputs["num_questions"] if words else None,
@@ -323,7 +329,41 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
         )
         answers = [answers] if outputs["num_questions"] == 1 else answers
         renamed = [[self._rename(a) for a in found] if top_k > 1 else self._rename(found) for found in answers]
+        if answer_from_audio:
+            for example, found in enumerate(renamed):
+                for answer in found if top_k > 1 else [found]:
+                    answer["answer_from_audio"] = self.audio_words(outputs["extracted"][example],
+                                                                   answer["segment_start"], answer["segment_end"])
         return renamed[0] if outputs["single"] else renamed
+
+    def audio_words(self, extracted, first: int, last: int) -> str:
+        """The answer read back from the audio alone: each segment `first..last`'s code (the audio encoder's output)
+        as the word piece whose input embedding is nearest to it, among the word-initial pieces (or the checkpoint's
+        `soft_word_embedding_pieces`). Step 1 trains a code towards its word's first piece, so a word of several
+        pieces reads as its first ("normans" as "norman"), and a word the encoder never heard as a near one: a guess
+        without recognition, for when no `words` are known (the word segmenter's path). `extracted`: one example's
+        `(features, lengths)` from `SpeechBertProcessor.prepare`."""
+        features, lengths = extracted
+        padded, counts = self.processor.feature_extractor.pad_segments([features[first : last + 1]],
+                                                                       [lengths[first : last + 1]])
+        base = getattr(self.model, self.model.base_model_prefix, self.model)
+        dtype = next(self.model.parameters()).dtype
+        with torch.no_grad():
+            codes = base.encode_audio(torch.from_numpy(padded).to(self.model.device, dtype),
+                                      torch.from_numpy(counts).to(self.model.device))
+            ids = base.nearest_pieces(codes, self._readable_pieces())
+        return " ".join(self.processor.tokenizer.convert_ids_to_tokens(ids.tolist()))
+
+    def _readable_pieces(self) -> torch.Tensor:
+        cached = getattr(self, "_readable_pieces_cache", None)
+        if cached is None:
+            pieces = self.model.config.soft_word_embedding_pieces
+            if pieces is None:
+                from .processing_speechbert import word_initial_ids
+
+                pieces = word_initial_ids(self.processor.tokenizer)
+            cached = self._readable_pieces_cache = torch.as_tensor(np.asarray(pieces), dtype=torch.long)
+        return cached
 
     @staticmethod
     def _rename(answer):

@@ -331,6 +331,18 @@ class SpeechBertProcessor(ProcessorMixin):
         return results[0] if num_examples == 1 else results
 
 
+def word_initial_ids(tokenizer) -> np.ndarray:
+    """Vocabulary ids a word can start with: not `##` continuations, not special, `[unused*]` or `[PAD]`-like. Step 1
+    pulls each word's code towards its first piece's embedding, so these are what a code can be read back as."""
+    special = set(tokenizer.all_special_ids)
+    ids = []
+    for token, i in tokenizer.get_vocab().items():
+        if i in special or token.startswith("##") or (token.startswith("[") and token.endswith("]")):
+            continue
+        ids.append(i)
+    return np.array(sorted(ids), np.int64)
+
+
 def check_words(words, example=0):
     """A passage's words must be a list of strings (one per segment): a None or a number would be joined into an
     answer silently."""

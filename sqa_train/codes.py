@@ -33,22 +33,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from speechbert.processing_speechbert import word_initial_ids
 from sqa_data.argtypes import positive_int
 
 from .data import JointEmbeddingCollator, PassageFrames, joint_embedding_items
 
 logger = logging.getLogger(__name__)
-
-
-def word_initial_ids(tokenizer) -> np.ndarray:
-    """Vocabulary ids a word can start with: not `##` continuations, not special, `[unused*]` or `[PAD]`-like."""
-    special = set(tokenizer.all_special_ids)
-    ids = []
-    for token, i in tokenizer.get_vocab().items():
-        if i in special or token.startswith("##") or (token.startswith("[") and token.endswith("]")):
-            continue
-        ids.append(i)
-    return np.array(sorted(ids), np.int64)
 
 
 def first_pieces(tokenizer, words) -> np.ndarray:

@@ -11,9 +11,11 @@ import textwrap
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from speechbert import SpeechBertForQuestionAnswering
 from speechbert.pipeline_speechbert import SpokenQuestionAnsweringPipeline, load_audio, register
+from speechbert.processing_speechbert import word_initial_ids
 
 from .conftest import need_binaries, seeded
 
@@ -103,6 +105,51 @@ def test_given_word_segments_skip_recognition(qa, passage):
     assert answer["answer"] == " ".join(words[answer["segment_start"] : answer["segment_end"] + 1])
     with pytest.raises(ValueError, match="got 12 word segments but 3 words"):
         qa(audio, question="who?", sampling_rate=16000, word_segments=segments, words=words[:3])
+
+
+def test_answer_from_audio_reads_each_answer_segment_back_as_its_nearest_word_piece(qa, passage, monkeypatch):
+    """Without words (the word segmenter's path) the answer is only a time span; `answer_from_audio=True` adds the
+    words the audio codes point at. Checked against codes set to known words' embeddings, and against the model's
+    own codes decoded by hand."""
+    audio, segments, words = passage
+    base = qa.model.bert
+    tokenizer = qa.processor.tokenizer
+    plain = qa(audio, question="who ruled ?", sampling_rate=16000, word_segments=segments)
+    assert "answer_from_audio" not in plain and plain["answer"] is None
+    found = qa(audio, question="who ruled ?", sampling_rate=16000, word_segments=segments, answer_from_audio=True)
+    first, last = found["segment_start"], found["segment_end"]
+    assert {k: v for k, v in found.items() if k != "answer_from_audio"} == plain  # the answer itself is unchanged
+    pieces = found["answer_from_audio"].split()
+    assert len(pieces) == last - first + 1
+    readable = set(tokenizer.convert_ids_to_tokens(word_initial_ids(tokenizer).tolist()))
+    assert all(piece in readable for piece in pieces)  # word-initial pieces only: no "##" or special tokens
+    # By hand: the answer segments' codes, then the nearest word-initial embedding by cosine.
+    extracted = qa.processor.feature_extractor(audio, word_segments=segments, sampling_rate=16000,
+                                               return_tensors="pt")
+    features = extracted["audio_features"][:, first : last + 1]
+    lengths = extracted["audio_feature_lengths"][:, first : last + 1]
+    with torch.no_grad():
+        codes = base.encode_audio(features, lengths)
+        table = torch.nn.functional.normalize(base.embeddings.word_embeddings.weight, dim=-1)
+        ids = torch.as_tensor(word_initial_ids(tokenizer))
+        best = ids[(torch.nn.functional.normalize(codes, dim=-1) @ table[ids].T).argmax(-1)]
+    assert pieces == tokenizer.convert_ids_to_tokens(best.tolist())
+    # Codes that are exactly some words' embeddings read back as those words (scaled: cosine ignores the norm).
+    wanted = ["normans", "king", "river", "france"]
+    targets = base.embeddings.word_embeddings.weight[tokenizer.convert_tokens_to_ids(wanted)].detach()
+
+    def encode_audio(features, lengths):
+        n = int((lengths > 0).sum())
+        return 3.0 * targets[torch.arange(n) % len(wanted)]
+
+    monkeypatch.setattr(base, "encode_audio", encode_audio)
+    found = qa(audio, question="who ruled ?", sampling_rate=16000, word_segments=segments, answer_from_audio=True,
+               top_k=2)
+    for answer in found:
+        n = answer["segment_end"] - answer["segment_start"] + 1
+        assert answer["answer_from_audio"].split() == [wanted[i % len(wanted)] for i in range(n)]
+    with pytest.raises(ValueError, match="answer_from_audio must be True or False, got 'yes'"):
+        qa(audio, question="who?", sampling_rate=16000, word_segments=segments, answer_from_audio="yes")
 
 
 @pytest.mark.parametrize(

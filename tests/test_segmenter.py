@@ -418,6 +418,24 @@ def test_pipeline_under_bf16_autocast(segmenting_qa, passage):
     assert given["answer"] in " ".join(words)
 
 
+def test_segmenter_path_reads_the_answer_back_from_the_audio(segmenting_qa, passage):
+    """No recognition, so no "answer"; with answer_from_audio=True, one word piece per answer segment (from the
+    checkpoint's `soft_word_embedding_pieces` when it has them), under bf16 autocast too."""
+    audio, _, _ = passage
+    found = segmenting_qa(audio, question="who ruled ?", sampling_rate=16000, answer_from_audio=True)
+    assert found["answer"] is None
+    assert len(found["answer_from_audio"].split()) == found["segment_end"] - found["segment_start"] + 1
+    tokenizer = segmenting_qa.processor.tokenizer
+    allowed = tokenizer.convert_tokens_to_ids(["king", "river"])
+    segmenting_qa.model.config.soft_word_embedding_pieces = allowed
+    segmenting_qa._readable_pieces_cache = None  # a pipeline reads its model's config once
+    restricted = segmenting_qa(audio, question="who ruled ?", sampling_rate=16000, answer_from_audio=True)
+    assert set(restricted["answer_from_audio"].split()) <= {"king", "river"}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = segmenting_qa(audio, question="who ruled ?", sampling_rate=16000, answer_from_audio=True)
+    assert len(auto["answer_from_audio"].split()) == auto["segment_end"] - auto["segment_start"] + 1
+
+
 def test_segmenter_path_extracts_the_passage_features_once(segmenting_qa, passage, monkeypatch):
     audio, _, _ = passage
     extractor = segmenting_qa.processor.feature_extractor
@@ -488,6 +506,8 @@ def test_endpoint_handler_with_a_segmenter_checkpoint(tmp_path, tester, processo
     handler = EndpointHandler(str(tmp_path / "ckpt"))
     answer = handler({"inputs": {"audio": audio, "question": "Who?"}})
     assert answer["answer"] is None and answer["segment_start"] == answer["segment_end"] == 0
+    heard = handler({"inputs": {"audio": audio, "question": "Who?"}, "parameters": {"answer_from_audio": True}})
+    assert len(heard["answer_from_audio"].split()) == 1  # JSON's true reaches the pipeline: the one word, read back
     with pytest.raises(ValueError, match="segmenter must be"):
         handler({"inputs": {"audio": audio, "question": "Who?"}, "parameters": {"segmenter": "both"}})
 
