@@ -165,8 +165,8 @@ class SpeechBertConfig(BertConfig):
             "audio_decoder_num_layers", "audio_decoder_hidden_size", "segmenter_hidden_size", "segmenter_num_layers",
             "segmenter_kernel_size", "segmenter_begin_frames", "segmenter_min_word_frames",
         )
-        # Written `not value > 0` so that NaN (which `--config_overrides window_ms=nan` parses) fails too, and
-        # infinity is refused with it: a NaN loss weight trained on NaN losses without an error.
+        # Written `not 0 < value < inf` so that NaN (which `--config_overrides window_ms=nan` parses) fails too, and
+        # infinity with it: a NaN loss weight trained on NaN losses without an error.
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not 0 < value < math.inf:
