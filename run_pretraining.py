@@ -35,6 +35,7 @@ from sqa_train.data import (
     load_corpus,
     speechbert_qa_items,
 )
+from sqa_train.codes import check_codes_eval_splits
 from sqa_train.distributed import finish_distributed
 from sqa_train.models import (check_max_length, check_model_reference, config_overrides, default_text_bert,
                               overridden_config)
@@ -112,7 +113,7 @@ class PretrainingArguments:
                           "STEP/codes.json and OUTPUT_DIR/codes.json; pass 'none' to skip"})
 
     def __post_init__(self):
-        self.codes_eval_splits = [s for s in self.codes_eval_splits if s.lower() != "none"]
+        self.codes_eval_splits = check_codes_eval_splits(self.codes_eval_splits)
         if self.stage not in ("1", "2", "both"):
             raise ValueError(f"--stage must be 1, 2 or both, got {self.stage!r}")
         for name in ("text_mask_probability", "audio_mask_probability"):
@@ -221,6 +222,9 @@ def measure_codes(model, processor, corpus, data_args, train_rows, folders):
     from sqa_train.codes import evaluate_codes, markdown, write_codes_json
 
     splits = {s: corpus[s] for s in data_args.codes_eval_splits if s in corpus}
+    if len(splits) < len(data_args.codes_eval_splits):
+        logger.warning("no code quality on %s: the dataset has no such split (it has %s)",
+                       [s for s in data_args.codes_eval_splits if s not in corpus], sorted(corpus))
     if not splits:
         return None
     results = evaluate_codes(model, processor.feature_extractor, processor.tokenizer, splits, train_rows,

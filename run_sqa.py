@@ -27,6 +27,7 @@ are unchanged, and predicts again otherwise.
 import copy
 import json
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from sqa_train.data import (
     speechbert_qa_items,
     text_qa_items,
 )
+from sqa_train.codes import check_codes_eval_splits
 from sqa_train.distributed import finish_distributed
 from sqa_train.models import (check_max_length, check_model_reference, config_overrides, default_text_bert,
                               overridden_config)
@@ -204,7 +206,7 @@ class DataTrainingArguments:
             raise ValueError(f"--systems {' '.join(self.systems)!r}: unknown {unknown}, expected some of {SYSTEMS}")
         self.system_num_train_epochs = _items(self.system_num_train_epochs)
         self.epochs_by_system = _epochs_by_system(self.system_num_train_epochs, self.system_list)
-        self.codes_eval_splits = [s for s in self.codes_eval_splits if s.lower() != "none"]
+        self.codes_eval_splits = check_codes_eval_splits(self.codes_eval_splits)
         if not 0 <= self.stride < self.max_length // 2:  # a negative stride reached the window planner unchecked
             raise ValueError(f"--stride {self.stride} must be from 0 to below half of --max_length {self.max_length}")
         # 0 kept no question piece (SpeechBERT trained and answered without its question) and -5 cut the last five
@@ -223,8 +225,11 @@ class DataTrainingArguments:
             self.weights = [float(x) for x in self.ensemble_weights]
         except ValueError as error:
             raise ValueError(f"--wer_bucket_edges / --ensemble_weights must be lists of numbers: {error}")
-        if list(self.edges) != sorted(self.edges) or any(not 0 < e for e in self.edges):
-            raise ValueError(f"--wer_bucket_edges {' '.join(self.wer_bucket_edges)!r} must be increasing and positive")
+        # As the metric module checks them, but before training: a repeated edge (0.2 0.2) or an infinite one passed
+        # here and was refused by the metric only at the first evaluation, after the training it followed.
+        if list(self.edges) != sorted(set(self.edges)) or any(not 0 < e < math.inf for e in self.edges):
+            raise ValueError(f"--wer_bucket_edges {' '.join(self.wer_bucket_edges)!r} must be increasing (each edge "
+                             "once), positive and finite WERs, e.g. 0.1 0.2 0.3 0.4")
         if any(not 0 <= w <= 1 for w in self.weights):
             raise ValueError(f"--ensemble_weights {' '.join(self.ensemble_weights)!r} must lie in [0, 1]")
 
@@ -570,6 +575,9 @@ def measure_codes(model, processor, splits, data_args, folder):
     from sqa_train.codes import evaluate_codes, markdown, write_codes_json
 
     chosen = {s: splits[s] for s in data_args.codes_eval_splits if s in splits}
+    if len(chosen) < len(data_args.codes_eval_splits):
+        logger.warning("speechbert: no code quality on %s: the dataset has no such split (it has %s)",
+                       [s for s in data_args.codes_eval_splits if s not in splits], sorted(splits))
     if not chosen:
         return None
     results = evaluate_codes(model, processor.feature_extractor, processor.tokenizer, chosen, splits.get("train"),

@@ -41,6 +41,19 @@ from .data import JointEmbeddingCollator, PassageFrames, joint_embedding_items
 logger = logging.getLogger(__name__)
 
 
+def check_codes_eval_splits(values) -> list[str]:
+    """The training scripts' `--codes_eval_splits`: the splits named ('none' dropped). A name that is no split
+    (`val`, `dev`) is an error before training: it used to skip the measurement silently after it."""
+    from sqa_data.dataset import SPLITS
+
+    splits = [s for s in values if s.lower() != "none"]
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise ValueError(f"--codes_eval_splits {' '.join(values)!r}: unknown {unknown}, expected some of {SPLITS} "
+                         "or 'none'")
+    return splits
+
+
 def first_pieces(tokenizer, words) -> np.ndarray:
     pieces = tokenizer(list(words), add_special_tokens=False)["input_ids"]
     return np.array([p[0] if p else tokenizer.unk_token_id for p in pieces], np.int64)

@@ -690,6 +690,37 @@ def test_list_options_take_spaces_or_commas():
         parser.parse_args_into_dataclasses(["--ensemble_weights", "half"])
 
 
+@pytest.mark.parametrize("edges", [["0.2", "0.2", "0.4"], ["0.2", "inf"], ["0.2", "nan"], ["0", "0.2"]])
+def test_wer_bucket_edges_the_metric_would_refuse_are_refused_before_training(edges, metric):
+    """A repeated or infinite edge passed the script's check and failed only at the metric, after training."""
+    from transformers import HfArgumentParser
+
+    import run_sqa
+
+    with pytest.raises(ValueError, match=r"--wer_bucket_edges .*increasing \(each edge once\), positive and finite"):
+        HfArgumentParser(run_sqa.DataTrainingArguments).parse_args_into_dataclasses(["--wer_bucket_edges", *edges])
+    with pytest.raises(ValueError, match="wer_bucket_edges must be"):  # what the metric says of the same edges
+        metric.compute(predictions=[prediction("a", "x")], references=[reference("a", ["x"], [(0, 1)])],
+                       wer_bucket_edges=[float(e) for e in edges])
+
+
+@pytest.mark.parametrize("script, arguments", [("run_sqa", "DataTrainingArguments"),
+                                               ("run_pretraining", "PretrainingArguments")])
+def test_codes_eval_splits_must_name_splits(script, arguments):
+    """`--codes_eval_splits val` skipped the code-quality measurement silently, after training."""
+    import importlib
+
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(getattr(importlib.import_module(script), arguments))
+    with pytest.raises(ValueError, match=r"--codes_eval_splits 'validation val': unknown \['val'\], expected some"):
+        parser.parse_args_into_dataclasses(["--codes_eval_splits", "validation", "val"])
+    (args,) = parser.parse_args_into_dataclasses(["--codes_eval_splits", "validation", "test"])
+    assert args.codes_eval_splits == ["validation", "test"]
+    (args,) = parser.parse_args_into_dataclasses(["--codes_eval_splits", "none"])
+    assert args.codes_eval_splits == []
+
+
 def test_pretraining_continued_from_a_checkpoint_applies_its_overrides(tmp_path, tester, tokenizer):
     """--model_name_or_path with --config_overrides: fields that keep the weights change the config (they were
     silently ignored); fields that would leave weights untrained are refused, naming the value."""
