@@ -24,6 +24,7 @@ its checkpoints, is skipped when it finished with the same settings, and is refu
 
 import json
 import logging
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,8 +91,8 @@ class SegmenterArguments:
     word_loss_negatives: int = field(default=1024, metadata={"help": "pieces drawn as negatives per batch"})
 
     def __post_init__(self):
-        if not self.word_loss_weight >= 0:
-            raise ValueError(f"--word_loss_weight must be >= 0, got {self.word_loss_weight}")
+        if not 0 <= self.word_loss_weight < math.inf:  # also NaN; infinite made every loss NaN
+            raise ValueError(f"--word_loss_weight must be >= 0 and finite, got {self.word_loss_weight}")
         if self.word_loss_stride < 1:
             raise ValueError(f"--word_loss_stride must be >= 1, got {self.word_loss_stride}")
         if self.word_loss_negatives < 1:

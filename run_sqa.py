@@ -151,8 +151,9 @@ class ModelArguments:
                              "'all' or nothing (the checkpoint's)")
         if self.quantize not in (None, "int8", "int8_encoder"):
             raise ValueError(f"--quantize {self.quantize!r}: expected 'int8', 'int8_encoder' or nothing")
-        if self.audio_encoder_learning_rate is not None and not self.audio_encoder_learning_rate >= 0:
-            raise ValueError(f"--audio_encoder_learning_rate must be >= 0, got {self.audio_encoder_learning_rate}")
+        if self.audio_encoder_learning_rate is not None and not 0 <= self.audio_encoder_learning_rate < math.inf:
+            raise ValueError(f"--audio_encoder_learning_rate must be >= 0 and finite, got "
+                             f"{self.audio_encoder_learning_rate}")
         if self.audio_encoder_learning_rate is not None and self.freeze_audio_encoder:
             raise ValueError("--audio_encoder_learning_rate and --freeze_audio_encoder exclude each other")
         self.text_model_name_or_path = check_model_reference(
@@ -251,9 +252,9 @@ def _epochs_by_system(entries, systems) -> dict[str, float]:
             epochs = float(value) if sep else None
         except ValueError:
             epochs = None
-        if epochs is None or not epochs > 0:
-            raise ValueError(f"--system_num_train_epochs {entry!r}: expected SYSTEM=EPOCHS with a positive number of "
-                             "epochs, e.g. cascade=3")
+        if epochs is None or not 0 < epochs < math.inf:
+            raise ValueError(f"--system_num_train_epochs {entry!r}: expected SYSTEM=EPOCHS with a positive finite "
+                             "number of epochs, e.g. cascade=3")
         if system not in systems:
             raise ValueError(f"--system_num_train_epochs {entry!r}: {system!r} is not among the systems run "
                              f"(--systems {' '.join(systems)})")

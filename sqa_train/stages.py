@@ -9,6 +9,7 @@ what changed, instead of reusing weights made another way.
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -53,11 +54,14 @@ def check_schedule(max_steps: int, epochs: dict, learning_rates: dict):
         if isinstance(value, bool) or not value > 0:  # also NaN
             raise ValueError(f"{option} {value}: training would take no step; expected a positive number of epochs "
                              "(or --max_steps N)")
+        if value == math.inf:  # the Trainer failed converting its step count, once the data was prepared
+            raise ValueError(f"{option} {value}: expected a finite number of epochs (or --max_steps N)")
     for option, value in learning_rates.items():
-        if isinstance(value, bool) or not value > 0:
+        if isinstance(value, bool) or not 0 < value < math.inf:
             why = (" (at 0 the weights would not change)" if value == 0 else
-                   " (at a negative rate training would climb the loss)" if value < 0 else "")
-            raise ValueError(f"{option} {value}: expected a positive learning rate{why}")
+                   " (at a negative rate training would climb the loss)" if value < 0 else
+                   " (an infinite rate makes the weights NaN at the first update)" if value == math.inf else "")
+            raise ValueError(f"{option} {value}: expected a positive finite learning rate{why}")
 
 
 def check_batches(training_args, train: bool = True):

@@ -317,13 +317,13 @@ def test_model_references_are_checked_before_any_work(tmp_path, monkeypatch, cap
 @pytest.mark.parametrize("script, extra, message", [
     ("run_sqa", ["--do_train", "--num_train_epochs", "0"], r"--num_train_epochs 0.0: training would take no step"),
     ("run_sqa", ["--do_train", "--num_train_epochs", "-1"], r"--num_train_epochs -1.0: training would take no step"),
-    ("run_sqa", ["--do_train", "--learning_rate", "0"], r"--learning_rate 0.0: expected a positive learning rate"),
+    ("run_sqa", ["--do_train", "--learning_rate", "0"], r"--learning_rate 0.0: expected a positive finite learning rate"),
     ("run_sqa", ["--do_train", "--learning_rate=-1e-4"], r"--learning_rate -0.0001: .*climb the loss"),
     ("run_pretraining", ["--stage", "1", "--stage1_num_train_epochs", "0"], r"--stage1_num_train_epochs 0.0"),
     ("run_pretraining", ["--stage", "1", "--stage1_learning_rate", "nan"], r"--stage1_learning_rate nan"),
     ("run_pretraining", ["--stage", "both", "--num_train_epochs", "-2"], r"--num_train_epochs -2.0"),
     ("run_segmenter", ["--num_train_epochs", "-1"], r"--num_train_epochs -1.0: training would take no step"),
-    ("run_segmenter", ["--learning_rate", "0"], r"--learning_rate 0.0: expected a positive learning rate"),
+    ("run_segmenter", ["--learning_rate", "0"], r"--learning_rate 0.0: expected a positive finite learning rate"),
     ("run_sqa", ["--do_train", "--per_device_train_batch_size", "0"], r"--per_device_train_batch_size 0: expected"),
     ("run_sqa", ["--do_eval", "--per_device_eval_batch_size", "0"], r"--per_device_eval_batch_size 0: expected"),
     ("run_sqa", ["--do_train", "--gradient_accumulation_steps", "0"], r"--gradient_accumulation_steps 0: expected"),
@@ -345,6 +345,17 @@ def test_model_references_are_checked_before_any_work(tmp_path, monkeypatch, cap
                                                              r"question word pieces, got -5"),
     ("run_segmenter", ["--max_train_passages", "0"], r"--max_train_passages must be a positive number .* got 0"),
     ("run_segmenter", ["--max_train_passages", "-5"], r"--max_train_passages must be a positive number .* got -5"),
+    # Infinite rates and epochs: NaN weights from the first update; the Trainer's step count failed converting
+    # infinity once the data was prepared; an infinite loss weight made every loss NaN.
+    ("run_sqa", ["--do_train", "--learning_rate", "inf"], r"--learning_rate inf: expected a positive finite learning "
+                                                          r"rate \(an infinite rate makes the weights NaN"),
+    ("run_sqa", ["--do_train", "--num_train_epochs", "inf"], r"--num_train_epochs inf: expected a finite number"),
+    ("run_sqa", ["--do_train", "--audio_encoder_learning_rate", "inf"], r"--audio_encoder_learning_rate must be >= 0 "
+                                                                        r"and finite, got inf"),
+    ("run_pretraining", ["--stage1_learning_rate", "inf"], r"--stage1_learning_rate inf: expected a positive finite"),
+    ("run_pretraining", ["--stage1_num_train_epochs", "inf"], r"--stage1_num_train_epochs inf: expected a finite"),
+    ("run_segmenter", ["--learning_rate", "inf"], r"--learning_rate inf: expected a positive finite learning rate"),
+    ("run_segmenter", ["--word_loss_weight", "inf"], r"--word_loss_weight must be >= 0 and finite, got inf"),
 ])
 def test_training_that_would_take_no_step_or_no_question_is_refused_before_any_work(tmp_path, monkeypatch,
                                                                                     tiny_text_bert, script, extra,
@@ -372,7 +383,7 @@ def test_max_steps_stands_in_for_epochs_but_not_for_the_learning_rate():
 
     check_schedule(5, {"--num_train_epochs": 0}, {"--learning_rate": 1e-4})  # the Trainer stops by steps
     check_schedule(-1, {}, {})
-    with pytest.raises(ValueError, match=r"--learning_rate 0: expected a positive learning rate"):
+    with pytest.raises(ValueError, match=r"--learning_rate 0: expected a positive finite learning rate"):
         check_schedule(5, {"--num_train_epochs": 0}, {"--learning_rate": 0})
     with pytest.raises(ValueError, match=r"--num_train_epochs True"):
         check_schedule(-1, {"--num_train_epochs": True}, {})

@@ -470,7 +470,8 @@ def test_system_epochs_option_is_checked_at_parsing():
     parser = HfArgumentParser(run_sqa.DataTrainingArguments)
     (args,) = parser.parse_args_into_dataclasses(["--system_num_train_epochs", "cascade=3,text=1.5"])
     assert args.epochs_by_system == {"cascade": 3.0, "text": 1.5}
-    for wrong, message in ((["cascade=0"], "positive number of epochs"), (["cascade"], "SYSTEM=EPOCHS"),
+    for wrong, message in ((["cascade=0"], "positive finite number of epochs"), (["cascade=inf"], "positive finite"),
+                           (["cascade"], "SYSTEM=EPOCHS"),
                            (["cascade=three"], "SYSTEM=EPOCHS"), (["bert=2"], r"'bert' is not among the systems run"),
                            (["cascade=3", "cascade=2"], "names 'cascade' twice")):
         with pytest.raises(ValueError, match=message):
