@@ -347,11 +347,11 @@ def test_model_references_are_checked_before_any_work(tmp_path, monkeypatch, cap
     ("run_segmenter", ["--max_train_passages", "-5"], r"--max_train_passages must be a positive number .* got -5"),
     # Infinite rates and epochs: NaN weights from the first update; the Trainer's step count failed converting
     # infinity once the data was prepared; an infinite loss weight made every loss NaN.
-    ("run_sqa", ["--do_train", "--learning_rate", "inf"], r"--learning_rate inf: expected a positive finite learning "
-                                                          r"rate \(an infinite rate makes the weights NaN"),
+    ("run_sqa", ["--do_train", "--learning_rate", "inf"],
+     r"--learning_rate inf: expected a positive finite learning rate \(an infinite rate makes the weights NaN"),
     ("run_sqa", ["--do_train", "--num_train_epochs", "inf"], r"--num_train_epochs inf: expected a finite number"),
-    ("run_sqa", ["--do_train", "--audio_encoder_learning_rate", "inf"], r"--audio_encoder_learning_rate must be >= 0 "
-                                                                        r"and finite, got inf"),
+    ("run_sqa", ["--do_train", "--audio_encoder_learning_rate", "inf"],
+     r"--audio_encoder_learning_rate must be >= 0 and finite, got inf"),
     ("run_pretraining", ["--stage1_learning_rate", "inf"], r"--stage1_learning_rate inf: expected a positive finite"),
     ("run_pretraining", ["--stage1_num_train_epochs", "inf"], r"--stage1_num_train_epochs inf: expected a finite"),
     ("run_segmenter", ["--learning_rate", "inf"], r"--learning_rate inf: expected a positive finite learning rate"),
