@@ -42,11 +42,14 @@ logger = logging.getLogger(__name__)
 
 
 def check_codes_eval_splits(values) -> list[str]:
-    """The training scripts' `--codes_eval_splits`: the splits named ('none' dropped). A name that is no split
-    (`val`, `dev`) is an error before training: it used to skip the measurement silently after it."""
+    """The training scripts' `--codes_eval_splits`: the splits named, spaces or commas between them ('none'
+    dropped). A name that is no split (`val`, `dev`) is an error before training: it used to skip the measurement
+    silently after it, and so did `validation,test`."""
     from sqa_data.dataset import SPLITS
 
-    splits = [s for s in values if s.lower() != "none"]
+    values = [values] if isinstance(values, str) else list(values)
+    splits = [part.strip() for value in values for part in str(value).split(",")]
+    splits = [s for s in splits if s and s.lower() != "none"]
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ValueError(f"--codes_eval_splits {' '.join(values)!r}: unknown {unknown}, expected some of {SPLITS} "

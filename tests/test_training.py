@@ -716,8 +716,9 @@ def test_codes_eval_splits_must_name_splits(script, arguments):
     parser = HfArgumentParser(getattr(importlib.import_module(script), arguments))
     with pytest.raises(ValueError, match=r"--codes_eval_splits 'validation val': unknown \['val'\], expected some"):
         parser.parse_args_into_dataclasses(["--codes_eval_splits", "validation", "val"])
-    (args,) = parser.parse_args_into_dataclasses(["--codes_eval_splits", "validation", "test"])
-    assert args.codes_eval_splits == ["validation", "test"]
+    for given in (["validation", "test"], ["validation,test"]):
+        (args,) = parser.parse_args_into_dataclasses(["--codes_eval_splits", *given])
+        assert args.codes_eval_splits == ["validation", "test"]
     (args,) = parser.parse_args_into_dataclasses(["--codes_eval_splits", "none"])
     assert args.codes_eval_splits == []
 
