@@ -109,8 +109,12 @@ def test_browser_shows_the_answer(demo):
     need(shutil.which("chromium") and shutil.which("chromedriver"),
          "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
     webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.common.exceptions import (
+        ElementClickInterceptedException,
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
     import app
@@ -128,14 +132,23 @@ def test_browser_shows_the_answer(demo):
     try:
         driver.get(f"http://127.0.0.1:{port}/")
         wait = WebDriverWait(driver, 60)
-        dropdown = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#example input")))
-        dropdown.click()
-        option = wait.until(EC.element_to_be_clickable(
-            (By.XPATH, "//li[contains(@class,'item') and contains(., 'Civil disobedience')]")))
-        option.click()
+
+        def click(*locator):
+            """Click once the element exists and nothing covers it: on a loaded machine the page was still laying
+            out when the dropdown first looked clickable, and the app's container took the click."""
+            def attempt(d):
+                try:
+                    d.find_element(*locator).click()
+                    return True
+                except (ElementClickInterceptedException, NoSuchElementException, StaleElementReferenceException):
+                    return False
+            wait.until(attempt)
+
+        click(By.CSS_SELECTOR, "#example input")
+        click(By.XPATH, "//li[contains(@class,'item') and contains(., 'Civil disobedience')]")
         question = driver.find_element(By.CSS_SELECTOR, "#question textarea")
         wait.until(lambda d: question.get_attribute("value"))
-        driver.find_element(By.CSS_SELECTOR, "#ask").click()
+        click(By.CSS_SELECTOR, "#ask")
         answer = driver.find_element(By.CSS_SELECTOR, "#answer textarea")
         wait.until(lambda d: answer.get_attribute("value"))
         assert answer.get_attribute("value") == expected
