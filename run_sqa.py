@@ -59,13 +59,15 @@ from sqa_train.data import (
     speechbert_qa_items,
     text_qa_items,
 )
+from sqa_data.argtypes import list_items
 from sqa_train.codes import check_codes_eval_splits
 from sqa_train.distributed import finish_distributed
 from sqa_train.models import (check_max_length, check_model_reference, config_overrides, default_text_bert,
                               overridden_config)
 from sqa_train.stages import (auto_resume, check_batches, check_schedule, check_stage_settings, checkpoint_identity,
                               mark_done, record_settings, resume_checkpoint, stage_args)
-from sqa_train.evaluation import load_metric, markdown_table, plot_buckets, score, voice_table, write_json
+from sqa_train.evaluation import (load_metric, markdown_table, metric_module, plot_buckets, score, voice_table,
+                                  write_json)
 from sqa_train.logits_cache import load_logits, logits_key, logits_path, model_identity, save_logits
 from sqa_train.postprocess import ensemble_scores, predict_spans, speechbert_word_scores, text_word_scores
 from sqa_train.quantization import quantize_int8
@@ -141,7 +143,7 @@ class ModelArguments:
             raise ValueError(f"--oracle_codes {self.oracle_codes!r}: expected one of {ORACLE_MODES}")
         if self.oracle_segments not in ("asr", "ref"):
             raise ValueError(f"--oracle_segments {self.oracle_segments!r}: expected 'asr' or 'ref'")
-        self.train_segments = _items(self.train_segments)
+        self.train_segments = list_items(self.train_segments)
         wrong = [k for k in self.train_segments if k not in TRAIN_SEGMENTS]
         if wrong or len(set(self.train_segments)) != len(self.train_segments):
             raise ValueError(f"--train_segments {' '.join(self.train_segments)!r}: expected distinct values among "
@@ -200,12 +202,12 @@ class DataTrainingArguments:
                                         "on the articles outside the dataset's train and validation splits"})
 
     def __post_init__(self):
-        self.systems = _items(self.systems)
+        self.systems = list_items(self.systems)
         self.system_list = self.systems
         unknown = [s for s in self.system_list if s not in SYSTEMS]
         if unknown or not self.system_list:
             raise ValueError(f"--systems {' '.join(self.systems)!r}: unknown {unknown}, expected some of {SYSTEMS}")
-        self.system_num_train_epochs = _items(self.system_num_train_epochs)
+        self.system_num_train_epochs = list_items(self.system_num_train_epochs)
         self.epochs_by_system = _epochs_by_system(self.system_num_train_epochs, self.system_list)
         self.codes_eval_splits = check_codes_eval_splits(self.codes_eval_splits)
         if not 0 <= self.stride < self.max_length // 2:  # a negative stride reached the window planner unchecked
@@ -220,27 +222,21 @@ class DataTrainingArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be a positive number of questions (leave it out for all), got {value}")
-        self.wer_bucket_edges, self.ensemble_weights = _items(self.wer_bucket_edges), _items(self.ensemble_weights)
+        self.wer_bucket_edges = list_items(self.wer_bucket_edges)
+        self.ensemble_weights = list_items(self.ensemble_weights)
         try:
             self.edges = tuple(float(x) for x in self.wer_bucket_edges)
             self.weights = [float(x) for x in self.ensemble_weights]
         except ValueError as error:
             raise ValueError(f"--wer_bucket_edges / --ensemble_weights must be lists of numbers: {error}")
-        # As the metric module checks them, but before training: a repeated edge (0.2 0.2) or an infinite one passed
-        # here and was refused by the metric only at the first evaluation, after the training it followed.
-        if list(self.edges) != sorted(set(self.edges)) or any(not 0 < e < math.inf for e in self.edges):
-            raise ValueError(f"--wer_bucket_edges {' '.join(self.wer_bucket_edges)!r} must be increasing (each edge "
-                             "once), positive and finite WERs, e.g. 0.1 0.2 0.3 0.4")
+        # The metric module's own check, before training: a check of the script's own let a repeated edge (0.2 0.2)
+        # or an infinite one through, refused by the metric only at the first evaluation, after the training.
+        try:
+            metric_module().check_wer_bucket_edges(self.edges)
+        except ValueError as error:
+            raise ValueError(f"--wer_bucket_edges {' '.join(self.wer_bucket_edges)!r}: {error}") from None
         if any(not 0 <= w <= 1 for w in self.weights):
             raise ValueError(f"--ensemble_weights {' '.join(self.ensemble_weights)!r} must lie in [0, 1]")
-
-
-def _items(values) -> list[str]:
-    """A list option's values, each of which may itself be a comma list: `--systems speechbert cascade` and
-    `--systems speechbert,cascade` mean the same."""
-    if isinstance(values, str):
-        values = [values]
-    return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
 
 
 def _epochs_by_system(entries, systems) -> dict[str, float]:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from speechbert.processing_speechbert import word_initial_ids
-from sqa_data.argtypes import positive_int
+from sqa_data.argtypes import list_items, positive_int
 
 from .data import JointEmbeddingCollator, PassageFrames, joint_embedding_items
 
@@ -48,8 +48,7 @@ def check_codes_eval_splits(values) -> list[str]:
     from sqa_data.dataset import SPLITS
 
     values = [values] if isinstance(values, str) else list(values)
-    splits = [part.strip() for value in values for part in str(value).split(",")]
-    splits = [s for s in splits if s and s.lower() != "none"]
+    splits = [s for s in list_items(values) if s.lower() != "none"]
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ValueError(f"--codes_eval_splits {' '.join(values)!r}: unknown {unknown}, expected some of {SPLITS} "

@@ -13,6 +13,20 @@ SYSTEM_NAMES = {"text": "text upper bound", "cascade": "cascade (ASR + text QA)"
 SYSTEM_ORDER = ("text", "cascade", "speechbert", "speechbert_segmenter", "ensemble", "oracle")
 
 
+def metric_module():
+    """The metric's Python module itself, for its checks (`check_wer_bucket_edges`) before any `evaluate` call."""
+    import importlib.util
+    import sys
+
+    name = "spoken_squad_qa_module"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(METRIC_PATH) / "spoken_squad_qa.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
 def load_metric():
     import evaluate
 

@@ -108,15 +108,21 @@ def _repeated(ids) -> list:
     return [i for i, n in Counter(ids).items() if n > 1]
 
 
+def check_wer_bucket_edges(wer_bucket_edges) -> None:
+    """Bucket edges out of order named a bucket [30%, 10%) and left the questions between them in none; a repeated
+    edge made an empty bucket; an infinite one a bucket past every WER. `run_sqa.py` checks its option with this."""
+    edges = list(wer_bucket_edges)
+    if any(isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 < e < float("inf") for e in edges) \
+            or edges != sorted(set(edges)):
+        raise ValueError(f"wer_bucket_edges must be increasing (each edge once), positive and finite WERs (e.g. "
+                         f"[0.1, 0.2, 0.3, 0.4]), got {edges}")
+
+
 def check_inputs(predictions, references, wer_bucket_edges) -> None:
     """Inputs that would give numbers without an error, but wrong ones: an id given twice (the last prediction won,
     a reference counted twice), bucket edges out of order (a bucket named [30%, 10%)), a reference without answer text
     (max() of nothing)."""
-    edges = list(wer_bucket_edges)
-    if any(isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 < e < float("inf") for e in edges) \
-            or edges != sorted(set(edges)):
-        raise ValueError(f"wer_bucket_edges must be increasing positive finite WERs (e.g. [0.1, 0.2, 0.3, 0.4]), "
-                         f"got {edges}")
+    check_wer_bucket_edges(wer_bucket_edges)
     for name, rows in (("predictions", predictions), ("references", references)):
         repeated = _repeated(r["id"] for r in rows)
         if repeated:
