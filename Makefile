@@ -91,22 +91,36 @@ BENCH_GRAFT := audio_code_mode=soft_word_embedding
 BENCH_JOBS := 2
 BENCH_THREADS := $(shell n=$$(nproc); t=$$((n / $(BENCH_JOBS))); echo $$((t > 0 ? t : 1)))
 BENCH_PY := OMP_NUM_THREADS=$(BENCH_THREADS) $(PY)
+# Every step is shipped into checkpoints/ the moment it finishes (sqa_train.shipped; CONTRIBUTING.md says how they
+# are committed and replaced), and a step whose shipped checkpoint has its settings is restored from there rather
+# than trained (SPEECHBERT_SHIPPED=none trains everything). The QA BERTs are rounded to float16 first (a step of the
+# recipe: what follows trains from what is shipped); step 1 and the segmenter are shipped as trained, less the
+# all-MiniLM-L6-v2 tensors they did not change. A checkpoint of the same name holding another step (a changed recipe)
+# is kept: ship the new one with --replace only when it improves on it. The text upper bound is not shipped (a
+# reference, on no later step's path; 45 MB over the 250 MB budget): it trains again on a new machine (70 min).
+SHIP := $(PY) -m sqa_train.shipped export --benchmark $(BENCH) --keep_existing
+SHIP_EXACT := $(SHIP) --weights exact --base minilm
+SHIP_HALF := $(SHIP) --weights half --dtype float16
 benchmark: setup bench-dataset
 	$(MAKE) --no-print-directory -j $(BENCH_JOBS) bench-no-asr
 bench-step1:
 	$(BENCH_PY) run_pretraining.py --output_dir $(BENCH)/step1 --dataset $(BENCH)/dataset --stage 1 \
 		--stage1_num_train_epochs $(BENCH_STEP1_EPOCHS) --stage1_extra_records $(BENCH_VOICES) $(BENCH_TRAIN) \
 		--config_overrides $(BENCH_STEP1) --codes_eval_splits validation test --preprocessing_num_workers $(BENCH_WORKERS)
+	$(SHIP_EXACT) --step $(BENCH)/step1/stage1 --name step1
 	$(BENCH_PY) run_pretraining.py --output_dir $(BENCH)/step1_pitch --model_name_or_path $(BENCH)/step1 \
 		--dataset $(BENCH)/dataset --stage 1 --stage1_num_train_epochs 1 --stage1_extra_records $(BENCH_VOICES) \
 		$(BENCH_PITCH) $(BENCH_TRAIN) --codes_eval_splits validation test --preprocessing_num_workers $(BENCH_WORKERS)
+	$(SHIP_EXACT) --step $(BENCH)/step1_pitch/stage1 --name step1_pitch
 	$(BENCH_PY) run_pretraining.py --output_dir $(BENCH)/step1_espeak --model_name_or_path $(BENCH)/step1_pitch \
 		--dataset $(BENCH)/dataset --stage 1 --stage1_num_train_epochs 1 \
 		--stage1_extra_records $(BENCH_VOICES) $(BENCH_ESPEAK) $(BENCH_ESPEAK_EPOCH) $(BENCH_TRAIN) \
 		--codes_eval_splits validation test --preprocessing_num_workers $(BENCH_WORKERS)
+	$(SHIP_EXACT) --step $(BENCH)/step1_espeak/stage1 --name step1_espeak
 bench-cascade:
 	$(BENCH_PY) run_sqa.py --output_dir $(BENCH)/sqa --dataset $(BENCH)/dataset --systems cascade --do_train \
 		--num_train_epochs $(BENCH_EPOCHS) $(BENCH_SYSTEM_EPOCHS) --learning_rate 1e-4 $(BENCH_TRAIN)
+	$(SHIP_HALF) --step $(BENCH)/sqa/cascade --name cascade
 bench-text: bench-cascade
 	$(BENCH_PY) run_sqa.py --output_dir $(BENCH)/sqa --dataset $(BENCH)/dataset --systems text --do_train \
 		--num_train_epochs $(BENCH_EPOCHS) --learning_rate 1e-4 $(BENCH_TRAIN)
@@ -114,6 +128,7 @@ bench-oracle: bench-cascade
 	$(BENCH_PY) run_sqa.py --output_dir $(BENCH)/oracle --model_name_or_path $(BENCH)/sqa/cascade \
 		--dataset $(BENCH)/dataset --systems oracle --oracle_codes first_piece --oracle_segments asr --do_train \
 		--do_eval --num_train_epochs $(BENCH_ORACLE_EPOCHS) --learning_rate 1e-4 $(BENCH_TRAIN)
+	$(SHIP_HALF) --step $(BENCH)/oracle/oracle --name oracle
 bench-graft: bench-step1 bench-oracle
 	$(BENCH_PY) -m sqa_train.graft --qa $(BENCH)/oracle/oracle --encoder $(BENCH)/step1_espeak \
 		--output_dir $(BENCH)/graft --config_overrides $(BENCH_GRAFT)
@@ -121,6 +136,7 @@ bench-sqa: bench-graft bench-text
 	$(BENCH_PY) run_sqa.py --output_dir $(BENCH)/sqa --model_name_or_path $(BENCH)/graft --dataset $(BENCH)/dataset \
 		--freeze_audio_encoder --do_train --do_eval --num_train_epochs $(BENCH_EPOCHS) --learning_rate 1e-4 \
 		$(BENCH_SYSTEM_EPOCHS) --codes_eval_splits validation test $(BENCH_TRAIN) $(BENCH_SQA_EXTRA)
+	$(SHIP_HALF) --step $(BENCH)/sqa/speechbert --name speechbert
 # Without ASR (issue 13; since 2026-12-05, sixth session): the word segmenter of results/flite-squad/segmenter/
 # (`bench_conv96x6_begin3_e4` since the ninth session: 96 channels x 6 dilated layers, the first 3 frames of each
 # word labelled word start, the other flite voices' readings and pitch-shifted copies, 4 epochs: validation boundary
@@ -145,6 +161,7 @@ BENCH_SEGMENTER := --num_train_epochs 4 --thresholds 0.4 --learning_rate 1e-3 --
 bench-segmenter: bench-step1
 	$(BENCH_PY) run_segmenter.py --model_name_or_path $(BENCH)/step1_espeak --dataset $(BENCH)/dataset \
 		--output_dir $(BENCH)/segmenter $(BENCH_SEGMENTER)
+	$(SHIP) --weights exact --step $(BENCH)/segmenter/segmenter --name segmenter
 bench-no-asr: bench-sqa bench-segmenter
 	$(BENCH_PY) -m sqa_train.graft --qa $(BENCH)/sqa/speechbert --encoder $(BENCH)/sqa/speechbert \
 		--segmenter $(BENCH)/segmenter --output_dir $(BENCH)/no_asr/model
@@ -154,6 +171,7 @@ bench-no-asr: bench-sqa bench-segmenter
 	$(BENCH_PY) run_sqa.py --output_dir $(BENCH)/no_asr_ft --model_name_or_path $(BENCH)/no_asr/model \
 		--dataset $(BENCH)/dataset --systems speechbert speechbert_segmenter --freeze_audio_encoder --do_train \
 		--do_eval --num_train_epochs 1 --learning_rate 1e-4 --codes_eval_splits none $(BENCH_TRAIN)
+	$(SHIP_HALF) --step $(BENCH)/no_asr_ft/speechbert_segmenter --name speechbert-segmenter
 # The corpus with its passage audio for both recipes: rebuilt when the records changed (a longer train split), kept
 # when they did not (records_source.json); audio already written is kept either way.
 bench-dataset: setup

@@ -9,11 +9,14 @@ what changed, instead of reusing weights made another way.
 
 import hashlib
 import json
+import logging
 import math
 import os
 from pathlib import Path
 
 from transformers import TrainingArguments
+
+logger = logging.getLogger(__name__)
 
 
 def last_checkpoint(output_dir):
@@ -112,12 +115,21 @@ def extra_passages_settings(rows) -> dict:
     return {"extra_passages": len(ids), "extra_passages_sha1": hashlib.sha1("\n".join(ids).encode()).hexdigest()}
 
 
+# A model folder's weight files. Not the Trainer's `training_args.bin`: a pickle of the run's arguments (its output
+# path among them), which made a folder's identity depend on where it was trained (counted until 2026-12-08).
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+
+
+def weight_files(folder) -> list[Path]:
+    folder = Path(folder)
+    return sorted(f for pattern in WEIGHT_PATTERNS for f in folder.glob(pattern)) if folder.is_dir() else []
+
+
 def checkpoint_identity(name_or_path) -> dict:
     """A start checkpoint as a step's fingerprint records it: for a local folder the sha1 of its weight files (so a
     checkpoint rebuilt in place, say a graft of another step-1 encoder, is not taken for the old one, and a folder
     moved elsewhere still is itself); else its name (a Hub id)."""
-    folder = Path(name_or_path)
-    files = sorted(f for pattern in ("*.safetensors", "*.bin") for f in folder.glob(pattern)) if folder.is_dir() else []
+    files = weight_files(name_or_path)
     if not files:
         return {"name": str(name_or_path)}
     digest = hashlib.sha1()
@@ -188,6 +200,8 @@ def check_stage_settings(folder: Path, fingerprint: dict, extendable=()) -> bool
     only grow: a shorter schedule would "resume" past its own end and pass the longer run off as the shorter one."""
     folder = Path(folder)
     settings = folder / "settings.json"
+    if not settings.exists() and not (folder / "DONE").exists() and not any(folder.glob("checkpoint-*")):
+        restore_shipped(folder, fingerprint)
     done = (folder / "DONE").exists()
     if settings.exists():
         recorded, wanted = _as_json(json.loads(settings.read_text())), _as_json(fingerprint)
@@ -214,6 +228,27 @@ def check_stage_settings(folder: Path, fingerprint: dict, extendable=()) -> bool
                          f"with (settings.json; written since this check exists): delete it to run "
                          f"{fingerprint['stage']} again")
     return done
+
+
+def same_step(recorded: dict, wanted: dict) -> bool:
+    """Whether a recorded fingerprint is exactly the step `wanted` describes, compared as `check_stage_settings`
+    compares (volatile config keys aside, config fields added since at their defaults), schedule included."""
+    recorded, wanted = _without_volatile(_as_json(recorded)), _without_volatile(_as_json(wanted))
+    return recorded == _without_new_defaults(recorded, wanted)
+
+
+def restore_shipped(folder: Path, fingerprint: dict) -> bool:
+    """Restore into the empty step folder `folder` the shipped checkpoint (`sqa_train.shipped`: the repository's
+    `checkpoints/`) made with exactly these settings, if there is one: the step is then finished without training.
+    Returns whether one was restored."""
+    from . import shipped
+
+    found = shipped.matching(fingerprint, same_step)
+    if found is None:
+        return False
+    shipped.restore(found, folder)
+    logger.info("%s: restored from the shipped checkpoint %s (the same settings), not trained again", folder, found)
+    return True
 
 
 def _schedule_length(key, value) -> float:

