@@ -10,25 +10,25 @@ from .release import CITATION, eval_results
 
 # What each step of `make benchmark` is, by the step folder's path in the benchmark (`shipped.json`'s `stage`).
 STAGES = {
-    "step1/stage1": ("Step 1 (joint embedding) of SpeechBERT's audio encoder: 2 epochs of the train passages read by "
+    "step1/stage1": (("Step 1 (joint embedding) of SpeechBERT's audio encoder: 2 epochs of the train passages read by "
                      "the four flite voices, each word segment's code pulled towards all-MiniLM-L6-v2's input "
-                     "embedding of its first word piece (sampled cosine softmax, 2 x biGRU-256)", "bench-step1"),
-    "step1_pitch/stage1": ("Step 1 continued one epoch with pitch-shifted copies of every passage (-300 to +450 "
-                           "cents) at half the learning rate", "bench-step1"),
-    "step1_espeak/stage1": ("Step 1 continued one epoch with the train passages also read by nine espeak-ng voices, "
+                     "embedding of its first word piece (sampled cosine softmax, 2 x biGRU-256)"), "bench-step1"),
+    "step1_pitch/stage1": (("Step 1 continued one epoch with pitch-shifted copies of every passage (-300 to +450 "
+                           "cents) at half the learning rate"), "bench-step1"),
+    "step1_espeak/stage1": (("Step 1 continued one epoch with the train passages also read by nine espeak-ng voices, "
                             "pitch copies of all, at a quarter of the first learning rate: the audio encoder every "
-                            "later SpeechBERT step starts from", "bench-step1"),
-    "segmenter/segmenter": ("The word segmenter (96 channels x 6 dilated convolutions, frame labels silence / word "
-                            "start / inside from forced-alignment times) trained inside the step-1 checkpoint",
+                            "later SpeechBERT step starts from"), "bench-step1"),
+    "segmenter/segmenter": (("The word segmenter (96 channels x 6 dilated convolutions, frame labels silence / word "
+                            "start / inside from forced-alignment times) trained inside the step-1 checkpoint"),
                             "bench-segmenter"),
-    "sqa/cascade": ("The cascade's text QA BERT: all-MiniLM-L6-v2 fine-tuned 3 epochs on pocketsphinx's transcripts "
-                    "of the train passages (the baseline SpeechBERT is compared with, and half of the ensemble)",
+    "sqa/cascade": (("The cascade's text QA BERT: all-MiniLM-L6-v2 fine-tuned 3 epochs on pocketsphinx's transcripts "
+                    "of the train passages (the baseline SpeechBERT is compared with, and half of the ensemble)"),
                     "bench-cascade"),
-    "sqa/text": ("The text upper bound: all-MiniLM-L6-v2 fine-tuned 2 epochs on the reference text of the train "
-                 "passages", "bench-text"),
-    "oracle/oracle": ("The oracle QA BERT: SpeechBERT's QA path fed BERT's own embedding of each ASR word's first "
+    "sqa/text": (("The text upper bound: all-MiniLM-L6-v2 fine-tuned 2 epochs on the reference text of the train "
+                 "passages"), "bench-text"),
+    "oracle/oracle": (("The oracle QA BERT: SpeechBERT's QA path fed BERT's own embedding of each ASR word's first "
                       "piece at the audio positions, started from the cascade's QA BERT (one epoch); the BERT every "
-                      "audio SpeechBERT is grafted onto", "bench-oracle"),
+                      "audio SpeechBERT is grafted onto"), "bench-oracle"),
 }
 LICENCES = """## Licences and attributions
 

@@ -4,6 +4,10 @@ endpoint handler), then a model card with its metrics, written after the model p
 Usage:
     python -m sqa_train.release --checkpoint outputs/sqa/speechbert --repo_id your-org/speechbert-sqa \
         --metrics outputs/sqa/metrics.json [--plot outputs/sqa/wer_buckets_test.png] [--private] [--system NAME]
+    python -m sqa_train.release --checkpoint checkpoints/NAME --repo_id your-org/speechbert-sqa
+
+A shipped checkpoint (`checkpoints/NAME`, with its `shipped.json`) is pushed unchanged, card included, in one commit,
+after its files are checked against its manifest.
 
 The card shows the test metrics of the run_sqa.py system the checkpoint is: `--system`, or the checkpoint folder's
 name (run_sqa.py saves each system in OUTPUT_DIR/SYSTEM: `outputs/sqa/speechbert_segmenter` is carded with the
@@ -128,6 +132,8 @@ def release(checkpoint, repo_id, metrics_path=None, plot_path=None, private=Fals
     commit, card commit) shas. Everything is checked before the first push, so a bad argument leaves no half
     release behind."""
     checkpoint = Path(checkpoint)
+    if (checkpoint / "shipped.json").is_file():
+        return release_shipped(checkpoint, repo_id, metrics_path, plot_path, private, token, commit_message, system)
     for required in ("config.json", "modeling_speechbert.py", "pipeline_speechbert.py", "processor_config.json"):
         if not (checkpoint / required).exists():
             raise FileNotFoundError(f"{checkpoint} lacks {required}: save the model and its processor there first")
@@ -156,6 +162,28 @@ def release(checkpoint, repo_id, metrics_path=None, plot_path=None, private=Fals
     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()))
     card_commit = api.create_commit(repo_id=repo_id, operations=operations, commit_message="Add model card")
     return revision, card_commit.oid
+
+
+def release_shipped(checkpoint: Path, repo_id, metrics_path=None, plot_path=None, private=False, token=None,
+                    commit_message="Upload SpeechBERT", system=None) -> tuple[str, str]:
+    """Push a shipped checkpoint folder (`checkpoints/NAME`, `sqa_train.shipped`) unchanged, its model card and
+    manifest included, in one commit, after checking every file against its manifest. Its card already holds its
+    figures: `--metrics`, `--plot` and `--system` are refused rather than ignored."""
+    from .shipped import verify
+
+    given = [name for name, value in (("--metrics", metrics_path), ("--plot", plot_path), ("--system", system))
+             if value]
+    if given:
+        raise ValueError(f"{checkpoint} is a shipped checkpoint, released as it is with its own card: drop "
+                         f"{' and '.join(given)}")
+    manifest = verify(checkpoint)
+    if manifest["weights"] != "half" or not (checkpoint / "config.json").is_file():
+        raise ValueError(f"{checkpoint} ships the step {manifest['stage']} to restart the recipe from, not a model "
+                         "to load: release a checkpoint with complete weights (shipped with --weights half)")
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    commit = api.upload_folder(repo_id=repo_id, folder_path=checkpoint, commit_message=commit_message)
+    return commit.oid, commit.oid
 
 
 def main(argv=None):

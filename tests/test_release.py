@@ -198,3 +198,40 @@ def test_release_checks_everything_before_the_first_push(two_systems, monkeypatc
                              str(folder / "metrics.json")] + (["--plot", change["plot"]] if "plot" in change else [])
                             + (["--system", change["system"]] if "system" in change else []))
     assert exit_info.value.code == 2
+
+
+@pytest.mark.slow
+def test_a_shipped_checkpoint_is_pushed_unchanged_with_its_card(tmp_path, released_checkpoint):
+    """`checkpoints/NAME` goes to the Hub as it is (card and manifest included, one commit), checked first; a
+    changed file, an argument it would ignore, or a restart step that is no model are refused before any push."""
+    from sqa_train import release as release_module
+    from sqa_train import shipped
+    from sqa_train.cards import shipped_card
+
+    checkpoint, _ = released_checkpoint
+    bench = checkpoint.parent
+    (checkpoint / "settings.json").write_text(json.dumps({"stage": "speechbert"}))
+    (checkpoint / "DONE").write_text("finished\n")
+    target = shipped.export(checkpoint, bench, "speechbert-test", output_dir=tmp_path / "shelf", card=shipped_card)
+    with HubServer() as server:
+        env = dict(os.environ, HF_ENDPOINT=server.url, HF_TOKEN="hf_test", HF_HUB_DISABLE_XET="1",
+                   HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0", HF_HOME=str(tmp_path / "push_home"),
+                   PYTHONPATH=str(ROOT))
+        out = run(["-m", "sqa_train.release", "--checkpoint", str(target), "--repo_id", "org/shipped"], env, ROOT)
+        shas = json.loads(out.strip().splitlines()[-1])
+        ((sha, files),) = server.repos["org/shipped"].commits
+        assert shas["model_revision"] == shas["card_revision"] == sha
+        local = {p.relative_to(target).as_posix(): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+        assert set(files) == set(local) and all(files[name] == local[name] for name in local)
+        assert "README.md" in files and "shipped.json" in files
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(release_module, "HfApi", lambda **kw: pytest.fail("the Hub was contacted before the check"))
+    try:
+        with pytest.raises(ValueError, match="released as it is with its own card: drop --metrics"):
+            release_module.release(target, "org/x", tmp_path / "metrics.json")
+        (target / "processor_config.json").write_text("{}")
+        with pytest.raises(ValueError, match="changed: processor_config.json"):
+            release_module.release(target, "org/x")
+    finally:
+        monkeypatch.undo()

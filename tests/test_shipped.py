@@ -125,7 +125,7 @@ def test_a_half_precision_checkpoint_loads_as_float32_and_later_steps_start_from
             "print(type(m).__name__, type(m).__module__.split('.')[0], m.dtype)")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
-    result = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path, env=env,
+    result = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path, env=env, check=False,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-3:] == ["SpeechBertForQuestionAnswering", "transformers_modules", "torch.float32"]
@@ -156,8 +156,16 @@ def test_verify_and_restore_refuse_what_does_not_match(tmp_path, tiny_text_bert,
         shipped.export(step, tmp_path / "elsewhere", "qa", output_dir=tmp_path / "shelf")
     with pytest.raises(ValueError, match="--base goes with --weights exact"):
         shipped.export(step, bench, "qa", weights="half", base=tiny_base, output_dir=tmp_path / "shelf")
-    target = shipped.export(step, bench, "qa", weights="exact", base=tiny_base, output_dir=tmp_path / "shelf")
+    from sqa_train.cards import shipped_card
+
+    target = shipped.export(step, bench, "qa", weights="exact", base=tiny_base, output_dir=tmp_path / "shelf",
+                            card=shipped_card)
     manifest = shipped.verify(target)
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(target / "README.md")  # Hub metadata that parses, and the attributions
+    assert card.data.license == "apache-2.0" and "speechbert" in card.data.tags
+    assert "CC BY-SA 4.0" in card.text and "all-MiniLM-L6-v2" in card.text and "restore" in card.text
     assert not load_file(target / shipped.STEP_WEIGHTS)  # every tensor is the base's
     assert manifest["weights_sha1"] == checkpoint_identity(step)["weights_sha1"]
 
