@@ -609,7 +609,21 @@ def run_text(system, model_args, data_args, training_args, splits, tokenizer):
         return text_word_scores(eval_items, start, end, counts)
 
     return run_system(system, model, collator, lambda rows, train, split: items(rows, train, key_of(split)), scores,
-                      tokenizer, eval_sets, training_args, splits, done, settings, model_args.quantize)
+                      TextQAFiles(tokenizer), eval_sets, training_args, splits, done, settings, model_args.quantize)
+
+
+class TextQAFiles:
+    """What a trained text QA system is saved with: its tokenizer and the cascade's spoken QA pipeline, so that
+    `pipeline(model=OUTPUT_DIR/cascade, trust_remote_code=True)` answers questions about audio."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def save_pretrained(self, folder):
+        from speechbert.pipeline_cascade import save_cascade_pipeline
+
+        self.tokenizer.save_pretrained(folder)
+        save_cascade_pipeline(folder)
 
 
 def spans(system, rows, word_scores, max_answer_length, oracle_segments="asr"):

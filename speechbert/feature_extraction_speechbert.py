@@ -11,10 +11,44 @@ import torch
 import torchaudio
 from transformers import BatchFeature, SequenceFeatureExtractor
 
-
 # Frames per block of the spectrum computation (`_fast_mfcc`): 5 s of audio, so each temporary stays small.
 _FRAMES_PER_BLOCK = 500
 
+
+
+def check_word_segments(word_segments, duration: float, tolerance: float = 0.01) -> np.ndarray:
+    """(n, 2) float64 (start, end) seconds of word segments of a `duration`-second passage, or a `ValueError` naming
+    the first bad one: not numbers, empty, not pairs, NaN or infinite, outside the audio (`tolerance` seconds past
+    its end allowed), reversed or empty, out of time order or overlapping. Every entry point that takes word segments
+    (the feature extractor, the SpeechBERT and cascade pipelines) checks them here."""
+    try:
+        segments = np.asarray(word_segments, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"word_segments must hold numbers (seconds): {error}") from error
+    if segments.size == 0:
+        raise ValueError("word_segments is empty: expected at least one (start, end) pair in seconds")
+    if segments.ndim != 2 or segments.shape[1] != 2:
+        raise ValueError(f"word_segments must be a list of (start, end) pairs in seconds, got shape {segments.shape}")
+    if not np.isfinite(segments).all():
+        raise ValueError("word_segments contains NaN or infinite times")
+    starts, ends = segments[:, 0], segments[:, 1]
+    for name, bad in (
+        ("lies outside the audio", (starts < 0) | (ends > duration + tolerance)),
+        ("is reversed or empty (end <= start)", ends <= starts),
+    ):
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"word segment {i} ({starts[i]:.3f}, {ends[i]:.3f}) s {name}; the audio spans (0, {duration:.3f}) s"
+            )
+    overlap = starts[1:] < ends[:-1] - 1e-3
+    if overlap.any():
+        i = int(np.argmax(overlap)) + 1
+        raise ValueError(
+            f"word segment {i} starts at {starts[i]:.3f} s before segment {i - 1} ends at {ends[i - 1]:.3f} s: "
+            "segments must be in time order and must not overlap"
+        )
+    return segments
 
 class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
     r"""
@@ -135,35 +169,9 @@ class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
 
     def segment_frames(self, word_segments, num_samples: int) -> tuple[np.ndarray, np.ndarray]:
         """Frame range [first, last) of every (start, end) segment in seconds, after checking the segments."""
-        try:
-            segments = np.asarray(word_segments, dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"word_segments must hold numbers (seconds): {error}") from error
-        duration = num_samples / self.sampling_rate
-        if segments.size == 0:
-            raise ValueError("word_segments is empty: expected at least one (start, end) pair in seconds")
-        if segments.ndim != 2 or segments.shape[1] != 2:
-            raise ValueError(f"word_segments must be a list of (start, end) pairs in seconds, got shape {segments.shape}")
-        if not np.isfinite(segments).all():
-            raise ValueError("word_segments contains NaN or infinite times")
+        # Word times are quantised to frames: a segment may end up to one hop past the audio.
+        segments = check_word_segments(word_segments, num_samples / self.sampling_rate, self.hop_ms / 1000)
         starts, ends = segments[:, 0], segments[:, 1]
-        tolerance = self.hop_ms / 1000  # word times are quantised to frames
-        for name, bad in (
-            ("lies outside the audio", (starts < 0) | (ends > duration + tolerance)),
-            ("is reversed or empty (end <= start)", ends <= starts),
-        ):
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise ValueError(
-                    f"word segment {i} ({starts[i]:.3f}, {ends[i]:.3f}) s {name}; the audio spans (0, {duration:.3f}) s"
-                )
-        overlap = starts[1:] < ends[:-1] - 1e-3
-        if overlap.any():
-            i = int(np.argmax(overlap)) + 1
-            raise ValueError(
-                f"word segment {i} starts at {starts[i]:.3f} s before segment {i - 1} ends at {ends[i - 1]:.3f} s: "
-                "segments must be in time order and must not overlap"
-            )
         num_frames = self.num_frames(num_samples)
         # Frame f is centred at f * hop + win / 2 samples; a segment owns the centres inside [start, end).
         half = self.win_samples / 2

@@ -48,6 +48,28 @@ def to_float_samples(array) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
+def check_questions(question, tokenizer) -> tuple[list[str], list[int]]:
+    """The questions of a call (one string or a list) and each one's number of word pieces, or a `ValueError` naming
+    the bad one: not a string, empty, or nothing the tokenizer reads as a word piece (zero-width or control
+    characters, a lone combining accent), which would otherwise get a confident answer to no question."""
+    if not isinstance(question, (str, list, tuple)):
+        raise ValueError(f"question must be a string or a list of strings, got {type(question).__name__} {question!r}")
+    questions = [question] if isinstance(question, str) else list(question)
+    if not questions:
+        raise ValueError("question is an empty list")
+    for i, q in enumerate(questions):
+        if not isinstance(q, str):
+            raise ValueError(f"question {i} must be a string, got {type(q).__name__} {q!r}")
+        if not q.strip():
+            raise ValueError(f"question {i} is empty: expected a non-empty string, got {q!r}")
+    pieces = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+    for i, count in enumerate(pieces):
+        if not count:
+            raise ValueError(f"question {i} ({questions[i]!r}) has no word pieces: the tokenizer reads nothing in it "
+                             "(control, zero-width or combining characters only)")
+    return questions, pieces
+
+
 def downmix(array: np.ndarray) -> np.ndarray:
     """One passage from a mono, (channels, samples) or (samples, channels) array with at most 2 channels. Anything
     else (several passages, many channels) is an error naming the shape, never averaged into one passage."""
@@ -258,20 +280,9 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
         max_length = max_length or min(384, self.model.config.max_position_embeddings)
         stride = stride if stride is not None else min(128, max_length // 3)
         single = isinstance(inputs["question"], str)
-        if not single and not isinstance(inputs["question"], (list, tuple)):
-            raise ValueError(f"question must be a string or a list of strings, got "
-                             f"{type(inputs['question']).__name__} {inputs['question']!r}")
-        questions = [inputs["question"]] if single else list(inputs["question"])
-        if not questions:
-            raise ValueError("question is an empty list")
-        for i, q in enumerate(questions):
-            if not isinstance(q, str):
-                raise ValueError(f"question {i} must be a string, got {type(q).__name__} {q!r}")
-            if not q.strip():
-                raise ValueError(f"question {i} is empty: expected a non-empty string, got {q!r}")
+        questions, pieces = check_questions(inputs["question"], self.processor.tokenizer)
         # Windows must have room for audio after the longest question: checked before any recognition.
-        longest = max(len(ids) for ids in self.processor.tokenizer(questions, add_special_tokens=False)["input_ids"])
-        self.processor.plan_windows([min(longest, 64)], [1], max_length, stride)
+        self.processor.plan_windows([min(max(pieces), 64)], [1], max_length, stride)
         # Empty, silent or non-finite audio fails here, before any recognition is spent on it.
         audio = self.processor.feature_extractor.to_mono(load_audio(inputs["audio"], sampling_rate))
         frames = None
@@ -398,4 +409,5 @@ def register():
                                         pt_model=AutoModelForQuestionAnswering, type="multimodal")
 
 
-__all__ = ["SpokenQuestionAnsweringPipeline", "decode_words", "load_audio", "recognize_words", "register", "require_pipeline_entry"]
+__all__ = ["SpokenQuestionAnsweringPipeline", "check_questions", "decode_words", "load_audio", "recognize_words",
+           "register", "require_pipeline_entry"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from speechbert.text_qa import pad_tokens, text_windows
 from sqa_data.dataset import passage_audio
 from sqa_data.normalize import answer_word_span, normalize
 
@@ -250,19 +251,6 @@ def speechbert_qa_items(rows, processor, frames: PassageFrames, max_length, stri
     return items, skipped
 
 
-def pad_tokens(items, pad_token_id) -> dict[str, torch.Tensor]:
-    width = max(len(item["input_ids"]) for item in items)
-    input_ids = torch.full((len(items), width), pad_token_id, dtype=torch.long)
-    token_type_ids = torch.zeros((len(items), width), dtype=torch.long)
-    attention_mask = torch.zeros((len(items), width), dtype=torch.long)
-    for i, item in enumerate(items):
-        n = len(item["input_ids"])
-        input_ids[i, :n] = torch.as_tensor(item["input_ids"])
-        token_type_ids[i, :n] = torch.as_tensor(item["token_type_ids"])
-        attention_mask[i, :n] = 1
-    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
-
-
 def span_labels(items) -> dict[str, torch.Tensor]:
     """The answer span labels of QA training items (`start_positions`, `end_positions`); none for eval items."""
     if "start_positions" not in items[0]:
@@ -295,21 +283,14 @@ def text_qa_items(rows, tokenizer, words_key, max_length, stride, train=False):
     SpeechBERT's do, so both systems learn the same spans."""
     from speechbert.processing_speechbert import SpeechBertProcessor
 
-    keep = [i for i, r in enumerate(rows) if r[f"{words_key}_words"]]
-    encoded = tokenizer(
-        [rows[i]["question"].split() for i in keep], [rows[i][f"{words_key}_words"] for i in keep],
-        is_split_into_words=True, truncation="only_second", max_length=max_length, stride=stride,
-        return_overflowing_tokens=True, padding=False,
-    )
+    keep = sum(1 for r in rows if r[f"{words_key}_words"])
+    windows = text_windows(tokenizer, [r["question"] for r in rows], [r[f"{words_key}_words"] for r in rows],
+                           max_length, stride)
     items, skipped_examples = [], set()
-    for feature, example_pos in enumerate(encoded["overflow_to_sample_mapping"]):
-        example = keep[example_pos]
+    for item in windows:
+        example = item["example"]
         row = rows[example]
-        word_ids = encoded.word_ids(feature)
-        sequence_ids = encoded.sequence_ids(feature)
-        token_word = np.array([w if s == 1 else -1 for w, s in zip(word_ids, sequence_ids)], np.int64)
-        item = {"input_ids": encoded["input_ids"][feature], "token_type_ids": encoded["token_type_ids"][feature],
-                "example": example, "token_word": token_word}
+        token_word = item["token_word"]
         if train:
             try:
                 times = segment_times(row, words_key)
@@ -324,7 +305,7 @@ def text_qa_items(rows, tokenizer, words_key, max_length, stride, train=False):
             item["start_positions"] = int(starts[0]) if inside else 0
             item["end_positions"] = int(ends[-1]) if inside else 0
         items.append(item)
-    return items, len(skipped_examples) + len(rows) - len(keep)
+    return items, len(skipped_examples) + len(rows) - keep
 
 
 @dataclass

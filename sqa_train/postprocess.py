@@ -8,12 +8,7 @@ keeps its best log-probability; the ensemble adds the two systems' word scores w
 import numpy as np
 
 from speechbert.processing_speechbert import best_spans
-
-
-def log_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    logits = np.where(mask, logits.astype(np.float64), -np.inf)
-    top = logits.max()
-    return logits - top - np.log(np.exp(logits - top).sum())
+from speechbert.text_qa import log_softmax, text_word_scores  # noqa: F401 - text_word_scores is used from here too
 
 
 def speechbert_word_scores(items, start_logits, end_logits, num_words: dict[int, int]):
@@ -28,23 +23,6 @@ def speechbert_word_scores(items, start_logits, end_logits, num_words: dict[int,
         start, end = scores[item["example"]]
         np.maximum.at(start, segments, start_lp[positions])
         np.maximum.at(end, segments, end_lp[positions])
-    return scores
-
-
-def text_word_scores(items, start_logits, end_logits, num_words: dict[int, int]):
-    """{example: (start (n,), end (n,))} per word, from text QA window logits (first / last word piece)."""
-    scores = {e: (np.full(n, -np.inf), np.full(n, -np.inf)) for e, n in num_words.items()}
-    for w, item in enumerate(items):
-        token_word = item["token_word"]
-        mask = np.arange(start_logits.shape[1]) < len(token_word)
-        start_lp, end_lp = log_softmax(start_logits[w], mask), log_softmax(end_logits[w], mask)
-        positions = np.flatnonzero(token_word >= 0)
-        words = token_word[positions]
-        first = np.r_[True, words[1:] != words[:-1]]  # first piece of each word in this window
-        last = np.r_[words[1:] != words[:-1], True]
-        start, end = scores[item["example"]]
-        np.maximum.at(start, words[first], start_lp[positions[first]])
-        np.maximum.at(end, words[last], end_lp[positions[last]])
     return scores
 
 

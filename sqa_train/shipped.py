@@ -204,6 +204,7 @@ def export(step, benchmark, name, weights="half", dtype="float16", base=None, ou
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
     try:
         _copy_small_files(step, staging)
+        _add_cascade_pipeline(staging)
         if weights == "half":
             half = HALF_DTYPES[dtype]
             manifest["dtype"] = dtype
@@ -242,6 +243,19 @@ def export(step, benchmark, name, weights="half", dtype="float16", base=None, ou
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("shipped %s as %s (%s)", step, target, _size(target))
     return target
+
+
+def _add_cascade_pipeline(folder: Path):
+    """A text QA step (the cascade) trained before run_sqa.py saved the cascade's pipeline with it gets it here, so
+    that `pipeline(model=checkpoints/NAME, trust_remote_code=True)` answers questions about audio."""
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        return
+    config = json.loads(config_path.read_text())
+    if config.get("architectures") == ["BertForQuestionAnswering"] and not config.get("custom_pipelines"):
+        from speechbert.pipeline_cascade import save_cascade_pipeline
+
+        save_cascade_pipeline(folder)
 
 
 def _size(folder: Path) -> str:

@@ -130,6 +130,11 @@ def test_bad_arguments_are_named_before_recognition(qa, passage, no_asr, kwargs,
     (b"who", r"question must be a string or a list of strings, got bytes"),
     (["who?", 7], r"question 1 must be a string, got int 7"),
     (["who?", "  "], r"question 1 is empty"),
+    # Characters the tokenizer reads nothing in: they passed strip() and got a confident answer to no question.
+    ("\u200b", r"question 0 \('\\u200b'\) has no word pieces"),
+    ("\ufeff", r"question 0 \('\\ufeff'\) has no word pieces"),
+    (["who?", "\x00"], r"question 1 \('\\x00'\) has no word pieces"),
+    ("\u0301", r"question 0 \('\u0301'\) has no word pieces"),
 ])
 def test_bad_questions_are_named_before_recognition(qa, passage, no_asr, question, message):
     with pytest.raises(ValueError, match=message):

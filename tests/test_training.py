@@ -177,6 +177,9 @@ def test_pretraining_then_sqa_end_to_end(tmp_path, tiny_corpus, tiny_text_bert, 
     assert (sqa / "wer_buckets_test.png").stat().st_size > 1000
     from transformers import AutoModelForQuestionAnswering, AutoProcessor
 
+    cascade_config = json.loads((sqa / "cascade" / "config.json").read_text())  # a spoken QA checkpoint itself
+    assert "spoken-question-answering" in cascade_config["custom_pipelines"]
+    assert (sqa / "cascade" / "pipeline_cascade.py").is_file()
     model = AutoModelForQuestionAnswering.from_pretrained(sqa / "speechbert", trust_remote_code=True)
     AutoProcessor.from_pretrained(sqa / "speechbert", trust_remote_code=True)
     assert type(model).__name__ == "SpeechBertForQuestionAnswering"
