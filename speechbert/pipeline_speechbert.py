@@ -154,12 +154,42 @@ def load_audio(audio, sampling_rate=None) -> np.ndarray:
     audio = downmix(to_float_samples(audio))
     if audio.size == 0:
         raise ValueError("audio is empty (0 samples)")
-    if sampling_rate != SAMPLING_RATE:
+    return resample(audio, sampling_rate)
+
+
+# Rates accepted: telephone speech (8 kHz) lies well inside; below 4 kHz no speech band survives, above 768 kHz no
+# recording format goes.
+MIN_SAMPLING_RATE, MAX_SAMPLING_RATE = 4000, 768000
+# torchaudio's windowed-sinc kernel is (p, q + a few) floats for the reduced ratio p / q = 16000 / rate: 16 MB for
+# 4 M entries, but 1 GB for 16001 Hz (p = 16000, q = 16001). Rates sharing few factors with 16000 are resampled in
+# the frequency domain instead, at a cost that does not depend on the rate's factors.
+MAX_KERNEL_ENTRIES = 4_000_000
+
+
+def resample(audio: np.ndarray, sampling_rate) -> np.ndarray:
+    """Mono float32 samples at `sampling_rate` resampled to 16 kHz: torchaudio's windowed sinc for the usual rates
+    (8, 11.025, 22.05, 44.1, 48 kHz ...), band-limited FFT resampling where that kernel would be large; a rate outside
+    [4000, 768000] Hz is a `ValueError` naming it."""
+    from fractions import Fraction
+
+    sampling_rate = int(sampling_rate)
+    if not MIN_SAMPLING_RATE <= sampling_rate <= MAX_SAMPLING_RATE:
+        raise ValueError(f"sampling rate {sampling_rate} Hz is outside [{MIN_SAMPLING_RATE}, {MAX_SAMPLING_RATE}] Hz: "
+                         "not a speech recording's rate (a damaged header?)")
+    if sampling_rate == SAMPLING_RATE:
+        return audio
+    waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    ratio = Fraction(SAMPLING_RATE, sampling_rate)
+    if ratio.numerator * ratio.denominator <= MAX_KERNEL_ENTRIES:
         import torchaudio
 
-        audio = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(audio)), int(sampling_rate),
-                                               SAMPLING_RATE).numpy()
-    return audio
+        return torchaudio.functional.resample(waveform, ratio.denominator, ratio.numerator).numpy()
+    length = max(1, round(len(audio) * SAMPLING_RATE / sampling_rate))
+    spectrum = torch.fft.rfft(waveform.double())
+    kept = min(spectrum.numel(), length // 2 + 1)
+    resized = torch.zeros(length // 2 + 1, dtype=spectrum.dtype)
+    resized[:kept] = spectrum[:kept]
+    return (torch.fft.irfft(resized, n=length) * (length / len(audio))).float().numpy()
 
 
 def recognize_words(audio: np.ndarray) -> tuple[list[str], list[tuple[float, float]]]:

@@ -39,6 +39,32 @@ def wav_bytes(audio, rate=16000, subtype="PCM_16"):
     return buffer.getvalue()
 
 
+# ------------------------------------------------------------------------------------------- sampling rates
+@pytest.mark.parametrize("rate", [16001, 44101, 8001, 767999])
+def test_a_rate_sharing_no_factor_with_16k_is_resampled_at_a_bounded_cost(rate, monkeypatch):
+    """torchaudio's kernel for 16000 / 16001 is 16000 x 16013 floats (1 GB, seconds): such rates go through the FFT
+    path, the usual ones through torchaudio as before; either way a 440 Hz tone stays 440 Hz."""
+    import torchaudio
+
+    calls = []
+    original = torchaudio.functional.resample
+    monkeypatch.setattr(torchaudio.functional, "resample", lambda *a, **k: calls.append(a[1:]) or original(*a, **k))
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+    audio = load_audio(wav_bytes(tone, rate))
+    assert calls == [] and abs(len(audio) - 16000) <= 1
+    assert np.fft.rfftfreq(len(audio), 1 / 16000)[np.argmax(np.abs(np.fft.rfft(audio)))] == pytest.approx(440, abs=1)
+    load_audio(wav_bytes(tone[:44100], 44100) if rate != 44100 else wav_bytes(tone, rate))
+    assert calls == [(441, 160)]  # 44.1 kHz: torchaudio's windowed sinc, as before
+
+
+@pytest.mark.parametrize("rate", [1, 3999, 800000])
+def test_a_rate_no_recording_has_is_an_error_naming_it(rate):
+    with pytest.raises(ValueError, match=rf"sampling rate {rate} Hz is outside \[4000, 768000\] Hz"):
+        load_audio(wav_bytes(np.zeros(400, np.float32), rate))
+    with pytest.raises(ValueError, match=rf"sampling rate {rate} Hz is outside"):
+        load_audio(np.zeros(400, np.float32), sampling_rate=rate)
+
+
 # ------------------------------------------------------------------------------------------- audio arrays
 def test_int16_audio_is_scaled_like_the_feature_extractor(qa, passage):
     audio, segments, words = passage
