@@ -388,6 +388,30 @@ def list_shipped(folder=None) -> list[dict]:
     return rows
 
 
+INDEX_HEAD = """# Shipped checkpoints
+
+The trained steps of `make benchmark`, committed so that no step is trained twice because a machine changed and the
+models can be tried and checked without retraining (`sqa_train.shipped`; CONTRIBUTING.md says how they are made,
+checked and replaced). Each folder has its settings (`settings.json`), a manifest (`shipped.json`) and a model card.
+`make benchmark` restores a step whose settings match instead of training it; `python -m sqa_train.shipped verify`
+checks every file and weight. Written by `python -m sqa_train.shipped index` (and by each export).
+
+"""
+
+
+def write_index(folder=None) -> Path:
+    """checkpoints/README.md: the table of what is shipped."""
+    folder = Path(folder or shipped_dir() or DEFAULT_DIR)
+    rows = list_shipped(folder)
+    total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p != folder / "README.md")
+    lines = ["| checkpoint | step of `make benchmark` | weights | size | shipped |", "|---|---|---|---|---|"]
+    lines += [f"| [{r['name']}]({r['name']}/README.md) | `{r['stage']}` | {r['dtype']} | {r['size']} | {r['date']} |"
+              for r in rows]
+    text = INDEX_HEAD + "\n".join(lines) + f"\n\n{len(rows)} checkpoints, {total / 1e6:.1f} MB of the 250 MB budget.\n"
+    (folder / "README.md").write_text(text)
+    return folder / "README.md"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -412,14 +436,17 @@ def main(argv=None):
     check = commands.add_parser("verify", help="check shipped checkpoints' files and weights")
     check.add_argument("checkpoints", nargs="*")
     commands.add_parser("list", help="the shipped checkpoints")
+    commands.add_parser("index", help="write checkpoints/README.md, the table of what is shipped")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         if args.command == "export":
             from .cards import shipped_card
 
-            export(args.step, args.benchmark, args.name, args.weights, args.dtype, args.base, args.output_dir,
-                   args.replace, args.keep_existing, card=shipped_card)
+            target = export(args.step, args.benchmark, args.name, args.weights, args.dtype, args.base,
+                            args.output_dir, args.replace, args.keep_existing, card=shipped_card)
+            if target is not None:
+                write_index(target.parent)
         elif args.command == "restore":
             manifest = read_manifest(args.checkpoint)
             print(restore(args.checkpoint, Path(args.benchmark) / manifest["stage"]))
@@ -428,6 +455,8 @@ def main(argv=None):
             for folder in folders:
                 manifest = verify(folder)
                 print(f"{folder}: ok ({manifest['stage']}, {_size(Path(folder))})")
+        elif args.command == "index":
+            print(write_index())
         else:
             for row in list_shipped():
                 print("\t".join(str(v) for v in row.values()))

@@ -169,6 +169,9 @@ def test_verify_and_restore_refuse_what_does_not_match(tmp_path, tiny_text_bert,
     assert not load_file(target / shipped.STEP_WEIGHTS)  # every tensor is the base's
     assert manifest["weights_sha1"] == checkpoint_identity(step)["weights_sha1"]
 
+    index = shipped.write_index(tmp_path / "shelf").read_text()
+    assert "| [qa](qa/README.md) | `qa` | as trained |" in index and "1 checkpoints" in index
+    shipped.verify(target)  # the index beside the checkpoints is not part of any
     (target / "vocab.txt").write_text("changed\n")
     with pytest.raises(ValueError, match="changed: vocab.txt"):
         shipped.verify(target)
