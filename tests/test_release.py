@@ -34,7 +34,12 @@ def released_checkpoint(tmp_path, tester, processor):
     model.save_pretrained(checkpoint)
     processor.save_pretrained(checkpoint)
     (checkpoint / "checkpoint-5").mkdir()  # training leftovers that must not be released
+    (checkpoint / "checkpoint-5" / "config.json").write_text("{}")
     (checkpoint / "training_args.bin").write_bytes(b"x")
+    for stray in ("optimizer.pt", ".env", "settings.json", "trainer_state.json", "eval_logits/test.npz",
+                  "eval_logits/key.json"):
+        (checkpoint / stray).parent.mkdir(exist_ok=True)
+        (checkpoint / stray).write_bytes(b"secret")
     import evaluate
 
     metric = evaluate.load(str(ROOT / "metrics" / "spoken_squad_qa"))
@@ -72,6 +77,8 @@ def test_push_then_load_on_empty_cache(tmp_path, released_checkpoint):
         assert {"modeling_speechbert.py", "pipeline_speechbert.py", "handler.py", "processor_config.json",
                 "model.safetensors"} <= set(model_files)
         assert not any(name.startswith("checkpoint-") or name == "training_args.bin" for name in model_files)
+        assert not {"optimizer.pt", ".env", "settings.json", "trainer_state.json"} & set(model_files)
+        assert not any("/" in name for name in model_files), sorted(model_files)
 
         card = card_files["README.md"].decode()
         header = yaml.safe_load(card.split("---")[1])
@@ -180,6 +187,13 @@ def test_the_card_shows_the_released_systems_figures(two_systems):
     ({"metrics": {"validation": {}}}, "the metrics file has no 'test' split"),
     ({"metrics": "not json {"}, r"--metrics .*metrics.json is not JSON"),
     ({"plot": "missing.png"}, r"--plot missing.png: no such file"),
+    # Fields the card is built from: these failed with a raw KeyError / TypeError after the weights were pushed.
+    ({"drop": "wer_buckets"}, r"metrics test.speechbert has no 'wer_buckets'"),
+    ({"drop": "answers_with_asr_errors"}, r"has no 'answers_with_asr_errors'"),
+    ({"bucket": {"f1": 20.0}}, r"wer_buckets\['\[0%, 10%\)'\].count must be a non-negative integer, got None"),
+    ({"overall": {"exact_match": None}}, r"overall.exact_match is missing or null"),
+    ({"overall": {"f1": "20"}}, r"overall.f1 must be a number or null, got '20'"),
+    ({"overall": {"count": True}}, r"overall.count must be a non-negative integer, got True"),
 ])
 def test_release_checks_everything_before_the_first_push(two_systems, monkeypatch, change, message):
     """A missing plot was found only after the model was pushed; metrics without the system a half-empty card."""
@@ -190,6 +204,14 @@ def test_release_checks_everything_before_the_first_push(two_systems, monkeypatc
     if "metrics" in change:
         value = change["metrics"]
         (folder / "metrics.json").write_text(value if isinstance(value, str) else json.dumps(value))
+    metrics = json.loads((folder / "metrics.json").read_text()) if "metrics" not in change else None
+    if metrics is not None and ({"drop", "bucket", "overall"} & set(change)):
+        results = metrics["test"]["speechbert"]
+        results.pop(change.get("drop", ""), None)
+        if "bucket" in change:
+            results["wer_buckets"]["[0%, 10%)"] = change["bucket"]
+        results["overall"].update(change.get("overall", {}))
+        (folder / "metrics.json").write_text(json.dumps(metrics))
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         release_module.release(folder / "speechbert", "org/x", folder / "metrics.json", change.get("plot"),
                                system=change.get("system"))
