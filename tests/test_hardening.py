@@ -66,6 +66,22 @@ def test_a_rate_no_recording_has_is_an_error_naming_it(rate):
 
 
 # ------------------------------------------------------------------------------------------- audio arrays
+def test_a_list_of_passages_is_an_error_not_a_stereo_average(passage):
+    audio = passage[0]
+    for two in ([audio, audio], (audio, audio[: len(audio) // 2]), [audio.tolist(), audio.tolist()]):
+        with pytest.raises(ValueError, match=r"audio is a list of 2 arrays: pass one passage per call"):
+            load_audio(two, sampling_rate=16000)
+    assert load_audio(np.stack([audio, audio]), sampling_rate=16000).shape == audio.shape  # stereo as one array
+
+
+def test_pcm_values_in_a_float_array_are_an_error(passage):
+    audio = passage[0]
+    with pytest.raises(ValueError, match=r"float audio reaches 3276\d: float samples lie in \[-1, 1\]"):
+        load_audio((audio / np.abs(audio).max() * 32767).astype(np.float32), sampling_rate=16000)
+    clipped = np.clip(audio * 3, -1.5, 1.5)  # a loud, clipped float recording is still accepted
+    assert load_audio(clipped, sampling_rate=16000).shape == audio.shape
+
+
 def test_int16_audio_is_scaled_like_the_feature_extractor(qa, passage):
     audio, segments, words = passage
     pcm = np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16)
