@@ -12,7 +12,11 @@ Limits, checked in this order before any audio is decoded or recognised (constru
 variables in brackets; 0 turns a limit off):
 - max_payload_bytes (SPEECHBERT_MAX_PAYLOAD_BYTES, default 16 MiB): length of the base64 audio string;
 - max_questions (SPEECHBERT_MAX_QUESTIONS, default 32): questions per request;
+- max_question_chars (SPEECHBERT_MAX_QUESTION_CHARS, default 1000): characters of one question;
+- max_top_k (SPEECHBERT_MAX_TOP_K, default 20) and max_answer_segments (SPEECHBERT_MAX_ANSWER_SEGMENTS, default 100):
+  the largest `top_k` and `max_answer_segments` parameters;
 - max_audio_seconds (SPEECHBERT_MAX_AUDIO_SECONDS, default 600): audio duration, read from the file's header.
+Base64 may be wrapped (line breaks and spaces are dropped); parameters named audio, question or inputs are refused.
 """
 
 import base64
@@ -25,7 +29,10 @@ from pathlib import Path
 from transformers import pipeline
 
 TASK = "spoken-question-answering"
-DEFAULT_LIMITS = {"max_payload_bytes": 16 * 2**20, "max_questions": 32, "max_audio_seconds": 600}
+DEFAULT_LIMITS = {"max_payload_bytes": 16 * 2**20, "max_questions": 32, "max_audio_seconds": 600,
+                  "max_question_chars": 1000, "max_top_k": 20, "max_answer_segments": 100}
+# Pipeline parameters capped by a limit of the same name (a top_k of 1e9 answered 2.5 million spans, 300 MB).
+CAPPED_PARAMETERS = {"top_k": "max_top_k", "max_answer_segments": "max_answer_segments"}
 
 
 def _limit(name, value):
@@ -44,7 +51,8 @@ def _limit(name, value):
 
 
 class EndpointHandler:
-    def __init__(self, path="", max_audio_seconds=None, max_questions=None, max_payload_bytes=None):
+    def __init__(self, path="", max_audio_seconds=None, max_questions=None, max_payload_bytes=None,
+                 max_question_chars=None, max_top_k=None, max_answer_segments=None):
         # Inference Endpoints import this file on its own, not as part of a package: no relative imports here.
         folder = Path(path or ".")
         if not folder.is_dir():
@@ -61,6 +69,9 @@ class EndpointHandler:
         self.max_audio_seconds = _limit("max_audio_seconds", max_audio_seconds)
         self.max_questions = _limit("max_questions", max_questions)
         self.max_payload_bytes = _limit("max_payload_bytes", max_payload_bytes)
+        self.max_question_chars = _limit("max_question_chars", max_question_chars)
+        self.max_top_k = _limit("max_top_k", max_top_k)
+        self.max_answer_segments = _limit("max_answer_segments", max_answer_segments)
         self.pipeline = pipeline(model=path, trust_remote_code=True)
 
     def __call__(self, data: dict):
@@ -80,14 +91,29 @@ class EndpointHandler:
         if self.max_questions and len(questions) > self.max_questions:
             raise ValueError(f"{len(questions)} questions in one request; the limit is {self.max_questions:g} "
                              "(max_questions / SPEECHBERT_MAX_QUESTIONS)")
+        long = [i for i, q in enumerate(questions) if self.max_question_chars and len(q) > self.max_question_chars]
+        if long:
+            raise ValueError(f"question {long[0]} is {len(questions[long[0]])} characters; the limit is "
+                             f"{self.max_question_chars:g} (max_question_chars / SPEECHBERT_MAX_QUESTION_CHARS)")
+        parameters = data.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise ValueError(f"'parameters' must be an object, got {type(parameters).__name__}")
+        clash = sorted({"audio", "question", "inputs"} & set(parameters))
+        if clash:
+            raise ValueError(f"parameters {clash} belong in 'inputs', not 'parameters'")
+        for name, limit_name in CAPPED_PARAMETERS.items():
+            value, limit = parameters.get(name), getattr(self, limit_name)
+            if limit and isinstance(value, (int, float)) and not isinstance(value, bool) and value > limit:
+                raise ValueError(f"parameter {name}={value:g}; the limit is {limit:g} ({limit_name} / "
+                                 f"SPEECHBERT_{limit_name.upper()})")
         encoded = inputs["audio"]
         if not isinstance(encoded, str):
             raise ValueError(f"'audio' must be a base64 string, got {type(encoded).__name__}")
         if self.max_payload_bytes and len(encoded) > self.max_payload_bytes:
             raise ValueError(f"'audio' is {len(encoded)} bytes of base64; the limit is {self.max_payload_bytes:g} "
                              "(max_payload_bytes / SPEECHBERT_MAX_PAYLOAD_BYTES)")
-        try:
-            audio = base64.b64decode(encoded, validate=True)
+        try:  # line breaks and spaces, as GNU base64 and MIME wrap it, are not part of the data
+            audio = base64.b64decode("".join(encoded.split()), validate=True)
         except (binascii.Error, TypeError, ValueError) as error:
             raise ValueError(f"'audio' is not valid base64: {error}") from error
         if self.max_audio_seconds:
@@ -101,7 +127,4 @@ class EndpointHandler:
             if info.duration > self.max_audio_seconds:
                 raise ValueError(f"the audio is {info.duration:.1f} s long; the limit is {self.max_audio_seconds:g} s "
                                  "(max_audio_seconds / SPEECHBERT_MAX_AUDIO_SECONDS)")
-        parameters = data.get("parameters") or {}
-        if not isinstance(parameters, dict):
-            raise ValueError(f"'parameters' must be an object, got {type(parameters).__name__}")
         return self.pipeline(audio, question=question, **parameters)

@@ -260,6 +260,30 @@ def test_handler_names_a_missing_folder(handler_class):
         EndpointHandler("/no/such/folder")
 
 
+def test_handler_caps_answers_and_question_length_and_reads_wrapped_base64(handler_class, passage, monkeypatch):
+    EndpointHandler, ckpt = handler_class
+    handler = EndpointHandler(str(ckpt), max_top_k=5, max_answer_segments=50, max_question_chars=100)
+    calls = []
+    handler.pipeline = lambda *a, **k: calls.append(k) or {"answer": "ok"}
+    audio = base64.b64encode(wav_bytes(passage[0])).decode()
+    request = {"inputs": {"audio": audio, "question": "who?"}}
+    with pytest.raises(ValueError, match=r"parameter top_k=1e\+09; the limit is 5 \(max_top_k / SPEECHBERT_MAX_TOP_K\)"):
+        handler({**request, "parameters": {"top_k": 1e9}})
+    with pytest.raises(ValueError, match=r"parameter max_answer_segments=1e\+09; the limit is 50"):
+        handler({**request, "parameters": {"max_answer_segments": 1e9}})
+    with pytest.raises(ValueError, match=r"question 1 is 101 characters; the limit is 100"):
+        handler({"inputs": {"audio": audio, "question": ["who?", "w" * 101]}})
+    with pytest.raises(ValueError, match=r"parameters \['question'\] belong in 'inputs'"):
+        handler({**request, "parameters": {"question": "x"}})
+    assert calls == []
+    wrapped = "\n".join(audio[i : i + 76] for i in range(0, len(audio), 76)) + "\n"  # as GNU base64 writes it
+    assert handler({"inputs": {"audio": wrapped, "question": "who?"}, "parameters": {"top_k": 5}}) == {"answer": "ok"}
+    assert calls == [{"question": "who?", "top_k": 5}]
+    monkeypatch.setenv("SPEECHBERT_MAX_TOP_K", "2")
+    with pytest.raises(ValueError, match=r"parameter top_k=5; the limit is 2"):
+        EndpointHandler(str(ckpt))({**request, "parameters": {"top_k": 5}})
+
+
 def test_handler_limits_and_blank_questions_come_before_decoding(handler_class, passage, monkeypatch):
     EndpointHandler, ckpt = handler_class
     handler = EndpointHandler(str(ckpt), max_audio_seconds=1, max_questions=2, max_payload_bytes=10**6)
