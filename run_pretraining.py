@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
-from speechbert import SpeechBertConfig, SpeechBertForPreTraining, SpeechBertProcessor
+from speechbert import SpeechBertForPreTraining, SpeechBertProcessor
 from sqa_train.data import (
     CrossModalMLMCollator,
     JointEmbeddingCollator,
@@ -38,7 +38,7 @@ from sqa_train.data import (
 from sqa_train.codes import check_codes_eval_splits
 from sqa_train.distributed import finish_distributed
 from sqa_train.models import (check_max_length, check_model_reference, config_overrides, default_text_bert,
-                              overridden_config)
+                              load_speechbert_config, load_tokenizer, overridden_config)
 from sqa_train.stages import (  # noqa: F401  (the fingerprint helpers are part of this script's interface)
     VOLATILE_CONFIG_KEYS,
     check_batches,
@@ -161,13 +161,12 @@ class LossPartsTrainer(Trainer):
 
 def build_model(model_args, tokenizer):
     if model_args.model_name_or_path:
-        config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=True)
-        if config.model_type != "speechbert":
-            raise ValueError(f"--model_name_or_path {model_args.model_name_or_path} is a {config.model_type!r} model: "
-                             "pass text BERTs with --text_model_name_or_path")
         # The checkpoint's config with --config_overrides applied, as run_sqa.py does (they were silently ignored),
-        # and this package's classes, not the checkpoint's (perhaps older) copy of the Hub code.
-        original = SpeechBertConfig.from_pretrained(model_args.model_name_or_path)
+        # and this package's classes, not the checkpoint's (perhaps older) copy of the Hub code, which never runs.
+        try:
+            original = load_speechbert_config("--model_name_or_path", model_args.model_name_or_path)
+        except ValueError as error:
+            raise ValueError(f"{error}: pass text BERTs with --text_model_name_or_path") from None
         config = overridden_config(copy.deepcopy(original), model_args.config_overrides)
         model, info = SpeechBertForPreTraining.from_pretrained(model_args.model_name_or_path, config=config,
                                                                output_loading_info=True)
@@ -253,9 +252,7 @@ def main(argv=None):
         check_max_length(data_args.max_length, model_args.model_name_or_path or model_args.text_model_name_or_path)
     set_seed(training_args.seed)
 
-    # A SpeechBERT checkpoint's tokenizer_config names its processor's code: trust it, or transformers asks on stdin.
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path or model_args.text_model_name_or_path,
-                                              trust_remote_code=bool(model_args.model_name_or_path))
+    tokenizer = load_tokenizer(model_args.model_name_or_path or model_args.text_model_name_or_path)
     model = build_model(model_args, tokenizer)
     processor = SpeechBertProcessor.for_config(model.config, tokenizer)
     corpus = load_corpus(data_args.dataset)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from speechbert import SpeechBertForPreTraining, SpeechBertProcessor
 from speechbert.modeling_speechbert import cosine_softmax_loss, sampled_classes
@@ -41,7 +41,7 @@ from speechbert.segmentation_speechbert import boundary_scores, decode_segments,
 from sqa_train.codes import first_pieces
 from sqa_train.data import PassageFrames, leave_out_voices, load_corpus, segment_times
 from sqa_train.distributed import finish_distributed
-from sqa_train.models import check_model_reference, config_overrides, default_text_bert
+from sqa_train.models import check_model_reference, config_overrides, default_text_bert, load_tokenizer
 from sqa_train.stages import (check_batches, check_schedule, check_stage_settings, extra_passages_settings,
                               mark_done, record_settings, resume_checkpoint, stage_args, stage_fingerprint)
 
@@ -372,7 +372,7 @@ def main(argv=None):
         rows += pitch_rows(rows, args.pitch_cents)
         logger.info("segmenter: every train passage once more at a pitch shift drawn from %s cents (%d passages)",
                     args.pitch_cents, len(rows))
-    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path, trust_remote_code=True)
+    tokenizer = load_tokenizer(args.model_name_or_path)
     model = load_model(args, tokenizer)
     config = model.config
     processor = SpeechBertProcessor.for_config(config, tokenizer)

@@ -63,7 +63,7 @@ from sqa_data.argtypes import list_items
 from sqa_train.codes import check_codes_eval_splits
 from sqa_train.distributed import finish_distributed
 from sqa_train.models import (check_max_length, check_model_reference, config_overrides, default_text_bert,
-                              overridden_config)
+                              load_tokenizer, overridden_config)
 from sqa_train.stages import (auto_resume, check_batches, check_schedule, check_stage_settings, checkpoint_identity,
                               mark_done, record_settings, resume_checkpoint, stage_args)
 from sqa_train.evaluation import (load_metric, markdown_table, metric_module, plot_buckets, score, voice_table,
@@ -318,7 +318,7 @@ def build_speechbert(path, tokenizer, overrides=None):
         config = overridden_config(SpeechBertConfig.from_pretrained(path), overrides)
         model = SpeechBertForQuestionAnswering.from_pretrained(path, config=config)
         try:
-            saved = AutoTokenizer.from_pretrained(path, trust_remote_code=True)  # a plain BERT tokenizer class
+            saved = load_tokenizer(path)
             processor = SpeechBertProcessor(SpeechBertFeatureExtractor.from_pretrained(path), saved)
         except (OSError, ValueError):
             processor = SpeechBertProcessor.for_config(config, tokenizer)

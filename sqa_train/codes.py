@@ -225,22 +225,19 @@ def markdown(results: dict) -> str:
 
 def load_model(path):
     """Any SpeechBERT checkpoint (pre-training or QA) as its base `SpeechBertModel`, with its feature extractor."""
-    from transformers import AutoConfig
-
     from speechbert import SpeechBertFeatureExtractor, SpeechBertModel
 
-    config = AutoConfig.from_pretrained(path, trust_remote_code=True)
-    if config.model_type != "speechbert":
-        raise ValueError(f"--model {path} is a {config.model_type!r} model, expected a SpeechBERT checkpoint")
-    model = SpeechBertModel.from_pretrained(path, add_pooling_layer=False)
+    from .models import load_speechbert_config
+
+    config = load_speechbert_config("--model", path)
+    model = SpeechBertModel.from_pretrained(path, config=config, add_pooling_layer=False)
     return model, SpeechBertFeatureExtractor(**config.feature_extractor_kwargs())
 
 
 def main(argv=None):
-    from transformers import AutoTokenizer
 
     from .data import load_corpus
-    from .models import check_model_reference
+    from .models import check_model_reference, load_tokenizer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a SpeechBERT checkpoint folder")
@@ -275,7 +272,7 @@ def main(argv=None):
             raise SystemExit(f"--speech {folder}: a split named {name!r} is already evaluated")
         sources[name] = read_step1_rows(folder, evaluation=True)
     model, feature_extractor = load_model(args.model)
-    tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=True)  # as its config: no prompt
+    tokenizer = load_tokenizer(args.model)
     splits = {}
     for split, source in sources.items():
         rows, paragraphs = [], set()

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from speechbert.configuration_speechbert import SpeechBertConfig
 from speechbert.modeling_speechbert import SpeechBertForQuestionAnswering
 
-from .models import overridden_config
+from .models import load_tokenizer, overridden_config
 
 logger = logging.getLogger(__name__)
 
@@ -100,14 +100,13 @@ def main(argv=None):
                         help="config fields changed in the graft, as config.update_from_string takes them")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from transformers import AutoTokenizer
 
     from speechbert.processing_speechbert import SpeechBertProcessor
 
     model = graft(args.qa, args.encoder, args.config_overrides, args.segmenter)
     out = Path(args.output_dir)
     model.save_pretrained(out)
-    tokenizer = AutoTokenizer.from_pretrained(args.encoder, trust_remote_code=True)
+    tokenizer = load_tokenizer(args.encoder)
     SpeechBertProcessor.for_config(model.config, tokenizer).save_pretrained(out)
     logger.info("grafted %s (audio encoder) onto %s (BERT, span head) in %s", args.encoder, args.qa, out)
 

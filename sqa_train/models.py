@@ -45,6 +45,34 @@ def check_model_reference(option: str, value) -> str:
     return value
 
 
+def load_tokenizer(name_or_path):
+    """The tokenizer of a text BERT or SpeechBERT checkpoint (a folder or Hub id), without running any code the
+    checkpoint carries: a SpeechBERT checkpoint's tokenizer_config names its processor's Hub code, which
+    `AutoTokenizer` would import (or ask about on stdin); its tokenizer is a plain BERT one, loaded by transformers'
+    own class. Other tokenizers load through `AutoTokenizer` with remote code refused."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+    from transformers.models.auto.tokenization_auto import get_tokenizer_config
+
+    tokenizer_class = get_tokenizer_config(name_or_path).get("tokenizer_class") or ""
+    if tokenizer_class.removesuffix("Fast") == "BertTokenizer":
+        return BertTokenizerFast.from_pretrained(name_or_path)
+    return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+
+
+def load_speechbert_config(option: str, name_or_path):
+    """A SpeechBERT checkpoint's config with this package's `SpeechBertConfig`, never the copy of the Hub code saved
+    with it (no code from the checkpoint runs, for a folder or a Hub id); a `ValueError` naming `option` when the
+    checkpoint is another kind of model."""
+    from transformers import PretrainedConfig
+
+    from speechbert import SpeechBertConfig
+
+    model_type = PretrainedConfig.get_config_dict(name_or_path)[0].get("model_type")
+    if model_type != "speechbert":
+        raise ValueError(f"{option} {name_or_path} is a {model_type!r} model, expected a SpeechBERT checkpoint")
+    return SpeechBertConfig.from_pretrained(name_or_path)
+
+
 def check_max_length(max_length: int, *models):
     """`--max_length` (the windows a passage is cut into) checked before any data is read: no longer than the
     positions each of `models` (folders or Hub ids; None skipped) knows. A longer window ran until the first passage

@@ -458,3 +458,29 @@ def test_max_steps_stands_in_for_epochs_but_not_for_the_learning_rate():
         check_schedule(5, {"--num_train_epochs": 0}, {"--learning_rate": 0})
     with pytest.raises(ValueError, match=r"--num_train_epochs True"):
         check_schedule(-1, {"--num_train_epochs": True}, {})
+
+
+# ------------------------------------------------------------------------------------------- checkpoint code
+def test_the_scripts_never_run_a_checkpoints_own_code(tmp_path, tester, processor, tiny_text_bert):
+    """A SpeechBERT folder carries Hub code; the scripts, graft and code measurement load it with this package's
+    classes (its tokenizer with transformers' BERT class) and never import that copy: here every copy raises."""
+    import run_sqa
+    from sqa_train.codes import load_model
+    from sqa_train.models import load_speechbert_config, load_tokenizer
+
+    checkpoint = tmp_path / "speechbert"
+    seeded(SpeechBertForQuestionAnswering, tester.config()).save_pretrained(checkpoint)
+    processor.save_pretrained(checkpoint)
+    copies = sorted(checkpoint.glob("*.py"))
+    assert copies
+    for copy in copies:
+        copy.write_text("raise RuntimeError('the checkpoint's own code ran')\n")
+    tokenizer = load_tokenizer(checkpoint)
+    assert type(tokenizer).__module__.startswith("transformers.") and tokenizer.tokenize("who ruled")
+    assert type(load_speechbert_config("--model", checkpoint)).__module__ == "speechbert.configuration_speechbert"
+    model, _ = load_model(checkpoint)
+    assert type(model).__module__ == "speechbert.modeling_speechbert"
+    model, _ = run_sqa.build_speechbert(str(checkpoint), tokenizer)
+    assert type(model).__module__ == "speechbert.modeling_speechbert"
+    with pytest.raises(ValueError, match=r"--model .* is a 'bert' model, expected a SpeechBERT checkpoint"):
+        load_speechbert_config("--model", tiny_text_bert)
