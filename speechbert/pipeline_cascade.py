@@ -72,6 +72,7 @@ class CascadeQuestionAnsweringPipeline(Pipeline):
             raise ValueError("the cascade reads words: pass word_segments and words together, or neither (ASR)")
         if words is not None:
             check_words(words)
+            words = [str(word) for word in words]
             if len(words) != len(word_segments):
                 raise ValueError(f"got {len(word_segments)} word segments but {len(words)} words")
             check_word_segments(word_segments, float("inf"))  # shape, numbers, order; the audio's end once decoded

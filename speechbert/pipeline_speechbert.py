@@ -286,6 +286,7 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
             from .processing_speechbert import check_words
 
             check_words(words)
+            words = [str(word) for word in words]  # a numpy array of strings too (its truth value is ambiguous)
         if word_segments is not None:
             segments = np.asarray(word_segments, dtype=object)
             if segments.ndim != 2 or segments.shape[1] != 2 or not len(segments):

@@ -69,7 +69,7 @@ def main(argv=None):
     parser.add_argument("--question", required=True, nargs="+", help="one or more questions")
     parser.add_argument("--top_k", type=int, default=1)
     args = parser.parse_args(argv)
-    # The arguments are checked before the model is loaded or the audio decoded.
+    # The arguments, and the audio's decoding, are checked before the model is loaded.
     problems = []
     try:
         check_model_reference("--model", args.model)
@@ -79,11 +79,19 @@ def main(argv=None):
         problems.append(f"--audio {args.audio}: no such file")
     if args.top_k < 1:
         problems.append(f"--top_k must be >= 1, got {args.top_k}")
+    audio = None
+    if not problems:
+        from speechbert.pipeline_speechbert import load_audio
+
+        try:
+            audio = load_audio(args.audio)
+        except ValueError as error:
+            problems.append(f"--audio {args.audio}: {error}")
     if problems:
         parser.error("; ".join(problems))
     cascade = CascadeSpokenQA(args.model)
-    answers = cascade(args.audio, question=args.question if len(args.question) > 1 else args.question[0],
-                      top_k=args.top_k)
+    answers = cascade(audio, question=args.question if len(args.question) > 1 else args.question[0],
+                      sampling_rate=16000, top_k=args.top_k)
     print(json.dumps(answers, indent=1))
     return answers
 

@@ -130,3 +130,19 @@ def test_a_saved_cascade_loads_its_pipeline_in_a_fresh_process(tmp_path, tiny_te
     for got, want in zip(found["answers"], expected):
         assert got["answer"] == want["answer"] and got["start"] == want["start"]
         assert got["score"] == pytest.approx(want["score"], rel=1e-5)
+
+
+def test_words_as_a_numpy_array_and_an_undecodable_file_before_loading(cascade, tmp_path, capsys, monkeypatch,
+                                                                       tiny_text_bert):
+    from sqa_train import cascade as cascade_module
+
+    audio, segments, words = make_passage(40, seed=1)
+    answer = cascade(audio, question="who ?", sampling_rate=16000, word_segments=segments, words=np.array(words))
+    assert answer["answer"] in " ".join(words)
+    (tmp_path / "notes.txt").write_text("not audio")
+    monkeypatch.setattr(cascade_module, "CascadeSpokenQA", lambda *a, **k: pytest.fail("model loaded first"))
+    with pytest.raises(SystemExit):
+        cascade_module.main(["--model", str(tiny_text_bert), "--audio", str(tmp_path / "notes.txt"), "--question",
+                             "who?"])
+    err = capsys.readouterr().err
+    assert "--audio" in err and "could not decode audio" in err
