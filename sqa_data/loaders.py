@@ -119,11 +119,21 @@ def nmsqa_records(table_path, audio_root, recognizer) -> list[dict]:
     missing = required - set(table.column_names)
     if missing:
         raise ValueError(f"{table_path} lacks NMSQA columns {sorted(missing)}")
-    passages = {}
+    passages, seen = {}, set()
     for row in table:
         answers = row["answers"]
         if isinstance(answers, str):  # CSV stores the struct as JSON text
             answers = json.loads(answers)
+        # Checked before any audio is read: a repeated id used to take another question's times silently, and a
+        # missing time was filled in from forced alignment.
+        if row["id"] in seen:
+            raise ValueError(f"{table_path}: question id {row['id']!r} appears twice")
+        seen.add(row["id"])
+        texts = answers.get("text") or []
+        times = [answers.get("audio_full_answer_start") or [], answers.get("audio_full_answer_end") or []]
+        if not len(texts) == len(times[0]) == len(times[1]):
+            raise ValueError(f"{table_path}: question {row['id']!r} has {len(texts)} answers but "
+                             f"{len(times[0])} audio start and {len(times[1])} end times")
         key = row["content_full_audio_path"]
         passage = passages.setdefault(key, {"paragraph_id": Path(key).stem, "title": row.get("title") or "",
                                             "context": row["context"], "qas": [], "times": {}})
@@ -134,6 +144,7 @@ def nmsqa_records(table_path, audio_root, recognizer) -> list[dict]:
     for key, passage in passages.items():
         try:
             audio = read_audio(Path(audio_root) / key)
+            _check_answer_times(passage["times"], len(audio) / 16000)
             record = score_paragraph(passage, normalize(passage["context"]), audio, recognizer)
         except (StageError, ValueError) as error:
             records.append(failed_record(passage["paragraph_id"], passage["title"], getattr(error, "stage", "audio"),
@@ -145,6 +156,17 @@ def nmsqa_records(table_path, audio_root, recognizer) -> list[dict]:
         record.update(audio_paths=[str(Path(audio_root) / key)], source="nmsqa")
         records.append(record)
     return records
+
+
+def _check_answer_times(times: dict, duration: float):
+    """A `ValueError` naming the first question whose answer time is not a span inside the audio (its passage is
+    then recorded as failed, as the custom loader does)."""
+    for question, spans in times.items():
+        for start, end in spans:
+            if not (isinstance(start, (int, float)) and isinstance(end, (int, float))
+                    and 0 <= start < end <= duration + 0.01):
+                raise ValueError(f"question {question}: answer time ({start}, {end}) s is not a span inside the audio "
+                                 f"(0, {duration:.2f}) s")
 
 
 # ------------------------------------------------------------------------------------------- custom

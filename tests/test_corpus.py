@@ -482,3 +482,32 @@ def test_one_record_definition():
     with pytest.raises(TypeError, match="needs"):
         paragraph_record(title="t", context="c")
     assert list(features()) == list(ROW_FIELDS)
+
+
+def test_nmsqa_loader_refuses_repeated_ids_and_missing_times_and_fails_bad_spans(tmp_path, sentences):
+    from datasets import Dataset
+
+    from sqa_data.loaders import nmsqa_records
+
+    _, audios = sentences
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "p0.wav", audios[0], 16000)
+
+    def table(*rows):
+        Dataset.from_list([{"id": i, "title": "T", "context": "The Normans gave their name to Normandy.",
+                            "question": "Who?", "answers": {"text": ["The Normans"], "answer_start": [0],
+                                                            "audio_full_answer_start": s, "audio_full_answer_end": e},
+                            "content_full_audio_path": "p0.wav"} for i, s, e in rows]).to_parquet(tmp_path / "t.parquet")
+        return tmp_path / "t.parquet"
+
+    class NoRecognition:
+        def __getattr__(self, name):
+            raise AssertionError("recognition ran before the table was checked")
+
+    with pytest.raises(ValueError, match=r"question id 'n1' appears twice"):
+        nmsqa_records(table(("n1", [0.1], [0.9]), ("n1", [0.2], [0.8])), tmp_path / "audio", NoRecognition())
+    with pytest.raises(ValueError, match=r"question 'n2' has 1 answers but 0 audio start and 0 end times"):
+        nmsqa_records(table(("n1", [0.1], [0.9]), ("n2", [], [])), tmp_path / "audio", NoRecognition())
+    for start, end in ((50.0, 40.0), (0.5, 99.0)):
+        (record,) = nmsqa_records(table(("n1", [start], [end])), tmp_path / "audio", NoRecognition())
+        assert "failed" in record and f"answer time ({start}, {end}) s is not a span inside the audio" in str(record)
