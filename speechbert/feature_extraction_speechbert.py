@@ -14,6 +14,34 @@ from transformers import BatchFeature, SequenceFeatureExtractor
 # Frames per block of the spectrum computation (`_fast_mfcc`): 5 s of audio, so each temporary stays small.
 _FRAMES_PER_BLOCK = 500
 
+# Float samples beyond this are not a clipped recording but PCM values in a float array.
+MAX_FLOAT_PEAK = 4.0
+
+
+def to_float_samples(array) -> np.ndarray:
+    """Samples as float32 in [-1, 1], the one conversion every entry point (feature extractor, pipeline, handler,
+    cascade) makes: PCM integers scaled (int16 by 32767, int32 by 2**31 - 1, uint8 around 128), floats kept; a list
+    of Python integers, int64, other dtypes, several passages or PCM values in a float array are errors."""
+    from_list = isinstance(array, (list, tuple))
+    if from_list and len(array) and isinstance(array[0], (np.ndarray, torch.Tensor, list, tuple)):
+        raise ValueError(f"audio is a list of {len(array)} arrays: pass one passage per call (several questions about "
+                         "it may be a list); a stereo recording as one (2, samples) array")
+    array = np.asarray(array.detach().cpu() if isinstance(array, torch.Tensor) else array)
+    if array.dtype.kind == "i" and (from_list or array.dtype == np.int64):
+        raise ValueError(f"audio holds {'a list of Python integers' if from_list else 'int64 samples'}: their PCM "
+                         "range is unknown. Pass floats in [-1, 1] or an array of PCM samples with their dtype "
+                         "(np.int16, np.int32)")
+    if array.dtype.kind == "i":
+        return (array / float(np.iinfo(array.dtype).max)).astype(np.float32)
+    if array.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
+        return ((array.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
+    if array.dtype.kind != "f":
+        raise ValueError(f"audio must be float or PCM integer samples, got dtype {array.dtype}")
+    peak = float(np.nanmax(np.abs(array))) if array.size else 0.0
+    if peak > MAX_FLOAT_PEAK and np.isfinite(peak):  # NaN and infinity get their own error later  # PCM values in a float array: read as samples 30,000 times too loud
+        raise ValueError(f"float audio reaches {peak:g}: float samples lie in [-1, 1]. These look like PCM integers "
+                         "cast to float: divide by 32768 (int16) first, or pass the integer array itself")
+    return array.astype(np.float32, copy=False)
 
 
 def check_word_segments(word_segments, duration: float, tolerance: float = 0.01) -> np.ndarray:
@@ -120,15 +148,7 @@ class SpeechBertFeatureExtractor(SequenceFeatureExtractor):
 
     def to_mono(self, audio) -> np.ndarray:
         """One waveform as a float32 1-D array, after the checks every input gets."""
-        if isinstance(audio, torch.Tensor):
-            audio = audio.detach().cpu().numpy()
-        audio = np.asarray(audio)
-        if audio.dtype.kind in "iu":
-            # PCM integers: scale to [-1, 1] as soundfile does.
-            audio = audio.astype(np.float32) / float(np.iinfo(audio.dtype).max)
-        elif audio.dtype.kind != "f":
-            raise ValueError(f"audio must be a numeric array, got dtype {audio.dtype}")
-        audio = audio.astype(np.float32, copy=False)
+        audio = to_float_samples(audio)  # the pipeline's conversion: PCM integers scaled alike everywhere
         if audio.ndim == 2:
             if not self.downmix:
                 raise ValueError(

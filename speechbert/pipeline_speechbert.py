@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from transformers import Pipeline
 
+from .feature_extraction_speechbert import to_float_samples
+
 SAMPLING_RATE = 16000
 TASK = "spoken-question-answering"
 _NON_WORDS = {"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "[BREATH]", "[COUGH]", "[UH]", "[UM]", "[SMACK]"}
@@ -28,35 +30,6 @@ def check_sampling_rate_type(sampling_rate):
             sampling_rate, (int, np.integer)) or sampling_rate <= 0):
         raise ValueError(f"sampling_rate must be a positive integer number of Hz (e.g. 16000), got {sampling_rate!r} "
                          f"({type(sampling_rate).__name__})")
-
-
-# Float samples beyond this are not a clipped recording but PCM values in a float array.
-MAX_FLOAT_PEAK = 4.0
-
-
-def to_float_samples(array) -> np.ndarray:
-    """Samples as float32 in [-1, 1]: PCM integers are scaled as the feature extractor scales them (int16 by 32767,
-    uint8 around 128), floats kept; any other dtype is an error."""
-    from_list = isinstance(array, (list, tuple))
-    if from_list and len(array) and isinstance(array[0], (np.ndarray, torch.Tensor, list, tuple)):
-        raise ValueError(f"audio is a list of {len(array)} arrays: pass one passage per call (several questions about "
-                         "it may be a list); a stereo recording as one (2, samples) array")
-    array = np.asarray(array.detach().cpu() if isinstance(array, torch.Tensor) else array)
-    if array.dtype.kind == "i" and (from_list or array.dtype == np.int64):
-        raise ValueError(f"audio holds {'a list of Python integers' if from_list else 'int64 samples'}: their PCM "
-                         "range is unknown. Pass floats in [-1, 1] or an array of PCM samples with their dtype "
-                         "(np.int16, np.int32)")
-    if array.dtype.kind == "i":
-        return (array / float(np.iinfo(array.dtype).max)).astype(np.float32)  # as the feature extractor scales
-    if array.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
-        return ((array.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
-    if array.dtype.kind != "f":
-        raise ValueError(f"audio must be float or PCM integer samples, got dtype {array.dtype}")
-    peak = float(np.nanmax(np.abs(array))) if array.size else 0.0
-    if peak > MAX_FLOAT_PEAK:  # PCM values in a float array: read as samples 30,000 times too loud
-        raise ValueError(f"float audio reaches {peak:g}: float samples lie in [-1, 1]. These look like PCM integers "
-                         "cast to float: divide by 32768 (int16) first, or pass the integer array itself")
-    return array.astype(np.float32, copy=False)
 
 
 def check_questions(question, tokenizer) -> tuple[list[str], list[int]]:

@@ -95,6 +95,24 @@ def test_int16_audio_is_scaled_like_the_feature_extractor(qa, passage):
     np.testing.assert_allclose(pipeline_speechbert.to_float_samples(uint8), [-1.0, 0.0, 127 / 128])
 
 
+@pytest.mark.parametrize("dtype, scale, centre", [(np.int16, 32767, 0), (np.int32, 2**31 - 1, 0), (np.uint8, 128, 128)])
+def test_every_entry_point_converts_pcm_integers_alike(qa, passage, dtype, scale, centre):
+    """The feature extractor divided uint8 by 255 without centring it on 128 while the pipeline centred it: the
+    processor encoded an offset waveform. Now one conversion (`to_float_samples`) serves both, for each dtype."""
+    audio = passage[0]
+    pcm = np.round(np.clip(audio, -1, 0.99) * scale + centre).astype(dtype)
+    expected = ((pcm.astype(np.float64) - centre) / scale).astype(np.float32)
+    extractor = qa.processor.feature_extractor
+    np.testing.assert_allclose(extractor.to_mono(pcm), expected, atol=1e-6)
+    np.testing.assert_allclose(load_audio(pcm, 16000), expected, atol=1e-6)
+    np.testing.assert_allclose(load_audio(wav_bytes(expected, subtype={np.int16: "PCM_16", np.int32: "PCM_32",
+                                                                   np.uint8: "PCM_U8"}[dtype])), expected,
+                               atol=1.5 / scale)  # a WAV file of those samples, as libsndfile reads it
+    features = extractor(pcm, passage[1], sampling_rate=16000)["audio_features"]
+    np.testing.assert_allclose(features, extractor(expected, passage[1], sampling_rate=16000)["audio_features"],
+                               atol=1e-3)
+
+
 def test_stereo_arrays_are_down_mixed_in_either_layout(qa, passage):
     audio, segments, words = passage
     expected = qa(audio, question="who ruled ?", sampling_rate=16000, word_segments=segments, words=words)
