@@ -18,12 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))  # run as a script to pin outputs
-
 from sqa_train import shipped
 
+ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "checkpoints"
 PINNED = ROOT / "tests" / "fixtures" / "shipped"
 BUDGET_BYTES = 250 * 10**6
