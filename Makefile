@@ -188,7 +188,8 @@ benchmark-l1: setup bench-dataset
 	$(PY) run_sqa.py --output_dir $(BENCH_L1)/sqa --model_name_or_path $(BENCH_L1)/pretraining --dataset $(BENCH)/dataset \
 		--do_train --do_eval --num_train_epochs 2 --learning_rate 1e-4 $(BENCH_TRAIN) $(BENCH_SQA_EXTRA)
 
-# The demo page on http://127.0.0.1:7860 with the model `make demo` trained (or SPEECHBERT_MODEL=...).
+# The demo page on http://127.0.0.1:7860 with the shipped checkpoints/speechbert-segmenter, else the model `make demo`
+# trained (or SPEECHBERT_MODEL=...).
 app: setup
 	$(PY) app.py
 

@@ -1,7 +1,8 @@
 """SpeechBERT demo page (Gradio, Space-ready): ask a question about a spoken passage and hear the answer.
 
 Usage:
-    SPEECHBERT_MODEL=outputs/demo/sqa/speechbert python app.py      # http://127.0.0.1:7860
+    python app.py                                                   # http://127.0.0.1:7860, the default model below
+    SPEECHBERT_MODEL=outputs/demo/sqa/speechbert python app.py
     SPEECHBERT_MODEL=your-org/speechbert-sqa python app.py          # a Hub checkpoint (trust_remote_code)
 
 Upload or record audio, or pick a bundled example (passages of the embedded corpus, spoken by flite), type a
@@ -16,7 +17,14 @@ import gradio as gr
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_MODEL = ROOT / "outputs" / "demo" / "sqa" / "speechbert"
+# The model the page serves unless SPEECHBERT_MODEL names one: the shipped benchmark SpeechBERT with its word segmenter
+# (checkpoints/, answers without ASR), else the one `make demo` trains.
+DEFAULT_MODELS = (ROOT / "checkpoints" / "speechbert-segmenter", ROOT / "outputs" / "demo" / "sqa" / "speechbert")
+
+
+def default_model() -> Path:
+    """The first of DEFAULT_MODELS that holds a checkpoint (the last one when none does)."""
+    return next((path for path in DEFAULT_MODELS if (path / "config.json").is_file()), DEFAULT_MODELS[-1])
 EXAMPLE_DIR = ROOT / "outputs" / "cache" / "app_examples"
 EXAMPLES = {  # label -> paragraph id in data/embedded; the example's question is the paragraph's first one
     "Civil disobedience": "Civil_disobedience-0",
@@ -29,13 +37,14 @@ class Demo:
     def __init__(self, model=None):
         from transformers import pipeline
 
-        model = model or os.environ.get("SPEECHBERT_MODEL") or str(DEFAULT_MODEL)
+        default = str(default_model())
+        model = model or os.environ.get("SPEECHBERT_MODEL") or default
         if Path(model).exists() and not (Path(model) / "config.json").exists():
             raise FileNotFoundError(f"{model} holds no checkpoint (no config.json)")
-        if not Path(model).exists() and model == str(DEFAULT_MODEL):
+        if not Path(model).exists() and model == default:
             raise FileNotFoundError(
-                f"no model: run `make demo` (which trains {DEFAULT_MODEL}) or set SPEECHBERT_MODEL to a SpeechBERT "
-                "checkpoint folder or Hub repo"
+                f"no model: {DEFAULT_MODELS[0]} is not shipped here and `make demo` has not trained {default}; run it, "
+                "or set SPEECHBERT_MODEL to a SpeechBERT checkpoint folder or Hub repo"
             )
         from speechbert.pipeline_speechbert import require_pipeline_entry
         from sqa_train.models import check_model_reference

@@ -187,3 +187,20 @@ def test_examples_are_served_from_an_outputs_folder_outside_the_working_director
         assert answer == demo.answer(*demo.example("Civil disobedience"))[0] and " s - " in span
     finally:
         page.close()
+
+
+def test_the_page_serves_the_shipped_model_first(tmp_path, tester, processor, monkeypatch):
+    pytest.importorskip("gradio")
+    import app
+
+    shipped, trained = tmp_path / "checkpoints" / "speechbert-segmenter", tmp_path / "outputs" / "demo"
+    monkeypatch.setattr(app, "DEFAULT_MODELS", (shipped, trained))
+    monkeypatch.delenv("SPEECHBERT_MODEL", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"no model: .*speechbert-segmenter is not shipped here and `make demo`"):
+        app.Demo()
+    model = seeded(SpeechBertForQuestionAnswering, tester.config())
+    for folder in (trained, shipped):
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        assert app.default_model() == folder  # the demo's model, then the shipped one once it is there
+    assert app.Demo().qa.model.name_or_path == str(shipped)
