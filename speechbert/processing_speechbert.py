@@ -236,8 +236,7 @@ class SpeechBertProcessor(ProcessorMixin):
 
     def first_word_pieces(self, words) -> np.ndarray:
         """First word piece id of each word (the audio MLM and alignment target)."""
-        pieces = self.tokenizer(list(words), add_special_tokens=False)["input_ids"]
-        return np.array([p[0] if p else self.tokenizer.unk_token_id for p in pieces], np.int64)
+        return first_pieces(self.tokenizer, words)
 
     @staticmethod
     def answer_segments(times: np.ndarray, answer, duration: float) -> tuple[int, int]:
@@ -341,6 +340,13 @@ def word_initial_ids(tokenizer) -> np.ndarray:
             continue
         ids.append(i)
     return np.array(sorted(ids), np.int64)
+
+
+def first_pieces(tokenizer, words) -> np.ndarray:
+    """The first word piece id of each word ([UNK] for a word with none): the piece step 1 pulls a word's code
+    towards, and the one a code is read back as."""
+    pieces = tokenizer(list(words), add_special_tokens=False)["input_ids"]
+    return np.array([p[0] if p else tokenizer.unk_token_id for p in pieces], np.int64)
 
 
 def check_words(words, example=0):

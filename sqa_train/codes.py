@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechbert.processing_speechbert import word_initial_ids
+from speechbert.processing_speechbert import first_pieces, word_initial_ids
 from sqa_data.argtypes import list_items, positive_int
 
 from .data import JointEmbeddingCollator, PassageFrames, joint_embedding_items
@@ -54,11 +54,6 @@ def check_codes_eval_splits(values) -> list[str]:
         raise ValueError(f"--codes_eval_splits {' '.join(values)!r}: unknown {unknown}, expected some of {SPLITS} "
                          "or 'none'")
     return splits
-
-
-def first_pieces(tokenizer, words) -> np.ndarray:
-    pieces = tokenizer(list(words), add_special_tokens=False)["input_ids"]
-    return np.array([p[0] if p else tokenizer.unk_token_id for p in pieces], np.int64)
 
 
 def seen_pieces(tokenizer, rows) -> set[int]:
