@@ -538,7 +538,8 @@ def run_system(system, model, collator, items, scores, saved_with_model, eval_se
         record_settings(folder, fingerprint, training_args.process_index)
         train(trainer, training_args)
         trainer.save_model()
-        saved_with_model.save_pretrained(trainer.args.output_dir)
+        if training_args.process_index == 0:  # one writer: the cascade's config.json is read, changed and written
+            saved_with_model.save_pretrained(trainer.args.output_dir)
         mark_done(folder, training_args.process_index)
     if after_training is not None:
         after_training(trainer)
