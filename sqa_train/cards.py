@@ -69,7 +69,7 @@ def shipped_card(folder, manifest: dict) -> str:
         data.pipeline_tag = "question-answering"
     lines = [f"# {manifest['name']}", "", what + ".", "",
              f"Made by `make {target}` (the `{stage}` step of `make benchmark`; the exact settings are in "
-             f"`settings.json`), code at commit `{manifest.get('code_commit') or 'unknown'}`, shipped "
+             f"`settings.json`), trained with the code at commit `{manifest.get('code_commit') or 'unknown'}`, shipped "
              f"{manifest['date']}.", ""]
     if manifest["weights"] == "exact":
         base = (f"; the other {len(manifest['from_base'])} are {manifest['base']['package']}'s, taken from it"

@@ -130,6 +130,10 @@ def _read_weights(folder: Path) -> tuple[dict, dict]:
 
 
 def _git_commit() -> str | None:
+    """The commit of the code a step was trained with: `SPEECHBERT_CODE_COMMIT` when set (a run from a frozen copy of
+    the code sets it), else the repository's HEAD."""
+    if os.environ.get("SPEECHBERT_CODE_COMMIT"):
+        return os.environ["SPEECHBERT_CODE_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPOSITORY, capture_output=True, text=True,
                               check=True).stdout.strip() or None
@@ -194,6 +198,7 @@ def export(step, benchmark, name, weights="half", dtype="float16", base=None, ou
                 "code_commit": _git_commit()}
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp's 0700 would stay on the shipped folder
     try:
         _copy_small_files(step, staging)
         _add_cascade_pipeline(staging)
@@ -223,6 +228,8 @@ def export(step, benchmark, name, weights="half", dtype="float16", base=None, ou
         if restored != source_sha1:
             raise ValueError(f"{step}: its weights as restored are not bit for bit the step's (sha1 {restored}, the "
                              f"step's {source_sha1})")
+        for path in staging.rglob("*"):
+            path.chmod(0o644 if path.is_file() else 0o755)
         manifest["files"] = {p.relative_to(staging).as_posix(): _sha256(p)
                              for p in sorted(staging.rglob("*")) if p.is_file()}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
