@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := flite espeak-ng sox libsndfile1 pocketsphinx-testdata chromium chromium-driver
 
 .PHONY: setup system-deps quickstart demo benchmark benchmark-l1 bench-dataset bench-step1 bench-cascade bench-text \
-	bench-oracle bench-graft bench-sqa bench-segmenter bench-no-asr app test clean
+	bench-oracle bench-graft bench-sqa bench-segmenter bench-no-asr reproduce app test clean
 
 setup: $(VENV)/.installed
 
@@ -98,9 +98,14 @@ BENCH_PY := OMP_NUM_THREADS=$(BENCH_THREADS) $(PY)
 # all-MiniLM-L6-v2 tensors they did not change. A checkpoint of the same name holding another step (a changed recipe)
 # is kept: ship the new one with --replace only when it improves on it. The text upper bound is not shipped (a
 # reference, on no later step's path; 45 MB over the 250 MB budget): it trains again on a new machine (70 min).
-SHIP := $(PY) -m sqa_train.shipped export --benchmark $(BENCH) --keep_existing
+CHECKPOINTS ?= checkpoints
+SPEECHBERT_SHIPPED ?= $(abspath $(CHECKPOINTS))
+export SPEECHBERT_SHIPPED
+SHIP := $(PY) -m sqa_train.shipped export --benchmark $(BENCH) --output_dir $(CHECKPOINTS) --keep_existing
 SHIP_EXACT := $(SHIP) --weights exact --base minilm
 SHIP_HALF := $(SHIP) --weights half --dtype float16
+# What a shipped QA checkpoint scores, recorded in it once its weights are evaluated (`make reproduce` checks it).
+SHIP_FIGURES := $(PY) -m sqa_train.shipped figures --run "make benchmark, $$(date +%F)" --if_shipped
 benchmark: setup bench-dataset
 	$(MAKE) --no-print-directory -j $(BENCH_JOBS) bench-no-asr
 bench-step1:
@@ -132,11 +137,20 @@ bench-oracle: bench-cascade
 bench-graft: bench-step1 bench-oracle
 	$(BENCH_PY) -m sqa_train.graft --qa $(BENCH)/oracle/oracle --encoder $(BENCH)/step1_espeak \
 		--output_dir $(BENCH)/graft --config_overrides $(BENCH_GRAFT)
+# SpeechBERT trains, is rounded and shipped, and only then is every system evaluated: the figures recorded in the
+# checkpoints are those of the shipped weights.
 bench-sqa: bench-graft bench-text
+	$(BENCH_PY) run_sqa.py --output_dir $(BENCH)/sqa --model_name_or_path $(BENCH)/graft --dataset $(BENCH)/dataset \
+		--systems speechbert --freeze_audio_encoder --do_train --num_train_epochs $(BENCH_EPOCHS) --learning_rate 1e-4 \
+		$(BENCH_TRAIN)
+	$(SHIP_HALF) --step $(BENCH)/sqa/speechbert --name speechbert
 	$(BENCH_PY) run_sqa.py --output_dir $(BENCH)/sqa --model_name_or_path $(BENCH)/graft --dataset $(BENCH)/dataset \
 		--freeze_audio_encoder --do_train --do_eval --num_train_epochs $(BENCH_EPOCHS) --learning_rate 1e-4 \
 		$(BENCH_SYSTEM_EPOCHS) --codes_eval_splits validation test $(BENCH_TRAIN) $(BENCH_SQA_EXTRA)
-	$(SHIP_HALF) --step $(BENCH)/sqa/speechbert --name speechbert
+	$(SHIP_FIGURES) --checkpoint $(CHECKPOINTS)/speechbert --step $(BENCH)/sqa/speechbert --metrics $(BENCH)/sqa/metrics.json \
+		--system speechbert
+	$(SHIP_FIGURES) --checkpoint $(CHECKPOINTS)/cascade --step $(BENCH)/sqa/cascade --metrics $(BENCH)/sqa/metrics.json \
+		--system cascade
 # Without ASR (issue 13; since 2026-12-05, sixth session): the word segmenter of results/flite-squad/segmenter/
 # (`bench_conv96x6_begin3_e4` since the ninth session: 96 channels x 6 dilated layers, the first 3 frames of each
 # word labelled word start, the other flite voices' readings and pitch-shifted copies, 4 epochs: validation boundary
@@ -170,13 +184,23 @@ bench-no-asr: bench-sqa bench-segmenter
 		--report_to none --per_device_eval_batch_size 32 --dataloader_num_workers 0 --seed 42
 	$(BENCH_PY) run_sqa.py --output_dir $(BENCH)/no_asr_ft --model_name_or_path $(BENCH)/no_asr/model \
 		--dataset $(BENCH)/dataset --systems speechbert speechbert_segmenter --freeze_audio_encoder --do_train \
-		--do_eval --num_train_epochs 1 --learning_rate 1e-4 --codes_eval_splits none $(BENCH_TRAIN)
+		--num_train_epochs 1 --learning_rate 1e-4 --codes_eval_splits none $(BENCH_TRAIN)
 	$(SHIP_HALF) --step $(BENCH)/no_asr_ft/speechbert_segmenter --name speechbert-segmenter
+	$(BENCH_PY) run_sqa.py --output_dir $(BENCH)/no_asr_ft --model_name_or_path $(BENCH)/no_asr/model \
+		--dataset $(BENCH)/dataset --systems speechbert speechbert_segmenter --freeze_audio_encoder --do_train \
+		--do_eval --num_train_epochs 1 --learning_rate 1e-4 --codes_eval_splits none $(BENCH_TRAIN)
+	$(SHIP_FIGURES) --checkpoint $(CHECKPOINTS)/speechbert-segmenter --step $(BENCH)/no_asr_ft/speechbert_segmenter \
+		--metrics $(BENCH)/no_asr_ft/metrics.json --system speechbert_segmenter
 # The corpus with its passage audio for both recipes: rebuilt when the records changed (a longer train split), kept
 # when they did not (records_source.json); audio already written is kept either way.
 bench-dataset: setup
 	$(PY) -m sqa_data.dataset --records $(BENCH_RECORDS) --output_dir $(BENCH)/dataset --with_audio --stats --num_proc 2
 BENCH_SQA_EXTRA := --spoken_squad_text_json ../shared/data/spoken-squad-test/spoken_test-v1.1_42.json
+
+# The shipped checkpoints evaluated again on the benchmark's validation and test splits, no training (the corpus's
+# audio synthesised again from the committed records), each against the figures recorded in checkpoints/NAME/.
+reproduce: setup bench-dataset
+	$(PY) -m sqa_train.shipped reproduce --benchmark $(BENCH) --output_dir outputs/reproduce
 
 # The 2026-11-27 benchmark's recipe (its figures are README's first Results table): the paper's L1 step 1, weighted
 # 10x because MiniLM's input embeddings are small (mean |e| = 0.043), then step 2 and fine-tuning of the whole model.

@@ -50,6 +50,39 @@ def _codes_summary(codes: dict) -> list[str]:
     return lines if len(lines) > 2 else []
 
 
+def _figure(value, digits=1):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _results(metrics: dict) -> list[str]:
+    """The card's results: the shipped weights' test and validation figures, per WER bucket, and earlier records."""
+    test, validation = metrics["test"], metrics.get("validation")
+    overall = test["overall"]
+    lines = ["## Results", "",
+             f"`run_sqa.py`'s `{metrics['system']}` system on the benchmark corpus (flite voices, pocketsphinx ASR), "
+             f"measured on these weights ({metrics['run']}; reproduce with `make reproduce`). Test, "
+             f"{overall['count']} questions: EM {_figure(overall['exact_match'])}, F1 {_figure(overall['f1'])}, AOS "
+             f"{_figure(overall['aos'])}" + (f"; validation F1 {_figure(validation['overall']['f1'])}." if validation
+                                             else "."), "",
+             "| passage WER (test) | questions | F1 | AOS |", "|---|---|---|---|"]
+    lines += [f"| {bucket} | {v['count']} | {_figure(v['f1'])} | {_figure(v['aos'])} |"
+              for bucket, v in test["wer_buckets"].items()]
+    errors = test.get("answers_with_asr_errors")
+    if errors:
+        lines.append(f"| answers with ASR errors | {errors['count']} | {_figure(errors['f1'])} | "
+                     f"{_figure(errors['aos'])} |")
+    lines.append("")
+    if metrics.get("earlier"):
+        lines += ["Earlier figures of this checkpoint's name (kept when it was replaced):", "",
+                  "| run | test EM | test F1 | test AOS | validation F1 |", "|---|---|---|---|---|"]
+        for old in metrics["earlier"]:
+            o, v = old["test"]["overall"], (old.get("validation") or {}).get("overall", {})
+            lines.append(f"| {old['run']} | {_figure(o['exact_match'])} | {_figure(o['f1'])} | {_figure(o['aos'])} | "
+                         f"{_figure(v.get('f1'))} |")
+        lines.append("")
+    return lines
+
+
 def shipped_card(folder, manifest: dict) -> str:
     """The README.md of a shipped checkpoint folder (written by `sqa_train.shipped.export`)."""
     folder = Path(folder)
@@ -89,6 +122,8 @@ def shipped_card(folder, manifest: dict) -> str:
             lines += ["```python", "from transformers import AutoModelForQuestionAnswering", "",
                       f'model = AutoModelForQuestionAnswering.from_pretrained("checkpoints/{manifest["name"]}", '
                       "trust_remote_code=True)", "```", ""]
+    if test:
+        lines += _results(metrics)
     codes_path = folder / "codes.json"
     if codes_path.is_file():
         summary = _codes_summary(json.loads(codes_path.read_text()))

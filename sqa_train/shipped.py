@@ -228,13 +228,7 @@ def export(step, benchmark, name, weights="half", dtype="float16", base=None, ou
         if restored != source_sha1:
             raise ValueError(f"{step}: its weights as restored are not bit for bit the step's (sha1 {restored}, the "
                              f"step's {source_sha1})")
-        for path in staging.rglob("*"):
-            path.chmod(0o644 if path.is_file() else 0o755)
-        manifest["files"] = {p.relative_to(staging).as_posix(): _sha256(p)
-                             for p in sorted(staging.rglob("*")) if p.is_file()}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        if card is not None:
-            (staging / "README.md").write_text(card(staging, manifest))
+        _write_manifest(staging, manifest, card)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -242,6 +236,99 @@ def export(step, benchmark, name, weights="half", dtype="float16", base=None, ou
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("shipped %s as %s (%s)", step, target, _size(target))
     return target
+
+
+def _write_manifest(folder: Path, manifest: dict, card=None):
+    """The manifest's file list (sha256 of every file but itself and the card), the manifest and the card."""
+    for path in folder.rglob("*"):
+        path.chmod(0o644 if path.is_file() else 0o755)
+    manifest["files"] = {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(folder.rglob("*"))
+                         if p.is_file() and p.relative_to(folder).as_posix() not in (MANIFEST, "README.md")}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    if card is not None:
+        (folder / "README.md").write_text(card(folder, manifest))
+
+
+FIGURE_PARTS = ("overall", "wer_buckets", "answers_with_asr_errors", "answers_without_asr_errors")
+
+
+def _system_figures(metrics_path, system) -> dict:
+    """{split: figures} of `system` in run_sqa.py's metrics.json, for the validation and test splits."""
+    metrics = json.loads(Path(metrics_path).read_text())
+    found = {split: {k: v for k, v in metrics[split][system].items() if k in FIGURE_PARTS}
+             for split in ("validation", "test") if isinstance(metrics.get(split), dict) and system in metrics[split]}
+    if "test" not in found:
+        have = sorted((metrics.get("test") or {}).keys())
+        raise ValueError(f"{metrics_path} has no test figures for system {system!r} (it has {have})")
+    return found
+
+
+def add_figures(checkpoint, metrics_path, system, run, card=None) -> Path:
+    """Record what a shipped checkpoint scores: `system`'s validation and test figures from run_sqa.py's
+    `metrics_path` (an evaluation of these very weights), as `metrics.json` in the checkpoint, labelled `run` (a date
+    or recipe). Figures recorded before are kept under `earlier`, so the card shows them beside the new ones. The
+    manifest and the card are written again."""
+    checkpoint = Path(checkpoint)
+    manifest = verify(checkpoint)
+    figures = {"system": system, "run": run, "source": str(metrics_path), **_system_figures(metrics_path, system)}
+    path = checkpoint / "metrics.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        earlier = old.pop("earlier", [])
+        if {k: v for k, v in old.items() if k != "source"} != {k: v for k, v in figures.items() if k != "source"}:
+            figures["earlier"] = [old, *earlier]
+        elif earlier:
+            figures["earlier"] = earlier
+    path.write_text(json.dumps(figures, indent=1) + "\n")
+    _write_manifest(checkpoint, manifest, card)
+    return path
+
+
+def leaf_differences(recorded: dict, found: dict, tolerance: float, path="") -> list[str]:
+    """Every number that differs by more than `tolerance`, and every leaf only one side has."""
+    lines = []
+    for key in sorted(recorded.keys() | found.keys()):
+        where = f"{path}.{key}" if path else str(key)
+        if key not in found or key not in recorded:
+            lines.append(f"{where}: only in the {'recorded' if key in recorded else 'new'} figures")
+            continue
+        a, b = recorded[key], found[key]
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += leaf_differences(a, b, tolerance, where)
+        elif all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b)):
+            if abs(a - b) > tolerance:
+                lines.append(f"{where}: {a} -> {b} ({b - a:+.4g})")
+        elif a != b:
+            lines.append(f"{where}: {a!r} -> {b!r}")
+    return lines
+
+
+def reproduce(benchmark, output_dir, names=None, tolerance=0.05, folder=None, extra_args=()) -> dict[str, list[str]]:
+    """Evaluate each shipped checkpoint that has recorded figures (`metrics.json`) with `run_sqa.py --do_eval` on the
+    benchmark's validation and test splits, no training, and compare with the record: {name: differences}."""
+    import subprocess
+    import sys
+
+    folder = Path(folder or shipped_dir() or DEFAULT_DIR)
+    found = {}
+    for path in sorted(folder.glob("*/metrics.json")):
+        name = path.parent.name
+        if names and name not in names:
+            continue
+        recorded = json.loads(path.read_text())
+        system, out = recorded["system"], Path(output_dir) / name
+        model = "--text_model_name_or_path" if system in ("cascade", "text") else "--model_name_or_path"
+        command = [sys.executable, str(REPOSITORY / "run_sqa.py"), "--output_dir", str(out), "--dataset",
+                   str(Path(benchmark) / "dataset"), "--do_eval", "--systems", system, model, str(path.parent),
+                   "--report_to", "none", "--per_device_eval_batch_size", "32", "--dataloader_num_workers", "0",
+                   "--codes_eval_splits", "none", "--seed", "42", *extra_args]
+        logger.info("%s: %s", name, " ".join(command))
+        subprocess.run(command, check=True)
+        new = _system_figures(out / "metrics.json", system)
+        found[name] = [line for split in ("validation", "test") if split in recorded
+                       for line in leaf_differences({k: v for k, v in recorded[split].items() if k in FIGURE_PARTS},
+                                                    new.get(split, {}), tolerance, split)]
+    return found
 
 
 def _add_cascade_pipeline(folder: Path):
@@ -436,6 +523,22 @@ def main(argv=None):
     check.add_argument("checkpoints", nargs="*")
     commands.add_parser("list", help="the shipped checkpoints")
     commands.add_parser("index", help="write checkpoints/README.md, the table of what is shipped")
+    record = commands.add_parser("figures", help="record what a shipped checkpoint scores (from run_sqa.py's "
+                                                 "metrics.json of an evaluation of it)")
+    record.add_argument("--checkpoint", required=True)
+    record.add_argument("--metrics", required=True, help="run_sqa.py's metrics.json")
+    record.add_argument("--system", required=True, help="the run_sqa.py system the checkpoint is")
+    record.add_argument("--run", required=True, help="what measured it: a date or recipe, shown in the card")
+    record.add_argument("--step", help="the step folder that was evaluated: it must hold the checkpoint's weights")
+    record.add_argument("--if_shipped", action="store_true",
+                        help="with --step: where the checkpoint holds another step's weights (make benchmark kept it), "
+                             "record nothing and say so, instead of an error")
+    again = commands.add_parser("reproduce", help="evaluate the shipped checkpoints again (no training) and compare "
+                                                  "with their recorded figures")
+    again.add_argument("--benchmark", required=True, help="the benchmark folder (its dataset/ is evaluated)")
+    again.add_argument("--output_dir", required=True)
+    again.add_argument("--tolerance", type=float, default=0.05, help="largest difference taken for float rounding")
+    again.add_argument("names", nargs="*", help="only these checkpoints")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
@@ -456,6 +559,31 @@ def main(argv=None):
                 print(f"{folder}: ok ({manifest['stage']}, {_size(Path(folder))})")
         elif args.command == "index":
             print(write_index())
+        elif args.command == "figures":
+            from .cards import shipped_card
+
+            if args.step is not None:
+                shipped_sha1 = read_manifest(args.checkpoint)["weights_sha1"]
+                if _sha1_files(weight_files(args.step)) != shipped_sha1:
+                    message = (f"{args.step} does not hold the weights of {args.checkpoint}: its figures are not that "
+                               "checkpoint's")
+                    if not args.if_shipped:
+                        raise ValueError(message)
+                    logger.warning("%s; nothing recorded", message)
+                    return
+            print(add_figures(args.checkpoint, args.metrics, args.system, args.run, card=shipped_card))
+            write_index(Path(args.checkpoint).parent)
+        elif args.command == "reproduce":
+            found = reproduce(args.benchmark, args.output_dir, args.names, args.tolerance)
+            if not found:
+                parser.exit(1, "no shipped checkpoint has recorded figures to reproduce\n")
+            for name, differences in found.items():
+                verdict = "reproduced" if not differences else f"{len(differences)} differences"
+                print(f"{name}: {verdict} (tolerance {args.tolerance})")
+                for line in differences[:20]:
+                    print(f"  {line}")
+            if any(found.values()):
+                parser.exit(1, "the shipped figures were not reproduced\n")
         else:
             for row in list_shipped():
                 print("\t".join(str(v) for v in row.values()))

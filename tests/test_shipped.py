@@ -194,3 +194,44 @@ def test_verify_and_restore_refuse_what_does_not_match(tmp_path, tiny_text_bert,
         shipped.restore(target, tmp_path / "fresh2" / "qa")
     with pytest.raises(FileNotFoundError, match="no shipped.json"):
         shipped.read_manifest(tmp_path)
+
+
+@pytest.mark.slow
+def test_recorded_figures_are_reproduced_from_the_shipped_files_alone(tmp_path, tiny_corpus, tiny_text_bert):
+    """A shipped QA checkpoint carries what it scored (`figures`, from run_sqa.py's evaluation of those weights);
+    `reproduce` evaluates the shipped folder again, no training, and finds the same figures; the card shows them."""
+    import run_sqa
+    from huggingface_hub import ModelCard
+
+    from sqa_train.cards import shipped_card
+
+    bench, shelf = tmp_path / "bench", tmp_path / "checkpoints"
+    (bench).mkdir()
+    (bench / "dataset").symlink_to(tiny_corpus)
+    window = ["--max_length", "64", "--stride", "8"]
+    args = common_args(bench / "sqa", tiny_corpus, tmp_path / "audio") + window + [
+        "--text_model_name_or_path", str(tiny_text_bert), "--systems", "speechbert", "cascade", "--max_steps", "1",
+        "--save_strategy", "no", "--resume_from_checkpoint", "true", "--do_train"]
+    run_sqa.main(args)
+    for system in ("speechbert", "cascade"):  # as make benchmark does: shipped (rounded) before it is evaluated
+        shipped.export(bench / "sqa" / system, bench, system, output_dir=shelf, card=shipped_card)
+    run_sqa.main(args + ["--do_eval"])
+    for system in ("speechbert", "cascade"):
+        shipped.add_figures(shelf / system, bench / "sqa" / "metrics.json", system, "a test run", card=shipped_card)
+        shipped.verify(shelf / system)
+        card = ModelCard.load(shelf / system / "README.md")
+        recorded = json.loads((shelf / system / "metrics.json").read_text())
+        assert card.data.eval_results and f"F1 {recorded['test']['overall']['f1']:.1f}" in card.text
+    found = shipped.reproduce(bench, tmp_path / "again", folder=shelf, tolerance=0.05,
+                              extra_args=window + ["--audio_cache_dir", str(tmp_path / "audio"), "--use_cpu", "true"])
+    assert found == {"cascade": [], "speechbert": []}
+    # Recorded again from another run, the earlier figures stay beside the new ones.
+    metrics = json.loads((bench / "sqa" / "metrics.json").read_text())
+    metrics["test"]["cascade"]["overall"]["f1"] += 1.0
+    (tmp_path / "other.json").write_text(json.dumps(metrics))
+    shipped.add_figures(shelf / "cascade", tmp_path / "other.json", "cascade", "a later run", card=shipped_card)
+    recorded = json.loads((shelf / "cascade" / "metrics.json").read_text())
+    assert [old["run"] for old in recorded["earlier"]] == ["a test run"]
+    assert "| a test run |" in (shelf / "cascade" / "README.md").read_text()
+    with pytest.raises(ValueError, match=r"has no test figures for system 'text'"):
+        shipped.add_figures(shelf / "cascade", tmp_path / "other.json", "text", "x")
