@@ -27,15 +27,16 @@ BUDGET_BYTES = 250 * 10**6
 # Committed test passages the outputs are pinned on: the benchmark corpus's two shortest test paragraphs.
 RECORDS = ROOT / "data" / "flite-squad"
 PASSAGES = 2
-# Nearest pieces may flip on a near tie from one CPU to another; a broken model agrees on far fewer.
+# Nearest pieces and answer spans may flip on a near tie from one CPU to another; a broken model agrees on far fewer.
 MIN_PIECE_AGREEMENT = 0.95
+MIN_SPAN_AGREEMENT = 0.9
 NAMES = sorted(p.parent.name for p in CHECKPOINTS.glob(f"*/{shipped.MANIFEST}"))
 
 CHILD = r"""
 import json, sys
 sys.modules.update(speechbert=None, sqa_train=None, sqa_data=None)  # the checkpoint's own code, not the repository's
 import numpy as np, torch
-from transformers import AutoConfig, AutoModelForPreTraining
+from transformers import AutoConfig, AutoModelForPreTraining, pipeline
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 folder, inputs = sys.argv[1], json.loads(open(sys.argv[2]).read())
@@ -54,6 +55,15 @@ if kind == "SpeechBertForPreTraining":
             codes = model.bert.encode_audio(features["audio_features"], features["audio_feature_lengths"])
             pieces = model.bert.nearest_pieces(codes)
         out["passages"].append({"id": passage["id"], "pieces": pieces.tolist()})
+elif kind in ("SpeechBertForQuestionAnswering", "BertForQuestionAnswering"):
+    # The checkpoint's own spoken QA pipeline (SpeechBERT's, or the cascade's), at the corpus's ASR words and times.
+    qa = pipeline(model=folder, trust_remote_code=True)
+    out["dtype"], out["module"] = str(qa.model.dtype), type(qa).__module__.split(".")[0]
+    for passage in inputs:
+        answers = qa(np.load(passage["audio"]), question=passage["questions"], sampling_rate=16000,
+                     words=passage["asr_words"], word_segments=passage["asr_segments"])
+        out["passages"].append({"id": passage["id"], "spans": [[a["segment_start"], a["segment_end"]] for a in answers],
+                                "answers": [a["answer"] for a in answers]})
 else:
     raise SystemExit(f"no pinned check for a {kind} checkpoint yet")
 print("RESULT " + json.dumps(out))
@@ -71,7 +81,9 @@ def passages(cache_dir) -> list[dict]:
         path = Path(cache_dir) / f"{record['paragraph_id']}.npy"
         np.save(path, passage_audio(record))
         found.append({"id": record["paragraph_id"], "audio": str(path),
-                      "segments": [[s, e] for s, e in zip(record["ref_starts"], record["ref_ends"])]})
+                      "segments": [[s, e] for s, e in zip(record["ref_starts"], record["ref_ends"])],
+                      "questions": [qa["question"] for qa in record["qas"]], "asr_words": record["asr_words"],
+                      "asr_segments": [[s, e] for s, e in zip(record["asr_starts"], record["asr_ends"])]})
     return found
 
 
@@ -125,7 +137,7 @@ def test_a_shipped_checkpoint_loads_in_a_fresh_process_and_gives_its_pinned_outp
     assert pinned_path.is_file(), f"no pinned outputs for {name}: python tests/test_shipped_checkpoints.py --pin {name}"
     pinned = json.loads(pinned_path.read_text())
     found = outputs_of(name, tmp_path, code)
-    assert found["module"] == "transformers_modules", "the config must come from the checkpoint's copy of the code"
+    assert found["module"] == "transformers_modules", "the checkpoint's copy of the Hub code must be what runs"
     assert found["kind"] == pinned["kind"]
     assert found.get("dtype") == pinned.get("dtype")
     assert [p["id"] for p in found["passages"]] == [p["id"] for p in pinned["passages"]]
@@ -134,6 +146,10 @@ def test_a_shipped_checkpoint_loads_in_a_fresh_process_and_gives_its_pinned_outp
             assert len(new["pieces"]) == len(old["pieces"])
             agree = np.mean(np.array(new["pieces"]) == np.array(old["pieces"]))
             assert agree >= MIN_PIECE_AGREEMENT, f"{name}, {old['id']}: {agree:.1%} of the pinned pieces"
+        if "spans" in old:
+            agree = np.mean([a == b for a, b in zip(new["spans"], old["spans"])])
+            assert len(new["spans"]) == len(old["spans"]) and agree >= MIN_SPAN_AGREEMENT, \
+                f"{name}, {old['id']}: {agree:.1%} of the pinned answer spans"
 
 
 def main():
