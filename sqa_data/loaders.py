@@ -170,11 +170,60 @@ def _check_answer_times(times: dict, duration: float):
 
 
 # ------------------------------------------------------------------------------------------- custom
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_custom_corpus(json_path) -> list[dict]:
+    """The `data` items of a custom corpus file, or a `ValueError` naming the first item or field that is not as
+    documented (sqa_data/README.md), before any audio is read: not JSON, not an object with a `data` list, an item
+    without `audio` / `questions`, audio outside the file's folder (absolute or `..`), repeated paragraph or question
+    ids, a question without text or answers, answer times that are not numbers."""
+    json_path = Path(json_path)
+    try:
+        corpus = json.loads(json_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{json_path} is not JSON ({error})") from None
+    if not isinstance(corpus, dict) or not isinstance(corpus.get("data"), list):
+        raise ValueError(f"{json_path}: expected an object with a 'data' list of passages, got "
+                         f"{type(corpus).__name__}{' without data' if isinstance(corpus, dict) else ''}")
+    paragraphs, questions = set(), set()
+    for i, item in enumerate(corpus["data"]):
+        where = f"{json_path}: data[{i}]"
+        if not isinstance(item, dict):
+            raise ValueError(f"{where} must be an object, got {type(item).__name__}")
+        paragraph_id = str(item.get("id", i))
+        if paragraph_id in paragraphs:
+            raise ValueError(f"{where}: passage id {paragraph_id!r} appears twice")
+        paragraphs.add(paragraph_id)
+        audio = item.get("audio")
+        if not isinstance(audio, str) or not audio:
+            raise ValueError(f"{where}: 'audio' must be the path of its audio file, relative to {json_path.parent}")
+        if Path(audio).is_absolute() or ".." in Path(audio).parts:
+            raise ValueError(f"{where}: audio {audio!r} lies outside {json_path.parent}: give a path inside it")
+        if not isinstance(item.get("questions"), list) or not item["questions"]:
+            raise ValueError(f"{where}: 'questions' must be a non-empty list")
+        for j, question in enumerate(item["questions"]):
+            at = f"{where}.questions[{j}]"
+            if not isinstance(question, dict) or not isinstance(question.get("question"), str) \
+                    or "id" not in question or not isinstance(question.get("answers"), list) or not question["answers"]:
+                raise ValueError(f"{at}: expected {{'id', 'question': text, 'answers': [...]}}")
+            if str(question["id"]) in questions:
+                raise ValueError(f"{at}: question id {question['id']!r} appears twice")
+            questions.add(str(question["id"]))
+            for k, answer in enumerate(question["answers"]):
+                if not isinstance(answer, dict) or not _number(answer.get("start_time")) \
+                        or not _number(answer.get("end_time")):
+                    raise ValueError(f"{at}.answers[{k}]: start_time and end_time must be numbers (seconds), got "
+                                     f"{answer!r}")
+    return corpus["data"]
+
+
 def custom_records(json_path, recognizer) -> list[dict]:
     json_path = Path(json_path)
-    corpus = json.loads(json_path.read_text())
+    items = check_custom_corpus(json_path)
     records = []
-    for i, item in enumerate(corpus.get("data", [])):
+    for i, item in enumerate(items):
         paragraph_id, title = str(item.get("id", i)), item.get("title", "")
         qas = [{"id": q["id"], "question": q["question"],
                 "answers": [{"text": a.get("text", ""), "answer_start": a.get("answer_start", -1)}

@@ -511,3 +511,38 @@ def test_nmsqa_loader_refuses_repeated_ids_and_missing_times_and_fails_bad_spans
     for start, end in ((50.0, 40.0), (0.5, 99.0)):
         (record,) = nmsqa_records(table(("n1", [start], [end])), tmp_path / "audio", NoRecognition())
         assert "failed" in record and f"answer time ({start}, {end}) s is not a span inside the audio" in str(record)
+
+
+@pytest.mark.parametrize("corpus, message", [
+    ("not json {", r"is not JSON"),
+    ([{"audio": "a.wav"}], r"expected an object with a 'data' list of passages, got list"),
+    ({"passages": []}, r"expected an object with a 'data' list of passages, got dict without data"),
+    ({"data": [{"questions": [{}]}]}, r"data\[0\]: 'audio' must be the path of its audio file"),
+    ({"data": [{"audio": "../x.wav", "questions": []}]}, r"audio '../x.wav' lies outside"),
+    ({"data": [{"audio": "/etc/x.wav", "questions": []}]}, r"audio '/etc/x.wav' lies outside"),
+    ({"data": [{"audio": "a.wav", "questions": []}]}, r"'questions' must be a non-empty list"),
+    ({"data": [{"audio": "a.wav", "questions": [{"id": 1, "question": "Who?"}]}]}, r"questions\[0\]: expected"),
+    ({"data": [{"audio": "a.wav", "questions": [{"id": 1, "question": "Who?", "answers": [{"start_time": "0.1",
+                                                                                          "end_time": 1}]}]}]},
+     r"answers\[0\]: start_time and end_time must be numbers"),
+    ({"data": [{"audio": "a.wav", "questions": [{"id": 1, "question": "Who?", "answers": [{"start_time": None,
+                                                                                          "end_time": 1}]}]}]},
+     r"start_time and end_time must be numbers"),
+    ({"data": [{"id": "p", "audio": "a.wav", "questions": [{"id": 1, "question": "?", "answers": [
+        {"start_time": 0, "end_time": 1}]}]}, {"id": "p", "audio": "a.wav", "questions": []}]}, r"passage id 'p' appears twice"),
+    ({"data": [{"id": "p", "audio": "a.wav", "questions": [{"id": 1, "question": "?", "answers": [
+        {"start_time": 0, "end_time": 1}]}, {"id": 1, "question": "?", "answers": [{"start_time": 0, "end_time": 1}]}]}]},
+     r"question id 1 appears twice"),
+])
+def test_custom_loader_refuses_malformed_corpora_before_reading_audio(tmp_path, corpus, message):
+    from sqa_data.loaders import custom_records
+
+    path = tmp_path / "corpus.json"
+    path.write_text(corpus if isinstance(corpus, str) else json.dumps(corpus))
+
+    class NoRecognition:
+        def __getattr__(self, name):
+            raise AssertionError("recognition ran before the corpus was checked")
+
+    with pytest.raises(ValueError, match=message):
+        custom_records(path, NoRecognition())
