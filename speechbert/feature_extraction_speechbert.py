@@ -26,7 +26,13 @@ def to_float_samples(array) -> np.ndarray:
     if from_list and len(array) and isinstance(array[0], (np.ndarray, torch.Tensor, list, tuple)):
         raise ValueError(f"audio is a list of {len(array)} arrays: pass one passage per call (several questions about "
                          "it may be a list); a stereo recording as one (2, samples) array")
-    array = np.asarray(array.detach().cpu() if isinstance(array, torch.Tensor) else array)
+    if isinstance(array, torch.Tensor):
+        if array.is_meta:
+            raise ValueError("audio is a meta tensor: it has a shape but no samples")
+        array = array.detach().cpu()
+        if array.dtype in (torch.bfloat16, torch.float16):  # numpy has no bfloat16: read both as float32
+            array = array.float()
+    array = np.asarray(array)
     if array.dtype.kind == "i" and (from_list or array.dtype == np.int64):
         raise ValueError(f"audio holds {'a list of Python integers' if from_list else 'int64 samples'}: their PCM "
                          "range is unknown. Pass floats in [-1, 1] or an array of PCM samples with their dtype "

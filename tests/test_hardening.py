@@ -502,3 +502,11 @@ def test_the_scripts_never_run_a_checkpoints_own_code(tmp_path, tester, processo
     assert type(model).__module__ == "speechbert.modeling_speechbert"
     with pytest.raises(ValueError, match=r"--model .* is a 'bert' model, expected a SpeechBERT checkpoint"):
         load_speechbert_config("--model", tiny_text_bert)
+
+
+def test_half_precision_and_meta_tensors_as_audio(passage):
+    audio = torch.from_numpy(passage[0])
+    for dtype in (torch.bfloat16, torch.float16):
+        np.testing.assert_allclose(load_audio(audio.to(dtype), sampling_rate=16000), audio.to(dtype).float().numpy())
+    with pytest.raises(ValueError, match=r"audio is a meta tensor: it has a shape but no samples"):
+        load_audio(torch.empty(16000, device="meta"), sampling_rate=16000)
