@@ -57,10 +57,11 @@ def test_a_rate_sharing_no_factor_with_16k_is_resampled_at_a_bounded_cost(rate, 
     assert calls == [(441, 160)]  # 44.1 kHz: torchaudio's windowed sinc, as before
 
 
-@pytest.mark.parametrize("rate", [1, 3999, 800000])
+@pytest.mark.parametrize("rate", [1, 3999, 800000, 10**30])
 def test_a_rate_no_recording_has_is_an_error_naming_it(rate):
-    with pytest.raises(ValueError, match=rf"sampling rate {rate} Hz is outside \[4000, 768000\] Hz"):
-        load_audio(wav_bytes(np.zeros(400, np.float32), rate))
+    if rate < 2**31:  # a WAV header holds 32 bits
+        with pytest.raises(ValueError, match=rf"sampling rate {rate} Hz is outside \[4000, 768000\] Hz"):
+            load_audio(wav_bytes(np.zeros(400, np.float32), rate))
     with pytest.raises(ValueError, match=rf"sampling rate {rate} Hz is outside"):
         load_audio(np.zeros(400, np.float32), sampling_rate=rate)
 
