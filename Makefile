@@ -151,8 +151,8 @@ bench-sqa: bench-graft bench-text
 		--system speechbert
 	$(SHIP_FIGURES) --checkpoint $(CHECKPOINTS)/cascade --step $(BENCH)/sqa/cascade --metrics $(BENCH)/sqa/metrics.json \
 		--system cascade
-# Without ASR (issue 13; since 2026-12-05, sixth session): the word segmenter of results/flite-squad/segmenter/
-# (`bench_conv96x6_begin3_e4` since the ninth session: 96 channels x 6 dilated layers, the first 3 frames of each
+# Without ASR (issue 13; since 2026-12-05): the word segmenter of results/flite-squad/segmenter/
+# (`bench_conv96x6_begin3_e4` since 2026-12-06: 96 channels x 6 dilated layers, the first 3 frames of each
 # word labelled word start, the other flite voices' readings and pitch-shifted copies, 4 epochs: validation boundary
 # F1 at 20 ms 79.8 against 78.8 for 3 epochs and 77.3 for 2) trained on the corpus's forced-alignment word times
 # inside the step-1 checkpoint (only the segmenter trains; about 95 minutes of one thread beside other runs). Its
@@ -161,11 +161,11 @@ bench-sqa: bench-graft bench-text
 # a little more (1.10 segments per word); its word-start shift is measured on validation (1 frame: the P(word start)
 # peak sits inside the 3-frame band). Then it is grafted onto the fine-tuned SpeechBERT, evaluated at ASR segments and
 # at the segmenter's own (`speechbert_segmenter`, not trained there) in one WER-bucket table: $(BENCH)/no_asr; and
-# that graft fine-tuned one more epoch at the segmenter's own segments (encoder frozen; since the ninth session, about
+# that graft fine-tuned one more epoch at the segmenter's own segments (encoder frozen; since 2026-12-06, about
 # 50 minutes of one thread; with the ASR-segment system's epoch since the tenth, about 1 h 50 min), evaluated there:
 # $(BENCH)/no_asr_ft. It lifted this segmenter's system from 39.1 to 40.5 test F1 and from 27.2 to 28.8 on validation
 # (ASR segments: 43.0, 30.7); the 3-epoch segmenter's, 38.1 to 38.6 and 25.7 to 27.4. The same call gives the
-# ASR-segment system the same third epoch at ASR segments (since the tenth session), so the two compare at equal
+# ASR-segment system the same third epoch at ASR segments (since 2026-12-06), so the two compare at equal
 # training in one table: it falls there to 41.3 test F1, 27.3 on validation.
 BENCH_SEGMENTER := --num_train_epochs 4 --thresholds 0.4 --learning_rate 1e-3 --per_device_train_batch_size 16 \
 	--max_frames_per_item 1000 --config_overrides segmenter_num_layers=6,segmenter_begin_frames=3,segmenter_hidden_size=96 \
