@@ -31,6 +31,7 @@ quickstart: setup
 # all-MiniLM-L6-v2, train its word segmenter, fine-tune it at ASR segments and at its own segments, train the cascade
 # and the text upper bound, evaluate every system by WER bucket.
 DEMO := outputs/demo
+DEMO_AUDIO := audio_frame_stack=3
 DEMO_TRAIN := --report_to none --save_strategy no --logging_steps 10 --per_device_train_batch_size 8 \
 	--per_device_eval_batch_size 16 --dataloader_num_workers 0 --seed 42
 demo: setup
@@ -44,7 +45,6 @@ demo: setup
 		--do_train --do_eval --num_train_epochs 3 --learning_rate 1e-4 $(DEMO_TRAIN) \
 		--systems speechbert speechbert_segmenter cascade text
 	@echo "results: $(DEMO)/sqa/results.md, plot: $(DEMO)/sqa/wer_buckets_test.png"
-DEMO_AUDIO := audio_frame_stack=3
 
 # The benchmark comparison on the built corpus (data/flite-squad), with the recipe issue 11's measurements chose
 # (results/flite-squad/finetune/): step 1 alone (sampled cosine softmax, 2 x biGRU-256 encoder, the train passages also
@@ -72,6 +72,8 @@ BENCH_ORACLE_EPOCHS := 1
 BENCH_CASCADE_EPOCHS := 3
 BENCH_SYSTEM_EPOCHS := --system_num_train_epochs cascade=$(BENCH_CASCADE_EPOCHS)
 BENCH_WORKERS := 4
+# The real Spoken SQuAD test transcripts (text only), scored by the cascade beside the corpus's splits.
+BENCH_SQA_EXTRA := --spoken_squad_text_json ../shared/data/spoken-squad-test/spoken_test-v1.1_42.json
 BENCH_TRAIN := --report_to none --save_strategy steps --save_steps 200 --save_total_limit 2 --logging_steps 50 \
 	--per_device_train_batch_size 8 --per_device_eval_batch_size 32 --dataloader_num_workers 0 --seed 42 \
 	--resume_from_checkpoint true
@@ -195,7 +197,6 @@ bench-no-asr: bench-sqa bench-segmenter
 # when they did not (records_source.json); audio already written is kept either way.
 bench-dataset: setup
 	$(PY) -m sqa_data.dataset --records $(BENCH_RECORDS) --output_dir $(BENCH)/dataset --with_audio --stats --num_proc 2
-BENCH_SQA_EXTRA := --spoken_squad_text_json ../shared/data/spoken-squad-test/spoken_test-v1.1_42.json
 
 # The shipped checkpoints evaluated again on the benchmark's validation and test splits, no training (the corpus's
 # audio synthesised again from the committed records), each against the figures recorded in checkpoints/NAME/.

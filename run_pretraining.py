@@ -40,7 +40,6 @@ from sqa_train.distributed import finish_distributed
 from sqa_train.models import (check_max_length, check_model_reference, config_overrides, default_text_bert,
                               load_speechbert_config, load_tokenizer, overridden_config)
 from sqa_train.stages import (  # noqa: F401  (the fingerprint helpers are part of this script's interface)
-    VOLATILE_CONFIG_KEYS,
     check_batches,
     check_schedule,
     checkpoint_identity,

@@ -25,7 +25,6 @@ are unchanged, and predicts again otherwise.
 """
 
 import copy
-import json
 import logging
 import math
 import os
@@ -436,7 +435,7 @@ def restrict_soft_word_embedding(model, tokenizer, which, splits):
         raise ValueError(f"--soft_word_embedding_pieces {which!r}: the dataset has no train questions to take "
                          "the words from")
     config.soft_word_embedding_pieces = sorted(seen_pieces(tokenizer, splits["train"]))
-    config._check_audio_fields()
+    config.check_audio_fields()
     logger.info("soft word embedding over %d of %d pieces (the train split's first pieces)",
                 len(config.soft_word_embedding_pieces), config.vocab_size)
 
@@ -634,7 +633,7 @@ def spans(system, rows, word_scores, max_answer_length, oracle_segments="asr"):
     return predict_spans(word_scores, words, times, max_answer_length)
 
 
-def evaluate_all(data_args, training_args, splits, scores, oracle_segments="asr"):
+def evaluate_all(data_args, splits, scores, oracle_segments="asr"):
     metric = load_metric()
     predictions, metrics = {}, {}
     for system, by_split in scores.items():
@@ -759,7 +758,7 @@ def main(argv=None):
         else:
             scores[system] = run_text(system, model_args, data_args, args, splits, tokenizer)
     if training_args.do_eval and training_args.process_index == 0:
-        predictions, metrics = evaluate_all(data_args, training_args, splits, scores,
+        predictions, metrics = evaluate_all(data_args, splits, scores,
                                             model_args.oracle_segments)
         write_reports(training_args.output_dir, splits, predictions, metrics)
     if training_args.push_to_hub and training_args.process_index == 0:

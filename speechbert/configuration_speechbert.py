@@ -141,7 +141,7 @@ class SpeechBertConfig(BertConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        self._check_audio_fields()
+        self.check_audio_fields()
         if getattr(self, "auto_map", None) is None:
             self.auto_map = dict(SPEECHBERT_AUTO_MAP)
         else:
@@ -154,10 +154,10 @@ class SpeechBertConfig(BertConfig):
     def from_dict(cls, config_dict, **kwargs):
         # `from_pretrained(path, num_mfcc=0)` sets keyword arguments after __init__: check them the same way.
         result = super().from_dict(config_dict, **kwargs)
-        (result[0] if isinstance(result, tuple) else result)._check_audio_fields()
+        (result[0] if isinstance(result, tuple) else result).check_audio_fields()
         return result
 
-    def _check_audio_fields(self):
+    def check_audio_fields(self):
         # Raised as plain ValueError (not through @strict's class validators, which wrap it) so callers can catch it.
         positive = (
             "sampling_rate", "num_mel_bins", "num_mfcc", "feature_size", "window_ms", "hop_ms",

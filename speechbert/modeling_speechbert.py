@@ -66,10 +66,6 @@ class SpeechBertForPreTrainingOutput(ModelOutput):
     norm_loss: torch.FloatTensor | None = None
 
 
-# The question-answering head returns transformers' own output (the name stays for code that imported it).
-SpeechBertQuestionAnsweringOutput = QuestionAnsweringModelOutput
-
-
 class SpeechBertAudioEncoder(nn.Module):
     """Segment frames -> one `hidden_size` code per segment: a packed (bidirectional) RNN over every segment of the
     batch in a single call, its last layer's final states projected into BERT's embedding space."""
@@ -133,7 +129,7 @@ class SpeechBertPreTrainedModel(BertPreTrainedModel):
 
     def __init__(self, config: SpeechBertConfig, *args, **kwargs):
         # A config changed after it was built (attribute by attribute) is checked again before any layer is made.
-        config._check_audio_fields()
+        config.check_audio_fields()
         super().__init__(config, *args, **kwargs)
 
     def _init_weights(self, module):

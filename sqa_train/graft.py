@@ -68,7 +68,7 @@ def graft(qa_dir, encoder_dir, config_overrides: str | None = None, segmenter_di
                 setattr(config, key, value)
         segmenter = {k: v for k, v in _weights(segmenter_dir).items() if k.startswith("bert.word_segmenter.")}
     overridden_config(config, config_overrides)
-    config._check_audio_fields()  # the segmenter's settings too, when no overrides follow
+    config.check_audio_fields()  # the segmenter's settings too, when no overrides follow
     config.architectures = ["SpeechBertForQuestionAnswering"]
     model = SpeechBertForQuestionAnswering(config)
     qa_weights, encoder_weights = _weights(qa_dir), _weights(encoder_dir)

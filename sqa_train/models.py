@@ -106,7 +106,7 @@ def config_overrides(overrides: str | None, only_prefix: str | None = None) -> d
                              f"{others} (they would change a trained model)")
     probe = SpeechBertConfig()
     probe.update_from_string(overrides)
-    probe._check_audio_fields()
+    probe.check_audio_fields()
     return {k: getattr(probe, k) for k in keys}
 
 
@@ -114,5 +114,5 @@ def overridden_config(config, overrides: str | None):
     """`config` with `overrides` applied by `update_from_string` and checked again."""
     if overrides:
         config.update_from_string(overrides)
-        config._check_audio_fields()
+        config.check_audio_fields()
     return config

@@ -88,8 +88,8 @@ def test_round_trip_keeps_audio_fields(tmp_path, tester):
 
 def test_config_overrides_of_nan_are_refused_where_the_scripts_check_them():
     """`--config_overrides norm_loss_weight=nan` parses through update_from_string; the check the scripts run after
-    it (`_check_audio_fields`) names it."""
+    it (`check_audio_fields`) names it."""
     config = SpeechBertConfig()
     config.update_from_string("norm_loss_weight=nan")
     with pytest.raises(ValueError, match="norm_loss_weight must be a finite number >= 0, got nan"):
-        config._check_audio_fields()
+        config.check_audio_fields()
