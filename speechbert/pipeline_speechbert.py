@@ -72,13 +72,17 @@ def downmix(array: np.ndarray) -> np.ndarray:
 
 
 def _check_wav_complete(source, name) -> None:
-    """Warn when a WAV file's header declares more sample bytes than the file holds (a cut or partial download):
-    libsndfile reads what is there without a word."""
+    """Warn when a WAV file's header declares more sample bytes than the file holds (a cut or partial download), or
+    fewer than follow it with no RIFF chunk after them (a header written before the recording ended): libsndfile
+    reads what the header says without a word."""
     import warnings
 
     if isinstance(source, io.BytesIO):
         data = source.getbuffer()
         total, head = len(data), bytes(data[:65536])
+
+        def read_at(position, count):
+            return bytes(data[position : position + count])
     else:
         try:
             import os
@@ -88,6 +92,11 @@ def _check_wav_complete(source, name) -> None:
                 head = f.read(65536)
         except (OSError, TypeError):
             return
+
+        def read_at(position, count):
+            with open(source, "rb") as f:
+                f.seek(position)
+                return f.read(count)
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return
     offset = 12
@@ -99,6 +108,12 @@ def _check_wav_complete(source, name) -> None:
                 warnings.warn(f"{name} is cut short: its WAV header declares {size} bytes of samples but only "
                               f"{present} are present ({100 * present / size:.1f}%); only those are read",
                               UserWarning, stacklevel=4)
+            elif present > size + (size & 1) + 8:  # room for another chunk after the samples: is there one?
+                following = read_at(offset + 8 + size + (size & 1), 4)
+                if not (len(following) == 4 and all(32 <= c < 127 for c in following)):
+                    warnings.warn(f"{name}: its WAV header declares {size} bytes of samples but {present} follow, "
+                                  "and no RIFF chunk comes after them (a header written before the recording "
+                                  f"ended?); only the first {size} bytes are read", UserWarning, stacklevel=4)
             return
         offset += 8 + size + (size & 1)
 

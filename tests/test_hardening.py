@@ -511,3 +511,17 @@ def test_half_precision_and_meta_tensors_as_audio(passage):
         np.testing.assert_allclose(load_audio(audio.to(dtype), sampling_rate=16000), audio.to(dtype).float().numpy())
     with pytest.raises(ValueError, match=r"audio is a meta tensor: it has a shape but no samples"):
         load_audio(torch.empty(16000, device="meta"), sampling_rate=16000)
+
+
+def test_a_wav_whose_header_declares_fewer_samples_than_follow_is_a_warning(passage):
+    whole = wav_bytes(passage[0])
+    data = whole.index(b"data")
+    size = int.from_bytes(whole[data + 4 : data + 8], "little")
+    short = whole[: data + 4] + (size // 4).to_bytes(4, "little") + whole[data + 8 :]  # header of a quarter
+    with pytest.warns(UserWarning, match=rf"declares {size // 4} bytes of samples but {size} follow"):
+        audio = load_audio(short)
+    assert len(audio) == len(passage[0]) // 4
+    tagged = whole + b"LIST" + (4).to_bytes(4, "little") + b"INFO"  # a metadata chunk after the samples: fine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_audio(tagged)) == len(passage[0])
