@@ -213,3 +213,51 @@ def test_property_strategy_makes_both_kinds_of_call():
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@PROPERTY_SETTINGS
+@given(rate=st.integers(min_value=4000, max_value=768000), seconds=st.floats(min_value=0.05, max_value=0.5))
+def test_any_rate_in_range_resamples_to_the_right_length_at_a_bounded_cost(rate, seconds):
+    """Every rate from 4 to 768 kHz, whatever its prime factors, gives 16 kHz audio of the same duration (to a
+    sample) through one of the two resampling paths, neither of which builds a kernel of more than 4 M entries."""
+    from fractions import Fraction
+
+    from speechbert.pipeline_speechbert import MAX_KERNEL_ENTRIES, resample
+
+    samples = max(1, round(rate * seconds))
+    audio = np.random.default_rng(rate).standard_normal(samples).astype(np.float32) * 0.1
+    out = resample(audio, rate)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    assert abs(len(out) - samples * 16000 / rate) <= 1
+    ratio = Fraction(16000, rate)
+    assert ratio.numerator * ratio.denominator <= MAX_KERNEL_ENTRIES or len(out) == max(1, round(samples * 16000 / rate))
+
+
+@PROPERTY_SETTINGS
+@given(segments=st.lists(st.tuples(st.floats(allow_nan=True, allow_infinity=True, width=32),
+                                   st.floats(allow_nan=True, allow_infinity=True, width=32)), max_size=6),
+       duration=st.floats(min_value=0.1, max_value=10))
+def test_word_segments_are_checked_or_refused_by_name(segments, duration):
+    """The one segment check every entry point uses: what it returns is finite, inside the audio, in time order and
+    non-overlapping; anything else is a ValueError naming word_segments or a word segment."""
+    from speechbert.feature_extraction_speechbert import check_word_segments
+
+    try:
+        found = check_word_segments(segments, duration)
+    except ValueError as error:
+        assert "word_segments" in str(error) or "word segment" in str(error)
+        return
+    assert np.isfinite(found).all() and (found[:, 0] >= 0).all() and (found[:, 1] <= duration + 0.01).all()
+    assert (found[:, 1] > found[:, 0]).all() and (found[1:, 0] >= found[:-1, 1] - 1e-3).all()
+
+
+@PROPERTY_SETTINGS
+@given(dtype=st.sampled_from([np.int16, np.int32, np.uint8]), seed=st.integers(0, 2**16))
+def test_pcm_integers_map_into_minus_one_to_one_alike_everywhere(dtype, seed):
+    from speechbert.feature_extraction_speechbert import to_float_samples
+
+    info = np.iinfo(dtype)
+    pcm = np.random.default_rng(seed).integers(info.min, info.max, size=1600, endpoint=True).astype(dtype)
+    out = to_float_samples(pcm)
+    assert out.dtype == np.float32 and out.min() >= -1.0 - 1e-6 and out.max() <= 1.0 + 1e-6
+    np.testing.assert_array_equal(out, pipe().processor.feature_extractor.to_mono(pcm))
