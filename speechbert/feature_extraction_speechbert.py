@@ -44,7 +44,8 @@ def to_float_samples(array) -> np.ndarray:
     if array.dtype.kind != "f":
         raise ValueError(f"audio must be float or PCM integer samples, got dtype {array.dtype}")
     peak = float(np.nanmax(np.abs(array))) if array.size else 0.0
-    if peak > MAX_FLOAT_PEAK and np.isfinite(peak):  # NaN and infinity get their own error later  # PCM values in a float array: read as samples 30,000 times too loud
+    # PCM values in a float array read as samples 30,000 times too loud; NaN and infinity get their own error later.
+    if peak > MAX_FLOAT_PEAK and np.isfinite(peak):
         raise ValueError(f"float audio reaches {peak:g}: float samples lie in [-1, 1]. These look like PCM integers "
                          "cast to float: divide by 32768 (int16) first, or pass the integer array itself")
     return array.astype(np.float32, copy=False)

@@ -21,23 +21,13 @@ import torch
 from transformers import Pipeline
 
 from .feature_extraction_speechbert import check_word_segments
-from .pipeline_speechbert import SAMPLING_RATE, TASK, check_questions, check_sampling_rate_type, load_audio, \
-    recognize_words
+from .pipeline_speechbert import (SAMPLING_RATE, TASK, check_integer_options, check_questions,
+                                  check_sampling_rate_type, load_audio, recognize_words)
 from .processing_speechbert import best_spans, check_words
 from .text_qa import pad_tokens, text_windows, text_word_scores
 
-CASCADE_PIPELINE = {"impl": "pipeline_cascade.CascadeQuestionAnsweringPipeline", "pt": ["AutoModelForQuestionAnswering"],
-                    "tf": [], "type": "multimodal"}
-
-
-def _check_integer(name, value, low, high=None):
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if value < low or (high is not None and value > high):
-        bounds = f">= {low}" if high is None else f"in [{low}, {high}] (the model's position embeddings)"
-        raise ValueError(f"{name} must be {bounds}, got {value}")
+CASCADE_PIPELINE = {"impl": "pipeline_cascade.CascadeQuestionAnsweringPipeline",
+                    "pt": ["AutoModelForQuestionAnswering"], "tf": [], "type": "multimodal"}
 
 
 class CascadeQuestionAnsweringPipeline(Pipeline):
@@ -60,10 +50,9 @@ class CascadeQuestionAnsweringPipeline(Pipeline):
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
         check_sampling_rate_type(sampling_rate)
         limit = self.model.config.max_position_embeddings
-        for name, value, low, high in (("top_k", top_k, 1, None), ("max_answer_words", max_answer_words, 1, None),
-                                       ("max_length", max_length, 8, limit), ("stride", stride, 0, None),
-                                       ("window_batch_size", window_batch_size, 1, None)):
-            _check_integer(name, value, low, high)
+        check_integer_options((("top_k", top_k, 1, None), ("max_answer_words", max_answer_words, 1, None),
+                               ("max_length", max_length, 8, limit), ("stride", stride, 0, None),
+                               ("window_batch_size", window_batch_size, 1, None)))
         if stride is not None and stride >= (max_length or min(384, limit)) // 2:
             raise ValueError(f"stride ({stride}) must be below half of max_length ({max_length or min(384, limit)})")
         if max_length is not None and stride is None and min(128, max_length // 3) + 4 >= max_length:

@@ -32,6 +32,19 @@ def check_sampling_rate_type(sampling_rate):
                          f"({type(sampling_rate).__name__})")
 
 
+def check_integer_options(options) -> None:
+    """A `ValueError` naming the first of `options` ((name, value, low, high) each; a None value is not given) that is
+    not an integer in [low, high] (high None: no upper bound; the upper bound is the model's position embeddings)."""
+    for name, value, low, high in options:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"in [{low}, {high}] (the model's position embeddings)"
+            raise ValueError(f"{name} must be {bounds}, got {value}")
+
+
 def check_questions(question, tokenizer) -> tuple[list[str], list[int]]:
     """The questions of a call (one string or a list) and each one's number of word pieces, or a `ValueError` naming
     the bad one: not a string, empty, or nothing the tokenizer reads as a word piece (zero-width or control
@@ -258,16 +271,9 @@ class SpokenQuestionAnsweringPipeline(Pipeline):
             raise ValueError("segmenter='model' but this checkpoint has no word segmenter (config.word_segmenter is "
                              "False): train one with run_segmenter.py, or use segmenter='asr'")
         limit = self.model.config.max_position_embeddings
-        for name, value, low, high in (("top_k", top_k, 1, None), ("max_answer_segments", max_answer_segments, 1, None),
-                                       ("max_length", max_length, 8, limit), ("stride", stride, 0, None),
-                                       ("window_batch_size", window_batch_size, 1, None)):
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-            if value < low or (high is not None and value > high):
-                bounds = f">= {low}" if high is None else f"in [{low}, {high}] (the model's position embeddings)"
-                raise ValueError(f"{name} must be {bounds}, got {value}")
+        check_integer_options((("top_k", top_k, 1, None), ("max_answer_segments", max_answer_segments, 1, None),
+                               ("max_length", max_length, 8, limit), ("stride", stride, 0, None),
+                               ("window_batch_size", window_batch_size, 1, None)))
         if stride is not None and max_length is not None and stride >= max_length:
             raise ValueError(f"stride ({stride}) must be smaller than max_length ({max_length})")
         if words is not None:

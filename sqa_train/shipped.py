@@ -54,7 +54,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from .stages import weight_files
+from .stages import files_sha1, weight_files
 
 logger = logging.getLogger(__name__)
 
@@ -79,17 +79,6 @@ def shipped_dir() -> Path | None:
     if value is None:
         return DEFAULT_DIR
     return None if value.strip().lower() in ("", "none") else Path(value)
-
-
-def _sha1_files(files) -> str:
-    """As `sqa_train.stages.checkpoint_identity`: the sha1 over each file's name and bytes, in sorted order."""
-    digest = hashlib.sha1()
-    for file in sorted(files):
-        digest.update(Path(file).name.encode())
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def _sha256(path) -> str:
@@ -177,7 +166,7 @@ def export(step, benchmark, name, weights="half", dtype="float16", base=None, ou
     if (target / MANIFEST).is_file():
         old = json.loads((target / MANIFEST).read_text())
         same = json.loads((target / "settings.json").read_text()) == settings and old["stage"] == stage
-        if same and _sha1_files(weight_files(step)) == old["weights_sha1"]:
+        if same and files_sha1(weight_files(step)) == old["weights_sha1"]:
             logger.info("%s already holds %s: nothing to export", target, step)
             return target
         if keep_existing and not replace:
@@ -189,11 +178,11 @@ def export(step, benchmark, name, weights="half", dtype="float16", base=None, ou
                              f"{'equal' if same else 'differ'}): pass --replace to ship this one instead (a shipped "
                              "checkpoint is replaced only when a benchmark run improves on it)")
     tensors, metadata = _read_weights(step)
-    source_sha1 = _sha1_files([step / WEIGHTS])
+    source_sha1 = files_sha1([step / WEIGHTS])
     manifest = {"format": FORMAT_VERSION, "name": name, "stage": stage, "weights": weights,
                 "weights_sha1": source_sha1, "source_dtypes": sorted({str(t.dtype) for t in tensors.values()}),
                 "safetensors_metadata": metadata, "date": datetime.date.today().isoformat(),
-                **({"float32_weights_sha1": _sha1_files([step / "float32" / WEIGHTS])}
+                **({"float32_weights_sha1": files_sha1([step / "float32" / WEIGHTS])}
                    if (step / "float32" / WEIGHTS).is_file() else {}),
                 "code_commit": _git_commit()}
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -219,12 +208,12 @@ def export(step, benchmark, name, weights="half", dtype="float16", base=None, ou
                 by_content = {_tensor_key(t): k for k, t in base_tensors.items()}
                 from_base = {k: by_content[_tensor_key(t)] for k, t in tensors.items() if _tensor_key(t) in by_content}
                 manifest["base"] = {"name": base, "package": BASES[base]["package"],
-                                    "weights_sha1": _sha1_files([folder / WEIGHTS])}
+                                    "weights_sha1": files_sha1([folder / WEIGHTS])}
             own = {k: t.contiguous() for k, t in tensors.items() if k not in from_base}
             save_file(own, str(staging / STEP_WEIGHTS), metadata=metadata)
             manifest["from_base"] = dict(sorted(from_base.items()))
         with tempfile.TemporaryDirectory() as scratch:
-            restored = _sha1_files([_rebuild(staging, manifest, Path(scratch))])
+            restored = files_sha1([_rebuild(staging, manifest, Path(scratch))])
         if restored != source_sha1:
             raise ValueError(f"{step}: its weights as restored are not bit for bit the step's (sha1 {restored}, the "
                              f"step's {source_sha1})")
@@ -361,7 +350,7 @@ def _rebuild(checkpoint: Path, manifest: dict, into: Path) -> Path:
         if manifest["from_base"]:
             base = manifest["base"]
             folder = base_folder(base["name"])
-            found = _sha1_files([folder / WEIGHTS])
+            found = files_sha1([folder / WEIGHTS])
             if found != base["weights_sha1"]:
                 raise ValueError(f"{checkpoint}: its base {base['package']} at {folder} is not the one it was shipped "
                                  f"against (weights sha1 {found}, expected {base['weights_sha1']}): install the "
@@ -399,7 +388,7 @@ def verify(checkpoint) -> dict:
     if problems:
         raise ValueError(f"{checkpoint}: {'; '.join(problems)}")
     with tempfile.TemporaryDirectory() as scratch:
-        found = _sha1_files([_rebuild(checkpoint, manifest, Path(scratch))])
+        found = files_sha1([_rebuild(checkpoint, manifest, Path(scratch))])
     if found != manifest["weights_sha1"]:
         raise ValueError(f"{checkpoint}: its weights restore to sha1 {found}, not the {manifest['weights_sha1']} "
                          "recorded when it was shipped")
@@ -421,7 +410,7 @@ def restore(checkpoint, folder) -> Path:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(checkpoint / name, folder / name)
     path = _rebuild(checkpoint, manifest, folder)
-    found = _sha1_files([path])
+    found = files_sha1([path])
     if found != manifest["weights_sha1"]:
         path.unlink()
         raise ValueError(f"{checkpoint}: restored weights have sha1 {found}, not the recorded "
@@ -553,7 +542,8 @@ def main(argv=None):
             manifest = read_manifest(args.checkpoint)
             print(restore(args.checkpoint, Path(args.benchmark) / manifest["stage"]))
         elif args.command == "verify":
-            folders = args.checkpoints or [p.parent for p in sorted((shipped_dir() or DEFAULT_DIR).glob(f"*/{MANIFEST}"))]
+            shelf = shipped_dir() or DEFAULT_DIR
+            folders = args.checkpoints or [p.parent for p in sorted(shelf.glob(f"*/{MANIFEST}"))]
             for folder in folders:
                 manifest = verify(folder)
                 print(f"{folder}: ok ({manifest['stage']}, {_size(Path(folder))})")
@@ -564,7 +554,7 @@ def main(argv=None):
 
             if args.step is not None:
                 shipped_sha1 = read_manifest(args.checkpoint)["weights_sha1"]
-                if _sha1_files(weight_files(args.step)) != shipped_sha1:
+                if files_sha1(weight_files(args.step)) != shipped_sha1:
                     message = (f"{args.step} does not hold the weights of {args.checkpoint}: its figures are not that "
                                "checkpoint's")
                     if not args.if_shipped:

@@ -130,15 +130,18 @@ def checkpoint_identity(name_or_path) -> dict:
     checkpoint rebuilt in place, say a graft of another step-1 encoder, is not taken for the old one, and a folder
     moved elsewhere still is itself); else its name (a Hub id)."""
     files = weight_files(name_or_path)
-    if not files:
-        return {"name": str(name_or_path)}
+    return {"weights_sha1": files_sha1(files)} if files else {"name": str(name_or_path)}
+
+
+def files_sha1(files) -> str:
+    """The sha1 over each file's name and bytes, in sorted order: a checkpoint's identity from its weight files."""
     digest = hashlib.sha1()
-    for file in files:
+    for file in sorted(Path(f) for f in files):
         digest.update(file.name.encode())
         with open(file, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
-    return {"weights_sha1": digest.hexdigest()}
+    return digest.hexdigest()
 
 
 def fingerprint_sha1(fingerprint: dict) -> str:
